@@ -1,0 +1,42 @@
+# `make run` and `make test` install what is missing, then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian 12 / Raspberry Pi OS packages: build tools for pyscard, the real
+# software stack the agent and its tests drive, and Xvfb for display tests.
+DEB_PACKAGES := python3-venv python3-dev build-essential swig libpcsclite-dev \
+	pcscd vsmartcard-vpcd pcsc-tools espeak-ng alsa-utils sox libgl1 \
+	mosquitto mosquitto-clients xvfb
+
+.PHONY: run test bench deps venv clean
+
+run: deps venv
+	$(BIN)/atm run
+
+test: deps venv
+	$(BIN)/python -m pytest -q
+
+bench: deps venv
+	$(BIN)/python bench/run.py
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

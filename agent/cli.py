@@ -1,0 +1,194 @@
+"""The ``atm`` command: run, demo and status."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import tomllib
+
+from agent import config as configmod
+from agent.config import ConfigError
+from agent.output import Recorder, human_line, to_json
+from agent.prompts import PromptError
+from devices.registry import LocatorError
+from fsm.clock import RealClock, VirtualClock
+
+JSON_TYPES = ("state", "device", "prompt", "video", "telemetry")
+
+
+class UsageError(Exception):
+    """A bad command line; printed as one line."""
+
+
+def load_config(path: str | None, overrides: dict | None = None) -> configmod.Config:
+    """The config file (or the defaults) with a scenario's overrides on top."""
+    raw: dict = {}
+    if path is not None:
+        base = configmod.load(path)  # validates and names the file in errors
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+        source = base.source
+    else:
+        source = "<defaults>"
+    raw.update(overrides or {})
+    return configmod.from_dict(raw, source)
+
+
+def make_agent(cfg, clock, recorder, brokers: list[str] | None):
+    from agent.runtime import Agent
+    try:
+        return Agent(cfg, clock, recorder, brokers=brokers)
+    except ValueError as exc:  # a malformed broker URL
+        if isinstance(exc, ConfigError):
+            raise
+        raise UsageError(str(exc)) from None
+
+
+def _printer(as_json: bool):
+    def sink(record: dict) -> None:
+        if as_json:
+            if record["type"] in JSON_TYPES:
+                print(to_json(record), flush=True)
+        else:
+            print(human_line(record), flush=True)
+    return sink
+
+
+# -- atm demo ------------------------------------------------------------------
+def cmd_demo(args) -> int:
+    from agent.scenarios import SCENARIOS, ScenarioRun
+    scenario = SCENARIOS.get(args.scenario)
+    if scenario is None:
+        raise UsageError(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})")
+    cfg = load_config(args.config, scenario.config)
+    if args.journal:
+        cfg.journal_path = args.journal
+    clock = VirtualClock()
+    recorder = Recorder(clock)
+    recorder.sinks.append(_printer(args.json))
+    agent = make_agent(cfg, clock, recorder, args.mqtt)
+    agent.warm_prompts()
+    problems = ScenarioRun(scenario, agent).run()
+    agent.stop()
+    if problems:
+        print(f"atm: scenario {scenario.name} did not end as scripted: {'; '.join(problems)}",
+              file=sys.stderr)
+        return 1
+    if not args.json:
+        print(f"scenario {scenario.name}: ended as scripted")
+    return 0
+
+
+# -- atm run -------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from hw_mocks.crowd import Crowd
+    cfg = load_config(args.config)
+    clock = RealClock()
+    recorder = Recorder(clock, keep=False)
+    recorder.sinks.append(_printer(False))
+    agent = make_agent(cfg, clock, recorder, args.mqtt)
+    report = agent.warm_prompts()
+    print(f"speech cache: {len(report.rendered)} rendered, {report.cached} cached,"
+          f" {len(report.failed)} failed ({report.seconds:.2f} s)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    ready = threading.Event()
+    recorder.sinks.append(lambda r: ready.set() if r["type"] == "state" and r["state"] in
+                          ("idle", "out_of_service") and r["previous"] == "starting" else None)
+    agent.start()
+    if not args.no_customers:
+        Crowd(agent, cfg, seed=args.seed).start(first_within=3.0)
+    agent.start_thread()
+    if ready.wait(10):
+        print(f"ready: ATM {cfg.atm_id} is {agent.atm.service} (Ctrl-C to stop)", flush=True)
+    stop.wait(args.duration or None)
+    agent.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+# -- atm status ----------------------------------------------------------------
+def status_report(cfg: configmod.Config) -> dict:
+    """Open each device, self-test it and report, without starting sessions."""
+    from agent.runtime import Agent
+    agent = Agent(cfg, VirtualClock())
+    agent.open(persist=False)
+    try:
+        for device in agent.devices.values():
+            device.self_test()
+        agent.atm.refresh_service(announce=False)
+        return {
+            "atm_id": cfg.atm_id,
+            "service": agent.atm.service,
+            "functions": agent.atm.functions,
+            "devices": {k: d.describe() for k, d in agent.devices.items()},
+            "cassettes": [c.as_dict() for c in agent.devices["dispenser"].cassettes],
+            "journal": cfg.journal_path,
+        }
+    finally:
+        agent.close()
+
+
+def cmd_status(args) -> int:
+    report = status_report(load_config(args.config))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return 0
+    print(f"ATM {report['atm_id']}: {report['service']} ({', '.join(report['functions']) or 'no functions'})")
+    for kind, d in report["devices"].items():
+        faults = "; ".join(f"{f['code']}: {f['message']}" for f in d["faults"])
+        print(f"  {kind:<12} {d['status']:<15} {d['locator']}" + (f"  [{faults}]" if faults else ""))
+    for c in report["cassettes"]:
+        print(f"  cassette {c['id']}: {c['count']} x {c['denomination']} ({c['status']})")
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atm", description="ATM firmware simulator and edge agent")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the agent on the configured rig with simulated customers")
+    run.add_argument("--config", help="TOML config file (default: built-in simulated rig)")
+    run.add_argument("--mqtt", action="append", metavar="URL", help="broker URL (mqtt://host:port)")
+    run.add_argument("--seed", type=int, default=None, help="seed for the simulated customers")
+    run.add_argument("--no-customers", action="store_true", help="do not simulate customers")
+    run.add_argument("--duration", type=float, default=0, metavar="SECONDS",
+                     help="stop by itself after this long (default: run until Ctrl-C)")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="run a scripted scenario on the virtual clock")
+    demo.add_argument("--scenario", required=True, help="scenario name")
+    demo.add_argument("--config", help="TOML config file")
+    demo.add_argument("--json", action="store_true", help="one JSON object per line")
+    demo.add_argument("--mqtt", action="append", metavar="URL", help="also publish telemetry there")
+    demo.add_argument("--journal", help="journal file (default: from the config, in memory)")
+    demo.set_defaults(func=cmd_demo)
+
+    status = sub.add_parser("status", help="devices, service state and cassette levels")
+    status.add_argument("--config", help="TOML config file")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except (ConfigError, LocatorError, PromptError, UsageError) as exc:
+        print(f"atm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Electronic journal (SQLite).
+
+Every session step is a row. Every device command that moves money or a card
+is an *intent* row, committed before the command is sent, and an *outcome*
+row after it; the outcome row updates the cassette counts in the same
+transaction. After a crash, an intent with no outcome is exactly the command
+whose result must be reconciled. Card numbers never reach the journal: only
+masked numbers and tokens do.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from devices.dispenser import Cassette
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts      TEXT NOT NULL,
+    session TEXT,
+    kind    TEXT NOT NULL CHECK (kind IN ('step', 'intent', 'outcome', 'fault', 'event', 'recovery')),
+    name    TEXT NOT NULL,
+    intent  INTEGER REFERENCES entries(seq),
+    data    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_session ON entries(session);
+CREATE INDEX IF NOT EXISTS entries_intent ON entries(intent);
+CREATE TABLE IF NOT EXISTS cassettes (
+    id           TEXT PRIMARY KEY,
+    denomination INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    low          INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    ts: str
+    session: str | None
+    kind: str
+    name: str
+    intent: int | None
+    data: dict
+
+
+class Journal:
+    """The journal of one ATM. Used from the state-machine thread only."""
+
+    def __init__(self, path: str, clock):
+        self.path = path
+        self.clock = clock
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        if path != ":memory:":
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed intent or outcome survives a power cut.
+            self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _ts(self) -> str:
+        return self.clock.utcnow().isoformat(timespec="milliseconds")
+
+    def _insert(self, kind: str, name: str, session: str | None, data: dict,
+                intent: int | None = None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO entries (ts, session, kind, name, intent, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (self._ts(), session, kind, name, intent, json.dumps(data, ensure_ascii=False, default=str)))
+        return cur.lastrowid
+
+    def step(self, session: str | None, name: str, /, **data) -> int:
+        return self._insert("step", name, session, data)
+
+    def event(self, session: str | None, name: str, /, **data) -> int:
+        return self._insert("event", name, session, data)
+
+    def fault(self, fault: dict) -> int:
+        return self._insert("fault", fault["code"], None, fault)
+
+    def intent(self, session: str | None, name: str, /, **data) -> int:
+        """Record a command about to be sent; returns the intent id."""
+        return self._insert("intent", name, session, data)
+
+    def outcome(self, intent: int, session: str | None, name: str, /,
+                cassettes: list[Cassette] | None = None, **data) -> int:
+        """Record what the command did, and the cassette counts after it, atomically."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            seq = self._insert("outcome", name, session, data, intent)
+            if cassettes:
+                self._write_cassettes(cassettes)
+        return seq
+
+    # cassettes ----------------------------------------------------------------
+    def _write_cassettes(self, cassettes: list[Cassette]) -> None:
+        self.db.executemany(
+            "INSERT INTO cassettes (id, denomination, count, low) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET denomination=excluded.denomination,"
+            " count=excluded.count, low=excluded.low",
+            [(c.id, c.denomination, c.count, c.low) for c in cassettes])
+
+    def save_cassettes(self, cassettes: list[Cassette]) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._write_cassettes(cassettes)
+
+    def load_cassettes(self) -> list[Cassette]:
+        rows = self.db.execute("SELECT id, denomination, count, low FROM cassettes ORDER BY id")
+        return [Cassette(id=r[0], denomination=r[1], count=r[2], low=r[3]) for r in rows]
+
+    # queries --------------------------------------------------------------------
+    def entries(self, session: str | None = None, kind: str | None = None) -> list[Entry]:
+        sql, args = "SELECT seq, ts, session, kind, name, intent, data FROM entries", []
+        where = []
+        if session is not None:
+            where.append("session = ?")
+            args.append(session)
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.db.execute(sql + " ORDER BY seq", args)
+        return [Entry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    def pending_intents(self) -> list[Entry]:
+        """Intents with no outcome: commands interrupted by a crash."""
+        rows = self.db.execute(
+            "SELECT seq, ts, session, kind, name, intent, data FROM entries i WHERE kind = 'intent'"
+            " AND NOT EXISTS (SELECT 1 FROM entries o WHERE o.kind = 'outcome' AND o.intent = i.seq)"
+            " ORDER BY seq")
+        return [Entry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    def recover(self) -> list[Entry]:
+        """Close every interrupted intent with a recovery row; return them.
+
+        A dispense whose outcome is unknown leaves the counts as the intent
+        found them and marks the result for reconciliation by an engineer.
+        """
+        pending = self.pending_intents()
+        for entry in pending:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self._insert("recovery", entry.name, entry.session,
+                             {"result": "unknown", "reconcile": "required", **entry.data}, entry.seq)
+                self._insert("outcome", entry.name, entry.session,
+                             {"ok": False, "result": "interrupted"}, entry.seq)
+        return pending

@@ -1,0 +1,55 @@
+"""What the agent reports: one record per state change, device event,
+prompt, video action and telemetry message, sent to any number of sinks
+(the CLI printers, the simulated customer, tests)."""
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+Sink = Callable[[dict], None]
+
+
+class Recorder:
+    """Stamps each record with the clock and hands it to the sinks."""
+
+    def __init__(self, clock, keep: bool = True):
+        self.clock = clock
+        self.sinks: list[Sink] = []
+        self.records: list[dict] | None = [] if keep else None
+
+    def __call__(self, type_: str, **fields) -> None:
+        record = {"type": type_, "t": round(self.clock.now(), 3), **fields}
+        if self.records is not None:
+            self.records.append(record)
+        for sink in self.sinks:
+            sink(record)
+
+    def of_type(self, type_: str) -> list[dict]:
+        return [r for r in self.records or () if r["type"] == type_]
+
+
+def to_json(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def _describe(r: dict) -> str:
+    kind = r["type"]
+    if kind == "state":
+        return f"state   {r['previous']} -> {r['state']}  ({r['trigger']})"
+    if kind == "device":
+        extra = {k: v for k, v in r.items() if k not in ("type", "t", "device", "event")}
+        return f"device  {r['device']}.{r['event']} {to_json(extra) if extra else ''}".rstrip()
+    if kind == "prompt":
+        if r.get("action") == "stop":
+            return f"prompt  stop {r.get('pattern')} ({r.get('reason')})"
+        return f"prompt  {r['prompt']} [{r['language']}]" + (f" {r['pattern']} #{r['repeat']}" if r.get("pattern") else "")
+    if kind == "video":
+        return f"video   {r['action']} {r.get('path', '')}".rstrip()
+    if kind == "telemetry":
+        return f"mqtt    {r['topic']} {to_json(r['payload'])}"
+    rest = {k: v for k, v in r.items() if k not in ("type", "t")}
+    return f"{kind:<7} {to_json(rest)}"
+
+
+def human_line(record: dict) -> str:
+    return f"{record['t']:10.3f}  {_describe(record)}"

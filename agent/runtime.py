@@ -1,0 +1,165 @@
+"""Builds and runs one ATM: devices, event loop, journal, telemetry, voice.
+
+:class:`Agent` wires the parts together from a :class:`~agent.config.Config`.
+The clock decides the mode: a virtual clock for demos and tests, the real
+clock for ``atm run`` and kiosks.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from agent.config import Config
+from agent.journal import Journal
+from agent.output import Recorder
+from agent.prompts import Catalogue, PromptCache
+from agent.telemetry import MemoryPublisher, Telemetry
+from devices.base import DeviceContext
+from devices.registry import DEVICE_KINDS, create_device
+from fsm.atm import ATM, Settings
+from fsm.clock import Scheduler
+from fsm.loop import EventLoop
+from fsm.prompter import Prompter
+from hw_mocks.bank_host import demo_host
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+HELP_VIDEO = ASSETS / "video" / "help.mp4"
+
+
+class VoiceLibrary:
+    """Prompt texts, patterns and rendered clips, as the state machine asks for them."""
+
+    def __init__(self, catalogue: Catalogue, cache: PromptCache):
+        self.catalogue = catalogue
+        self.cache = cache
+        self.clip = cache.clip
+        self.chime = cache.chime
+        self.pattern = catalogue.pattern
+
+    def display(self, prompt_id: str, language: str) -> str:
+        try:
+            return self.catalogue.display(prompt_id, language)
+        except KeyError:
+            return ""
+
+
+class Agent:
+    """One ATM on one clock."""
+
+    def __init__(self, config: Config, clock, recorder: Recorder | None = None,
+                 brokers: list[str] | None = None, catalogue: Catalogue | None = None):
+        self.config = config
+        self.clock = clock
+        self.scheduler = Scheduler(clock)
+        self.recorder = recorder or Recorder(clock)
+        self.loop = EventLoop(self.scheduler)
+        self.telemetry = Telemetry(config.atm_id, clock, on_message=self._telemetry_out)
+        self.publisher = self._make_publisher(brokers if brokers is not None else config.telemetry["brokers"])
+        self.telemetry.publishers.append(self.publisher)
+        self.journal = Journal(config.journal_path, clock)
+        self.catalogue = catalogue or Catalogue.load(ASSETS / "prompts")
+        self.prompts = PromptCache(config.speech["cache_dir"] or None, self.catalogue,
+                                   timeout=config.speech["render_timeout"])
+        self.voice = VoiceLibrary(self.catalogue, self.prompts)
+        self.host = demo_host(self.scheduler, config.card_key)
+        self.devices = self._create_devices()
+        self.prompter = Prompter(self.scheduler, self.devices["speaker"], self.devices["display"],
+                                 self.voice, self.recorder)
+        t = config.timeouts
+        settings = Settings(
+            atm_id=config.atm_id, languages=config.languages, card_key=config.card_key, timeouts=t,
+            pin_attempts=config.session["pin_attempts"], max_withdrawal=config.session["max_withdrawal"],
+            magstripe_fallback=config.session["magstripe_fallback"],
+            cash_interval=config.telemetry["cash_interval"], help_video=str(HELP_VIDEO))
+        self.atm = ATM(settings, self.devices, self.scheduler, self.journal, self.telemetry,
+                       self.prompter, self.host, self.loop.post, self.recorder)
+        self.loop.dispatch = self.atm.handle
+        self._thread: threading.Thread | None = None
+
+    def _make_publisher(self, brokers: list[str]):
+        """MQTT when brokers are given (the Will marks the ATM offline), else memory."""
+        if not brokers:
+            return MemoryPublisher()
+        from agent.mqtt import MqttPublisher
+        return MqttPublisher(brokers, client_id=f"atm-{self.config.atm_id}",
+                             will=self.telemetry.status_message(False, "unknown"),
+                             keepalive=self.config.telemetry["keepalive"])
+
+    def _create_devices(self) -> dict:
+        ctx = DeviceContext(scheduler=self.scheduler, emit=self._device_event)
+        devices = {kind: create_device(kind, self.config.devices[kind], ctx) for kind in DEVICE_KINDS}
+        ctx.peers.update(devices)
+        return devices
+
+    def _device_event(self, kind: str, event: str, data: dict) -> None:
+        self.loop.post("device", kind=kind, event=event, data=data)
+
+    def _telemetry_out(self, message) -> None:
+        self.recorder("telemetry", topic=message.topic, payload=message.payload,
+                      qos=message.qos, retain=message.retain)
+
+    # lifecycle -------------------------------------------------------------
+    def warm_prompts(self):
+        """Render missing prompts (a child process); report failures as a fault."""
+        report = self.prompts.warm()
+        if not report.ok:
+            self.devices["speaker"].raise_fault(
+                "prompts_unrendered", f"{len(report.failed)} prompts could not be rendered;"
+                " their text is shown instead")
+        return report
+
+    def open(self, persist: bool = True) -> None:
+        """Open every device and load the cassette counts (journal first, then config)."""
+        for device in self.devices.values():
+            device.open()
+        cassettes = self.journal.load_cassettes() or self.config.cassettes
+        self.devices["dispenser"].load_cassettes(cassettes)
+        if persist:
+            self.journal.save_cassettes(self.devices["dispenser"].cassettes)
+
+    def start(self) -> None:
+        """Open the devices and let the state machine run its start-up (on the loop)."""
+        self.open()
+        start = getattr(self.publisher, "start", None)
+        if start is not None:
+            start()
+        self.scheduler.call_later(0, self.atm.start)
+
+    def start_thread(self) -> None:
+        """Real clock: run the loop on its own thread."""
+        self._thread = threading.Thread(target=self.loop.run_forever, name="atm-fsm", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop, publish the offline status and close everything."""
+        self.loop.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        final = self.telemetry.status_message(False, self.atm.service)
+        stop = getattr(self.publisher, "stop", None)
+        if stop is not None:
+            stop(final)
+        else:
+            self.publisher.publish(final)
+        self._telemetry_out(final)
+        self.close()
+
+    def close(self) -> None:
+        """Close the devices and the journal."""
+        for device in self.devices.values():
+            try:
+                device.close()
+            except Exception:  # closing must not hide the other devices' close
+                log.exception("closing %s", device.kind)
+        self.journal.close()
+
+    def replenish(self, cassettes) -> None:
+        """A cash van loads these cassettes (thread-safe)."""
+        self.loop.post("replenish", cassettes=list(cassettes))
+
+    def maintenance(self, kind: str) -> None:
+        """A field engineer's reset of one device (thread-safe)."""
+        self.loop.post("maintenance", device=kind)

@@ -1,0 +1,188 @@
+"""Finite scripted scenarios for ``atm demo``, run on the virtual clock.
+
+Each scenario says how to set up the rig, which customers come, what happens
+after them, and how to tell that it ended as scripted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hw_mocks.customer import Customer, Visit
+
+MAX_VIRTUAL_SECONDS = 3600.0
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    visits: list[Visit]
+    check: Callable[["ScenarioRun"], list[str]]
+    config: dict = field(default_factory=dict)       # overrides for the config file
+    setup: Callable[[object], None] | None = None     # agent -> None, before the first visit
+    epilogue: Callable[[object], None] | None = None  # agent -> None, after the last visit
+
+
+class ScenarioRun:
+    """Runs a scenario on an agent whose clock is virtual."""
+
+    def __init__(self, scenario: Scenario, agent):
+        self.scenario = scenario
+        self.agent = agent
+        self.pending = list(scenario.visits)
+        self.customers: list[Customer] = []
+        self.problems: list[str] = []
+
+    def run(self) -> list[str]:
+        agent = self.agent
+        agent.start()
+        if self.scenario.setup:
+            agent.scheduler.call_later(0, self.scenario.setup, agent)
+        agent.scheduler.call_later(1.0, self._next)
+        agent.loop.run_until_idle(max_time=MAX_VIRTUAL_SECONDS)
+        if not agent.loop.stopped:
+            return [f"scenario did not finish within {MAX_VIRTUAL_SECONDS:.0f} virtual seconds"
+                    f" (state {agent.atm.state})"]
+        return self.scenario.check(self)
+
+    def _next(self, _customer=None) -> None:
+        if self.pending:
+            customer = Customer(self.agent, self.pending.pop(0), done=self._next)
+            self.customers.append(customer)
+            customer.arrive(delay=2.0)
+            return
+        if self.scenario.epilogue:
+            self.scenario.epilogue(self.agent)
+        self.agent.scheduler.call_later(5.0, self.agent.loop.stop)
+
+    # what the checks look at -------------------------------------------------
+    def sessions(self) -> list[dict]:
+        return [m["payload"] for m in self.agent.recorder.of_type("telemetry")
+                if m["topic"].endswith("/event") and m["payload"].get("event") == "session"]
+
+    def telemetry(self, kind: str) -> list[dict]:
+        return [m["payload"] for m in self.agent.recorder.of_type("telemetry")
+                if m["topic"].endswith("/" + kind)]
+
+    def prompts(self, pattern: str | None = None) -> list[dict]:
+        return [p for p in self.agent.recorder.of_type("prompt")
+                if p.get("action") == "play" and (pattern is None or p.get("pattern") == pattern)]
+
+    def videos(self, action: str) -> list[dict]:
+        return [v for v in self.agent.recorder.of_type("video") if v["action"] == action]
+
+
+def expect(condition: bool, problem: str, problems: list[str]) -> None:
+    if not condition:
+        problems.append(problem)
+
+
+def outcomes(run: ScenarioRun) -> list[str]:
+    return [s["outcome"] for s in run.sessions()]
+
+
+def _completed(function: str, more: Callable[[ScenarioRun, list], None] | None = None):
+    def check(run: ScenarioRun) -> list[str]:
+        problems: list[str] = []
+        expect([(s["function"], s["outcome"]) for s in run.sessions()] == [(function, "completed")],
+               f"expected one completed {function}, got {outcomes(run)}", problems)
+        if more:
+            more(run, problems)
+        return problems
+    return check
+
+
+def _withdrawal_more(run, problems):
+    cas = run.agent.devices["dispenser"].cassette("A")
+    expect(cas.count == 497, f"cassette A should hold 497 notes, holds {cas.count}", problems)
+    expect(run.agent.devices["dispenser"].at_gate == 0, "cash left at the gate", problems)
+
+
+def _deposit_more(run, problems):
+    stored = run.agent.devices["acceptor"].stored
+    expect(stored == {10_000: 2, 1_000: 3}, f"stored notes {stored}", problems)
+
+
+def _transfer_more(run, problems):
+    expect(any(p["prompt"] == "transfer_caution" for p in run.prompts()),
+           "the transfer-fraud caution was not spoken", problems)
+
+
+def _check_forgotten_card(run):
+    problems: list[str] = []
+    expect(outcomes(run) == ["card_retained"], f"outcomes {outcomes(run)}", problems)
+    expect(len(run.prompts("forgotten_card")) >= 2, "forgotten-card prompt not repeated", problems)
+    expect(len(run.agent.devices["card_reader"].captured) == 1, "card not captured", problems)
+    return problems
+
+
+def _check_forgotten_cash(run):
+    problems: list[str] = []
+    expect(outcomes(run) == ["cash_retracted"], f"outcomes {outcomes(run)}", problems)
+    expect(len(run.prompts("forgotten_cash")) >= 2, "forgotten-cash prompt not repeated", problems)
+    expect(run.agent.devices["dispenser"].retracted == 3,
+           f"retracted {run.agent.devices['dispenser'].retracted} notes, expected 3", problems)
+    return problems
+
+
+def _check_idle_help(run):
+    problems: list[str] = []
+    expect(outcomes(run) == ["completed"], f"outcomes {outcomes(run)}", problems)
+    expect(len(run.videos("started")) == 1, "help video did not start once", problems)
+    expect(len(run.videos("stopped")) == 1, "help video did not stop on input", problems)
+    return problems
+
+
+def _jam(agent):
+    agent.devices["dispenser"].inject("jam")
+
+
+def _engineer_clears_jam(agent):
+    agent.devices["dispenser"].remove("jam")
+    agent.maintenance("dispenser")
+
+
+def _check_jam(run):
+    problems: list[str] = []
+    expect(outcomes(run) == ["dispense_failed", "completed"], f"outcomes {outcomes(run)}", problems)
+    faults = run.telemetry("fault")
+    states = [(f["code"], f["state"]) for f in faults if f["device"] == "dispenser"]
+    expect(states == [("jam", "raised"), ("jam", "cleared")], f"dispenser faults {states}", problems)
+    services = [s["service"] for s in run.telemetry("status")]
+    expect("degraded" in services and services[-1] == "in_service", f"service states {services}", problems)
+    return problems
+
+
+def _check_cash_low(run):
+    problems: list[str] = []
+    expect(outcomes(run) == ["completed"], f"outcomes {outcomes(run)}", problems)
+    last = run.telemetry("cash")[-1]["cassettes"]
+    a = next(c for c in last if c["id"] == "A")
+    expect(a["status"] == "low" and a["count"] == 49, f"cassette A reported {a}", problems)
+    return problems
+
+
+SCENARIOS = {s.name: s for s in [
+    Scenario("withdrawal", "A customer withdraws 30,000 yen and takes card and cash.",
+             [Visit("withdrawal", amount=30_000)], _completed("withdrawal", _withdrawal_more)),
+    Scenario("deposit", "A customer deposits 23,000 yen.",
+             [Visit("deposit")], _completed("deposit", _deposit_more)),
+    Scenario("balance", "A customer checks the balance.",
+             [Visit("balance")], _completed("balance")),
+    Scenario("transfer", "A transfer, with the fraud caution spoken and shown first.",
+             [Visit("transfer", amount=50_000)], _completed("transfer", _transfer_more)),
+    Scenario("forgotten-card", "After a balance inquiry the customer walks away without the card.",
+             [Visit("balance", forget_card=True)], _check_forgotten_card),
+    Scenario("forgotten-cash", "The customer takes the card but walks away without the cash.",
+             [Visit("withdrawal", forget_cash=True)], _check_forgotten_cash),
+    Scenario("idle-help", "A customer is stuck at the menu; the help video plays until a key is pressed.",
+             [Visit("balance", idle_at="menu", idle_for=20.0)], _check_idle_help),
+    Scenario("dispenser-jam", "The dispenser jams mid-withdrawal; balance still works; an engineer clears it.",
+             [Visit("withdrawal"), Visit("balance", card="domestic2")], _check_jam,
+             setup=_jam, epilogue=_engineer_clears_jam),
+    Scenario("cash-low", "A withdrawal takes cassette A below its low threshold.",
+             [Visit("withdrawal", amount=40_000)], _check_cash_low,
+             config={"cassettes": [{"id": "A", "denomination": 10_000, "count": 53, "low": 50},
+                                   {"id": "B", "denomination": 1_000, "count": 1000, "low": 100}]}),
+]}

@@ -1,0 +1,91 @@
+"""Benchmarks for the walking skeleton; prints a table of figures.
+
+1. Complete withdrawal sessions per second on the virtual clock, one core
+   (target >= 2,000/s): in-memory journal, and an on-disk journal side by side.
+2. Start-up of `atm run` until it is ready, speech cache warm (target <= 2 s).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent import config as configmod  # noqa: E402
+from agent.output import Recorder  # noqa: E402
+from agent.runtime import Agent  # noqa: E402
+from fsm.clock import VirtualClock  # noqa: E402
+from hw_mocks.customer import Customer, Visit  # noqa: E402
+
+BIG_CASSETTES = [{"id": "A", "denomination": 10_000, "count": 10_000_000, "low": 10},
+                 {"id": "B", "denomination": 1_000, "count": 10_000_000, "low": 10}]
+
+
+def withdrawals_per_second(sessions: int, journal: str) -> float:
+    cfg = configmod.from_dict({"cassettes": BIG_CASSETTES})
+    cfg.journal_path = journal
+    clock = VirtualClock()
+    agent = Agent(cfg, clock, Recorder(clock, keep=False))
+    agent.warm_prompts()
+    agent.start()
+    left = [sessions]
+
+    def next_customer(_=None):
+        if left[0] == 0:
+            agent.loop.stop()
+            return
+        left[0] -= 1
+        Customer(agent, Visit("withdrawal", amount=23_000, think=1.0), done=next_customer).arrive(0.5)
+
+    agent.scheduler.call_later(1.0, next_customer)
+    start = time.perf_counter()
+    agent.loop.run_until_idle()
+    elapsed = time.perf_counter() - start
+    done = agent.atm.sessions_done
+    assert done == sessions, f"only {done} of {sessions} sessions ran"
+    agent.close()
+    return sessions / elapsed
+
+
+def startup_seconds(runs: int) -> list[float]:
+    atm = str(Path(sys.executable).parent / "atm")
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.Popen([atm, "run", "--no-customers", "--duration", "0.2"],
+                                stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        for line in proc.stdout:
+            if line.startswith("ready:"):
+                out.append(time.perf_counter() - start)
+                break
+        proc.communicate(timeout=30)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sessions", type=int, default=5000)
+    parser.add_argument("--startup-runs", type=int, default=5)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    rate_mem = withdrawals_per_second(args.sessions, ":memory:")
+    with tempfile.TemporaryDirectory() as tmp:
+        rate_disk = withdrawals_per_second(max(200, args.sessions // 10), os.path.join(tmp, "j.db"))
+    starts = startup_seconds(args.startup_runs)
+    print(f"withdrawal sessions/s, virtual clock, one core, journal in memory : {rate_mem:8.0f}  (target >= 2000)")
+    print(f"withdrawal sessions/s, virtual clock, one core, journal on disk   : {rate_disk:8.0f}  (synchronous=FULL)")
+    print(f"ratio disk/memory                                                 : {rate_disk / rate_mem:8.3f}")
+    print(f"atm run start-up to ready, warm speech cache, median of {len(starts)}       : "
+          f"{statistics.median(starts):8.3f} s (target <= 2 s; min {min(starts):.3f}, max {max(starts):.3f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""What every device has in common: status, faults and an event callback.
+
+Vocabulary follows XFS4IoT where it fits (status, error actions).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class DeviceStatus(str, enum.Enum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    HARDWARE_ERROR = "hardware_error"
+    USER_ERROR = "user_error"
+    BUSY = "busy"
+
+
+class Severity(str, enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+class Action(str, enum.Enum):
+    """Suggested action for a fault (XFS4IoT error actions plus a few)."""
+
+    NONE = "none"
+    RESET = "reset"
+    CLEAR = "clear"
+    MAINTENANCE = "maintenance"
+    REPLENISH = "replenish"
+    CONFIGURATION = "configuration"
+    SOFTWARE = "softwareError"
+
+
+class DeviceError(Exception):
+    """A device command failed; carries the fault it raised."""
+
+    def __init__(self, fault: "Fault"):
+        super().__init__(f"{fault.device}: {fault.code}: {fault.message}")
+        self.fault = fault
+
+
+@dataclass(frozen=True)
+class Fault:
+    device: str
+    code: str
+    severity: Severity
+    message: str
+    action: Action = Action.MAINTENANCE
+
+    def as_dict(self, state: str) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "code": self.code,
+            "severity": self.severity.value,
+            "state": state,
+            "message": self.message,
+            "action": self.action.value,
+        }
+
+
+# Emitter signature: (device_kind, event_name, data) -> None
+Emitter = Callable[[str, str, dict], None]
+
+
+def _no_emit(kind: str, name: str, data: dict) -> None:
+    pass
+
+
+@dataclass
+class DeviceContext:
+    """What a backend gets from the runtime: a scheduler and where to post events."""
+
+    scheduler: Any = None
+    emit: Emitter = _no_emit
+    peers: dict = field(default_factory=dict)
+
+
+class Device:
+    """Base for all device interfaces.
+
+    Subclasses call ``raise_fault`` / ``clear_fault``; those update the status
+    and emit ``fault`` events, which the state machine turns into service state
+    and telemetry. ``status`` is derived from the active faults.
+    """
+
+    kind = "device"
+    locator = ""
+
+    def __init__(self, ctx: DeviceContext | None = None, locator=None):
+        self.ctx = ctx or DeviceContext()
+        self.params: dict = dict(locator.params) if locator is not None else {}
+        self.faults: dict[str, Fault] = {}
+        self.opened = False
+
+    # lifecycle -------------------------------------------------------------
+    def open(self) -> None:
+        self.opened = True
+
+    def close(self) -> None:
+        self.opened = False
+
+    def self_test(self) -> DeviceStatus:
+        """Check the device; raise or clear faults; return the status."""
+        return self.status
+
+    # status and faults -----------------------------------------------------
+    @property
+    def status(self) -> DeviceStatus:
+        if not self.opened:
+            return DeviceStatus.OFFLINE
+        if any(f.severity in (Severity.ERROR, Severity.CRITICAL) for f in self.faults.values()):
+            return DeviceStatus.HARDWARE_ERROR
+        return DeviceStatus.ONLINE
+
+    @property
+    def usable(self) -> bool:
+        return self.status is DeviceStatus.ONLINE
+
+    def emit(self, name: str, **data) -> None:
+        self.ctx.emit(self.kind, name, data)
+
+    def raise_fault(self, code: str, message: str, severity: Severity = Severity.ERROR,
+                    action: Action = Action.MAINTENANCE) -> Fault:
+        fault = Fault(self.kind, code, severity, message, action)
+        if self.faults.get(code) != fault:
+            self.faults[code] = fault
+            self.emit("fault", fault=fault, state="raised")
+        return fault
+
+    def clear_fault(self, code: str) -> None:
+        fault = self.faults.pop(code, None)
+        if fault is not None:
+            self.emit("fault", fault=fault, state="cleared")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "locator": self.locator,
+            "status": self.status.value,
+            "faults": [f.as_dict("raised") for f in self.faults.values()],
+        }

@@ -1,0 +1,122 @@
+"""Cash dispenser with cassettes.
+
+The driver keeps the logical cassette table (denomination, count,
+thresholds). ``dispense`` moves notes to the stacker, ``present`` to the
+gate; then ``cash_taken`` follows, or ``retract`` pulls them back.
+Events emitted: ``cash_presented``, ``cash_taken``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from devices.base import Device
+
+
+@dataclass
+class Cassette:
+    id: str
+    denomination: int
+    count: int
+    low: int = 0
+    near_end: bool = False  # the cassette's near-end sensor
+
+    @property
+    def status(self) -> str:
+        if self.count <= 0:
+            return "empty"
+        if self.count <= self.low or self.near_end:
+            return "low"
+        return "ok"
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "denomination": self.denomination,
+                "count": self.count, "status": self.status}
+
+
+@dataclass
+class DispenseResult:
+    """What left each cassette. ``picked`` notes left the cassette for good;
+    ``rejected`` of those went to the reject tray; the rest wait in the stacker."""
+
+    requested: dict[str, int]
+    picked: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    fault_code: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return not self.fault_code and all(
+            self.picked.get(c, 0) - self.rejected.get(c, 0) == n for c, n in self.requested.items())
+
+    def stacked(self, cassette_id: str) -> int:
+        return self.picked.get(cassette_id, 0) - self.rejected.get(cassette_id, 0)
+
+
+def plan_notes(cassettes: list[Cassette], amount: int, max_notes: int) -> dict[str, int] | None:
+    """Choose notes for ``amount``: fewest notes first, within counts and max_notes."""
+    usable = sorted((c for c in cassettes if c.count > 0), key=lambda c: -c.denomination)
+
+    def search(i: int, rest: int, notes_left: int) -> dict[str, int] | None:
+        if rest == 0:
+            return {}
+        if i == len(usable) or notes_left == 0:
+            return None
+        cas = usable[i]
+        most = min(rest // cas.denomination, cas.count, notes_left)
+        for n in range(most, -1, -1):
+            found = search(i + 1, rest - n * cas.denomination, notes_left - n)
+            if found is not None:
+                if n:
+                    found[cas.id] = n
+                return found
+        return None
+
+    if amount <= 0:
+        return None
+    return search(0, amount, max_notes)
+
+
+class CashDispenser(Device):
+    kind = "dispenser"
+    max_notes = 60
+
+    def __init__(self, ctx=None, locator=None):
+        super().__init__(ctx, locator)
+        self.cassettes: list[Cassette] = []
+
+    def load_cassettes(self, cassettes: list[Cassette]) -> None:
+        """Tell the driver what each cassette holds (from config or the journal)."""
+        self.cassettes = [Cassette(**c.__dict__) for c in cassettes]
+
+    def cassette(self, cassette_id: str) -> Cassette:
+        for cas in self.cassettes:
+            if cas.id == cassette_id:
+                return cas
+        raise KeyError(cassette_id)
+
+    def plan(self, amount: int) -> dict[str, int] | None:
+        return plan_notes(self.cassettes, amount, self.max_notes)
+
+    def can_pay(self, amount: int) -> bool:
+        return self.plan(amount) is not None
+
+    def dispense(self, plan: dict[str, int]) -> DispenseResult:
+        """Pick notes into the stacker. Never raises for a device fault: the
+        result carries the fault code and the partial counts."""
+        raise NotImplementedError
+
+    def present(self) -> int:
+        """Move the stacked notes to the gate; return how many."""
+        raise NotImplementedError
+
+    def retract(self) -> int:
+        """Pull presented notes back into the retract bin; return how many."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Clear the transport (purge) and re-check; clears faults that went away."""
+        raise NotImplementedError
+
+    def _apply(self, result: DispenseResult) -> None:
+        for cid, n in result.picked.items():
+            self.cassette(cid).count -= n

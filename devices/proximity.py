@@ -1,0 +1,13 @@
+"""Proximity sensor interface. Emits ``presence`` (present: bool)."""
+from __future__ import annotations
+
+from devices.base import Device
+
+
+class ProximitySensor(Device):
+    kind = "proximity"
+
+    @property
+    def present(self) -> bool | None:
+        """True when a customer stands at the ATM; None when unknown."""
+        raise NotImplementedError

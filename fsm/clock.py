@@ -1,0 +1,105 @@
+"""Injectable clocks and a timer scheduler.
+
+Every timer in the firmware goes through a :class:`Scheduler` bound to a clock.
+The real clock follows ``time.monotonic``; the virtual clock only moves when the
+event loop advances it, so a 60-second timeout passes instantly in tests.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+
+class RealClock:
+    """Wall-clock time for kiosks and `atm run`."""
+
+    virtual = False
+
+    def now(self) -> float:
+        """Monotonic seconds."""
+        return time.monotonic()
+
+    def utcnow(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class VirtualClock:
+    """A clock that moves only when told to (tests, demos, benchmarks)."""
+
+    virtual = True
+
+    def __init__(self, start: float = 0.0, epoch: datetime | None = None):
+        self._t = start
+        self._epoch = epoch or datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def now(self) -> float:
+        return self._t
+
+    def utcnow(self) -> datetime:
+        return self._epoch + timedelta(seconds=self._t)
+
+    def advance_to(self, t: float) -> None:
+        if t > self._t:
+            self._t = t
+
+    def advance(self, seconds: float) -> None:
+        self._t += seconds
+
+
+class Timer:
+    """Handle for a scheduled call; ``cancel()`` is idempotent."""
+
+    __slots__ = ("deadline", "callback", "args", "cancelled")
+
+    def __init__(self, deadline: float, callback: Callable, args: tuple):
+        self.deadline = deadline
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Scheduler:
+    """A heap of timers on one clock. Only the event-loop thread touches it."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._order = itertools.count()
+
+    def call_later(self, delay: float, callback: Callable, *args) -> Timer:
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0, got {delay}")
+        timer = Timer(self.clock.now() + delay, callback, args)
+        heapq.heappush(self._heap, (timer.deadline, next(self._order), timer))
+        return timer
+
+    def next_deadline(self) -> float | None:
+        """Deadline of the earliest live timer, or None."""
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def run_due(self) -> int:
+        """Run every timer whose deadline has passed; return how many ran."""
+        ran = 0
+        now = self.clock.now()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, timer = heapq.heappop(heap)
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.callback(*timer.args)
+                ran += 1
+        return ran
+
+    def clear(self) -> None:
+        for _, _, timer in self._heap:
+            timer.cancelled = True
+        self._heap.clear()

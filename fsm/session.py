@@ -1,0 +1,32 @@
+"""One customer session: what the state machine remembers between events."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from devices.carddata import CardData
+
+
+@dataclass
+class Session:
+    id: str
+    started: float
+    language: str
+    card: CardData | None = None
+    function: str | None = None      # withdrawal / deposit / balance / transfer
+    amount: int = 0
+    pin_tries: int = 0
+    host_request: int | None = None
+    reply: object = None             # the last host reply
+    stacked_notes: int = 0           # dispensed into the stacker, not yet presented
+    presented_notes: int = 0
+    outcome: str = "completed"
+    card_retained: bool = False
+    cash_retracted: int = 0
+    escrow: dict = field(default_factory=dict)
+
+    def summary(self, ended: float) -> dict:
+        """What telemetry and the journal get: never any card data."""
+        return {"session": self.id, "function": self.function, "outcome": self.outcome,
+                "amount": self.amount, "language": self.language,
+                "card_retained": self.card_retained, "cash_retracted": self.cash_retracted,
+                "duration_s": round(ended - self.started, 3)}

@@ -1,0 +1,98 @@
+"""States and transitions of the ATM, as data for ``transitions.Machine``.
+
+Each row: trigger, source(s), destination (None = internal), conditions.
+Rows with the same trigger and source are tried in order; the first whose
+conditions hold wins.
+"""
+from __future__ import annotations
+
+STATES = [
+    "starting", "out_of_service", "idle",
+    "reading_card", "pin_entry", "verifying_pin", "menu",
+    "transfer_caution", "amount_entry", "authorising", "dispensing",
+    "accepting_notes", "confirming_deposit", "storing",
+    "ejecting_card", "card_at_gate", "retaining_card",
+    "presenting_cash", "cash_at_gate", "retracting_cash",
+    "ending",
+]
+
+# States that wait for the customer: the idle-help timers run in them.
+INPUT_STATES = ("pin_entry", "menu", "transfer_caution", "amount_entry",
+                "accepting_notes", "confirming_deposit")
+# States where the customer may cancel: no money is moving.
+CANCELLABLE = (*INPUT_STATES, "verifying_pin")
+# States where a customer session is open (a card is in the ATM or at its gate).
+IN_SESSION = tuple(s for s in STATES if s not in ("starting", "out_of_service", "idle"))
+# Session states before the card is handed back: an abort there ejects the card.
+CARD_INSIDE = IN_SESSION[:IN_SESSION.index("ejecting_card")]
+# Later states: an abort goes straight to the end of the session.
+CARD_OUTSIDE = tuple(s for s in IN_SESSION if s not in CARD_INSIDE and s != "ending")
+
+T = dict
+TRANSITIONS = [
+    T(trigger="self_test_passed", source="starting", dest="idle"),
+    T(trigger="self_test_failed", source="starting", dest="out_of_service"),
+    T(trigger="service_restored", source="out_of_service", dest="idle"),
+    T(trigger="service_lost", source="idle", dest="out_of_service"),
+
+    T(trigger="card_inserted", source="idle", dest="reading_card"),
+    T(trigger="card_read", source="reading_card", dest="pin_entry"),
+    T(trigger="card_refused", source="reading_card", dest="ejecting_card"),
+    T(trigger="card_stuck", source=["reading_card", "ejecting_card"], dest="ending"),
+
+    T(trigger="pin_entered", source="pin_entry", dest="verifying_pin"),
+    T(trigger="host_replied", source="verifying_pin", dest=None, unless="is_current_reply"),
+    T(trigger="host_replied", source="verifying_pin", dest="menu", conditions="reply_ok"),
+    T(trigger="host_replied", source="verifying_pin", dest="retaining_card", conditions="pin_tries_used_up"),
+    T(trigger="host_replied", source="verifying_pin", dest="pin_entry", conditions="reply_wrong_pin"),
+    T(trigger="host_replied", source="verifying_pin", dest="ejecting_card"),
+
+    T(trigger="chosen", source="menu", dest="amount_entry", conditions="chose_withdrawal"),
+    T(trigger="chosen", source="menu", dest="accepting_notes", conditions="chose_deposit"),
+    T(trigger="chosen", source="menu", dest="authorising", conditions="chose_balance"),
+    T(trigger="chosen", source="menu", dest="transfer_caution", conditions="chose_transfer"),
+    T(trigger="chosen", source="transfer_caution", dest="amount_entry", conditions="chose_confirm"),
+
+    T(trigger="amount_entered", source="amount_entry", dest="authorising", conditions="amount_ok"),
+    T(trigger="amount_entered", source="amount_entry", dest=None, after="refuse_amount"),
+
+    T(trigger="host_replied", source="authorising", dest=None, unless="is_current_reply"),
+    T(trigger="host_replied", source="authorising", dest="dispensing",
+      conditions=["reply_ok", "is_withdrawal"]),
+    T(trigger="host_replied", source="authorising", dest="storing", conditions=["reply_ok", "is_deposit"]),
+    T(trigger="host_replied", source="authorising", dest="ejecting_card", conditions="reply_ok"),
+    T(trigger="host_replied", source="authorising", dest="ejecting_card", before="host_declined"),
+    T(trigger="host_timed_out", source=["authorising", "verifying_pin"], dest="ejecting_card",
+      before="host_lost"),
+
+    T(trigger="dispensed", source="dispensing", dest="ejecting_card"),
+    T(trigger="notes_inserted", source="accepting_notes", dest="confirming_deposit"),
+    T(trigger="chosen", source="confirming_deposit", dest="authorising", conditions="chose_confirm"),
+    T(trigger="stored", source="storing", dest="ejecting_card"),
+
+    T(trigger="card_ejected", source="ejecting_card", dest="card_at_gate"),
+    T(trigger="card_taken", source="card_at_gate", dest="presenting_cash", conditions="cash_waiting"),
+    T(trigger="card_taken", source="card_at_gate", dest="ending"),
+    T(trigger="take_timed_out", source="card_at_gate", dest="retaining_card"),
+    T(trigger="retained", source="retaining_card", dest="ending"),
+
+    T(trigger="cash_presented", source="presenting_cash", dest="cash_at_gate"),
+    T(trigger="cash_stuck", source="presenting_cash", dest="ending"),
+    T(trigger="cash_taken", source="cash_at_gate", dest="ending"),
+    T(trigger="take_timed_out", source="cash_at_gate", dest="retracting_cash"),
+    T(trigger="retracted", source="retracting_cash", dest="ending"),
+
+    T(trigger="cancel", source=list(CANCELLABLE), dest="ejecting_card", before="cancelled"),
+    T(trigger="idle_timed_out", source=list(INPUT_STATES), dest="ejecting_card", before="abandoned"),
+    T(trigger="aborted", source=list(CARD_INSIDE), dest="ejecting_card"),
+    T(trigger="aborted", source=list(CARD_OUTSIDE), dest="ending"),
+    T(trigger="aborted", source="ending", dest="out_of_service"),
+
+    T(trigger="customer_left", source=["card_at_gate", "cash_at_gate"], dest=None,
+      after="start_forgotten_prompt"),
+    T(trigger="customer_returned", source=["card_at_gate", "cash_at_gate"], dest=None,
+      after="stop_forgotten_prompt"),
+
+    T(trigger="finished", source="ending", dest="idle", conditions="can_serve"),
+    T(trigger="finished", source="ending", dest="out_of_service"),
+]

@@ -1,0 +1,89 @@
+"""A simulated bank host: accounts, PINs, balances, declines and time-outs.
+
+Requests are answered after ``latency`` seconds on the scheduler's clock by
+calling ``reply(HostReply)``; with the ``timeout`` fault armed the host still
+acts on the request but its answer is lost, as on a broken link. Accounts are keyed by the card token, never by card number.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from devices.carddata import card_token
+from hw_mocks.cards import SimCard
+from hw_mocks.faults import FaultInjection
+
+OPERATIONS = ("verify_pin", "withdraw", "deposit", "balance", "transfer", "reverse")
+
+
+@dataclass
+class Account:
+    pin: str
+    balance: int
+    daily_limit: int = 500_000
+
+
+@dataclass(frozen=True)
+class HostReply:
+    request_id: int
+    ok: bool
+    code: str            # "approved", "wrong_pin", "insufficient_funds", "declined", ...
+    balance: int | None = None
+
+
+class SimBankHost(FaultInjection):
+    INJECTABLE = ("timeout", "decline")
+
+    def __init__(self, scheduler, key: bytes, latency: float = 0.2):
+        self.scheduler = scheduler
+        self.key = key
+        self.latency = latency
+        self.accounts: dict[str, Account] = {}
+        self.log: list[tuple[str, int]] = []
+        self._next_id = 0
+
+    def add_account(self, card: SimCard, pin: str, balance: int) -> None:
+        self.accounts[card_token(card.pan, self.key)] = Account(pin, balance)
+
+    def request(self, op: str, token: str, reply, *, pin=None, amount: int = 0) -> int:
+        """Send a request; returns its id. ``reply`` gets a HostReply later."""
+        if op not in OPERATIONS:
+            raise ValueError(f"unknown host operation {op!r}")
+        self._next_id += 1
+        rid = self._next_id
+        self.log.append((op, amount))
+        answer = self._answer(rid, op, token, pin, amount)
+        if "timeout" not in self.injected:  # a time-out loses the reply, not the request
+            self.scheduler.call_later(self.latency, reply, answer)
+        return rid
+
+    def _answer(self, rid: int, op: str, token: str, pin, amount: int) -> HostReply:
+        acct = self.accounts.get(token)
+        if acct is None:
+            return HostReply(rid, False, "unknown_card")
+        if op == "verify_pin":
+            ok = pin is not None and pin.matches(acct.pin)
+            return HostReply(rid, ok, "approved" if ok else "wrong_pin")
+        if "decline" in self.injected and op != "reverse":
+            return HostReply(rid, False, "declined", acct.balance)
+        if op in ("withdraw", "transfer"):
+            if amount > acct.balance:
+                return HostReply(rid, False, "insufficient_funds", acct.balance)
+            if amount > acct.daily_limit:
+                return HostReply(rid, False, "over_limit", acct.balance)
+            acct.balance -= amount
+        elif op in ("deposit", "reverse"):
+            acct.balance += amount
+        return HostReply(rid, True, "approved", acct.balance)
+
+
+DEMO_PIN = "1234"
+DEMO_BALANCE = 1_000_000
+
+
+def demo_host(scheduler, key: bytes) -> SimBankHost:
+    """A host that knows every test card in ``hw_mocks.cards`` (PIN 1234)."""
+    from hw_mocks.cards import CARDS
+    host = SimBankHost(scheduler, key)
+    for card in CARDS.values():
+        host.add_account(card, DEMO_PIN, DEMO_BALANCE)
+    return host

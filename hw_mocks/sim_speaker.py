@@ -1,0 +1,66 @@
+"""``sim://`` speaker: a sink that records what was played and when."""
+from __future__ import annotations
+
+import time
+
+from devices.speaker import Clip, Speaker
+
+
+class SimSpeaker(Speaker):
+    """Records plays in ``played`` and stop times in ``stopped``.
+
+    A clip counts as playing until its duration has passed on the scheduler's
+    clock (``time.monotonic`` without a scheduler) or ``stop()`` is called.
+    """
+
+    def __init__(self, ctx=None, locator=None):
+        super().__init__(ctx, locator)
+        self.played: list[dict] = []
+        self.stopped: list[float] = []
+        self.current: Clip | None = None
+        self._ends_at = 0.0
+        self._timer = None
+
+    def _now(self) -> float:
+        sched = self.ctx.scheduler
+        return sched.clock.now() if sched is not None else 0.0
+
+    def _clock(self) -> float:
+        sched = self.ctx.scheduler
+        return sched.clock.now() if sched is not None else time.monotonic()
+
+    def play(self, clip: Clip) -> None:
+        if self.playing:
+            self.stop()
+        self.current = clip
+        self._ends_at = self._clock() + clip.duration
+        self.played.append({"t": self._now(), "prompt_id": clip.prompt_id,
+                            "language": clip.language, "path": clip.path,
+                            "duration": clip.duration})
+        if self.ctx.scheduler is not None:
+            self._timer = self.ctx.scheduler.call_later(max(0.0, clip.duration), self._finished)
+        self.emit("played", prompt_id=clip.prompt_id, language=clip.language)
+
+    def _finished(self) -> None:
+        self._timer = None
+        self.current = None
+
+    def stop(self) -> None:
+        """Cut the current clip short; does nothing when idle."""
+        if not self.playing:
+            return
+        clip = self.current
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.current = None
+        self.stopped.append(self._now())
+        self.emit("stopped", prompt_id=clip.prompt_id)
+
+    @property
+    def playing(self) -> bool:
+        return self.current is not None and self._clock() < self._ends_at
+
+    def close(self) -> None:
+        self.stop()
+        super().close()

@@ -1,0 +1,29 @@
+"""Helpers to run the simulated ATM on the virtual clock inside a test."""
+from __future__ import annotations
+
+from agent import config as configmod
+from agent.output import Recorder
+from agent.runtime import Agent
+from agent.scenarios import Scenario, ScenarioRun
+from fsm.clock import VirtualClock
+from hw_mocks.cards import CARDS
+
+RAW_PANS = [card.pan for card in CARDS.values()]
+
+
+def make_agent(overrides: dict | None = None, journal: str = ":memory:") -> Agent:
+    cfg = configmod.from_dict(overrides or {})
+    cfg.journal_path = journal
+    clock = VirtualClock()
+    return Agent(cfg, clock, Recorder(clock))
+
+
+def run_visits(visits, overrides=None, setup=None, epilogue=None, journal=":memory:"):
+    """Play the visits; return the finished ScenarioRun (its problems list is empty)."""
+    agent = make_agent(overrides, journal)
+    agent.warm_prompts()
+    run = ScenarioRun(Scenario("test", "", list(visits), check=lambda r: [],
+                               setup=setup, epilogue=epilogue), agent)
+    problems = run.run()
+    assert problems == [], problems
+    return run

@@ -1,0 +1,50 @@
+"""Configuration: defaults load, and every bad field is named."""
+import pytest
+
+from agent import config
+from agent.config import ConfigError
+
+
+def test_defaults_are_a_simulated_rig():
+    cfg = config.load(None)
+    assert set(cfg.devices.values()) == {"sim://"}
+    assert [c.id for c in cfg.cassettes] == ["A", "B"]
+    assert len(cfg.card_key) >= 16
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"timeouts": {"idle_help": -3}}, "timeouts.idle_help"),
+    ({"timeouts": {"idle_help": "soon"}}, "timeouts.idle_help"),
+    ({"timeouts": {"idle_help": 50, "idle_cancel": 40}}, "timeouts.idle_cancel"),
+    ({"atm": {"idd": "x"}}, "atm.idd"),
+    ({"atm": {"id": "bad id!"}}, "atm.id"),
+    ({"atm": {"languages": []}}, "atm.languages"),
+    ({"devices": {"dispenser": "nope://"}}, "devices.dispenser"),
+    ({"devices": {"dispenser": "sim"}}, "devices.dispenser"),
+    ({"devices": {"toaster": "sim://"}}, "devices.toaster"),
+    ({"cassettes": [{"id": "A", "denomination": 0, "count": 1}]}, "cassettes[0].denomination"),
+    ({"cassettes": [{"id": "A", "denomination": 1000}]}, "cassettes[0].count"),
+    ({"cassettes": [{"id": "A", "denomination": 1000, "count": 1},
+                    {"id": "A", "denomination": 1000, "count": 1}]}, "cassettes[1].id"),
+    ({"telemetry": {"brokers": ["http://x"]}}, "telemetry.brokers"),
+    ({"security": {"card_key": "abcd"}}, "security.card_key"),
+    ({"session": {"magstripe_fallback": "yes"}}, "session.magstripe_fallback"),
+    ({"nonsense": {}}, "nonsense"),
+])
+def test_bad_field_is_named(raw, field):
+    with pytest.raises(ConfigError) as err:
+        config.from_dict(raw)
+    assert str(err.value).startswith(field + ":")
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "atm.toml"
+    bad.write_text("[timeouts]\nidle_help = 0\n")
+    with pytest.raises(ConfigError, match=r"atm.toml: timeouts.idle_help"):
+        config.load(bad)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[atm\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(broken)
+    with pytest.raises(ConfigError, match="no such config file"):
+        config.load(tmp_path / "missing.toml")

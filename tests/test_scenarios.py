@@ -1,0 +1,183 @@
+"""Every demo scenario runs end to end on the virtual clock, and the timer edge cases."""
+import pytest
+
+from agent.scenarios import SCENARIOS, ScenarioRun
+from hw_mocks.customer import Visit
+from tests.helpers import make_agent, run_visits
+
+QUICK = {"timeouts": {"idle_help": 15, "idle_cancel": 45, "card_take": 30, "cash_take": 30}}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_scenario_ends_as_scripted(name):
+    scenario = SCENARIOS[name]
+    agent = make_agent(scenario.config)
+    agent.warm_prompts()
+    assert ScenarioRun(scenario, agent).run() == []
+
+
+def states(run):
+    return [r["state"] for r in run.agent.recorder.of_type("state")]
+
+
+def outcomes(run):
+    return [s["outcome"] for s in run.sessions()]
+
+
+def test_input_just_before_the_idle_timeout_cancels_it():
+    run = run_visits([Visit("balance", idle_at="menu", idle_for=44.99)], QUICK)
+    assert outcomes(run) == ["completed"]
+    assert len(run.videos("started")) == 1 and len(run.videos("stopped")) == 1
+
+
+def test_idle_past_the_timeout_cancels_the_session_and_returns_the_card():
+    run = run_visits([Visit("balance", idle_at="menu", idle_for=60)], QUICK)
+    assert outcomes(run) == ["abandoned"]
+    assert run.agent.devices["card_reader"].captured == []
+    assert "card_at_gate" in states(run)
+
+
+def test_a_customer_still_typing_never_sees_the_help_video():
+    run = run_visits([Visit("withdrawal", think=14.0)], QUICK)
+    assert outcomes(run) == ["completed"]
+    assert run.videos("started") == []
+
+
+def test_customer_who_comes_back_stops_the_prompt_and_takes_the_card():
+    run = run_visits([Visit("balance", forget_card=True, come_back_after=12.0)], QUICK)
+    assert outcomes(run) == ["completed"]
+    stops = [p for p in run.agent.recorder.of_type("prompt") if p["action"] == "stop"]
+    assert stops and stops[0]["reason"] == "customer_returned"
+    assert run.agent.devices["card_reader"].captured == []
+    assert len(run.prompts("forgotten_card")) >= 1
+
+
+def test_card_retained_after_the_take_timeout_with_repeats():
+    run = run_visits([Visit("balance", forget_card=True)], QUICK)
+    plays = run.prompts("forgotten_card")
+    assert [p["repeat"] for p in plays] == [1, 2, 3]
+    assert plays[1]["t"] - plays[0]["t"] == pytest.approx(10.0)
+    assert outcomes(run) == ["card_retained"]
+    retained = [e for e in run.telemetry("event") if e.get("event") == "card_retained"]
+    assert retained and retained[0]["function"] == "balance"
+
+
+def test_deposit_uses_a_different_forgotten_card_pattern():
+    run = run_visits([Visit("deposit", forget_card=True)], QUICK)
+    assert run.prompts("forgotten_card") == []
+    assert len(run.prompts("forgotten_card_deposit")) >= 2
+    assert run.prompts("forgotten_card_deposit")[0]["prompt"] != "forgotten_card"
+
+
+def test_no_prompt_while_the_customer_stands_there():
+    run = run_visits([Visit("balance", think=40.0)], QUICK)  # slow, but present
+    assert run.prompts("forgotten_card") == []
+
+
+def test_a_failed_sensor_never_prompts_and_falls_back_to_timeouts():
+    run = run_visits([Visit("balance", forget_card=True)], QUICK,
+                     setup=lambda a: a.devices["proximity"].inject("failure"))
+    assert run.prompts("forgotten_card") == []
+    assert outcomes(run) == ["card_retained"]
+
+
+def test_three_wrong_pins_retain_the_card():
+    run = run_visits([Visit("balance", wrong_pins=3)])
+    assert outcomes(run) == ["pin_tries_exceeded"]
+    assert len(run.agent.devices["card_reader"].captured) == 1
+
+
+def test_one_wrong_pin_then_the_right_one():
+    run = run_visits([Visit("balance", wrong_pins=1)])
+    assert outcomes(run) == ["completed"]
+
+
+def test_host_decline_returns_the_card():
+    run = run_visits([Visit("withdrawal")], setup=lambda a: a.host.inject("decline"))
+    assert outcomes(run) == ["declined"]
+    assert run.agent.devices["dispenser"].cassette("A").count == 500
+
+
+def _host_dies_at(state):
+    def setup(agent):
+        agent.recorder.sinks.append(
+            lambda r: agent.host.inject("timeout") if r.get("state") == state else None)
+    return setup
+
+
+def test_host_timeout_reverses_the_withdrawal():
+    run = run_visits([Visit("withdrawal", amount=30_000)], setup=_host_dies_at("amount_entry"))
+    assert outcomes(run) == ["host_timeout"]
+    host = run.agent.host
+    assert host.log[-2:] == [("withdraw", 30_000), ("reverse", 30_000)]
+    assert all(acct.balance == 1_000_000 for acct in host.accounts.values())
+    assert run.agent.devices["dispenser"].cassette("A").count == 500
+
+
+def test_host_timeout_at_pin_check_returns_the_card():
+    run = run_visits([Visit("balance")], setup=_host_dies_at("pin_entry"))
+    assert outcomes(run) == ["host_timeout"]
+    assert "reverse" not in [op for op, _ in run.agent.host.log]
+    assert run.agent.devices["card_reader"].captured == []
+
+
+def test_cancel_at_amount_entry():
+    run = run_visits([Visit("withdrawal", cancel_at="enter_amount")])
+    assert outcomes(run) == ["cancelled"]
+    assert run.agent.devices["dispenser"].cassette("A").count == 500
+
+
+def test_cancel_during_deposit_returns_the_notes():
+    run = run_visits([Visit("deposit", cancel_at="confirm_deposit")])
+    assert outcomes(run) == ["cancelled"]
+    assert run.agent.devices["acceptor"].returned == {10_000: 2, 1_000: 3}
+    assert run.agent.devices["acceptor"].stored == {}
+
+
+def test_jam_mid_withdrawal_never_dispenses_twice_and_is_journalled():
+    run = run_visits([Visit("withdrawal", amount=40_000)],
+                     setup=lambda a: a.devices["dispenser"].inject("jam"))
+    journal = run.agent.journal
+    dispenses = [e for e in journal.entries(kind="intent") if e.name == "dispense"]
+    assert len(dispenses) == 1
+    outcome = [e for e in journal.entries(kind="outcome") if e.intent == dispenses[0].seq][0]
+    assert outcome.data["ok"] is False and outcome.data["picked"] == {"A": 2}
+    assert run.agent.devices["dispenser"].cassette("A").count == 498
+    assert journal.load_cassettes()[0].count == 498
+    assert outcomes(run) == ["dispense_failed"]
+    assert ("reverse", 40_000) in run.agent.host.log
+    assert "presenting_cash" not in states(run)
+
+
+def test_card_jam_during_reading_takes_the_atm_out_of_service():
+    run = run_visits([Visit("balance")], setup=lambda a: a.devices["card_reader"].inject("jam"))
+    assert outcomes(run) == ["card_stuck"]
+    assert states(run)[-1] == "out_of_service"
+    assert run.telemetry("status")[-1]["service"] == "out_of_service"
+
+
+def test_magstripe_card_is_read_by_fallback_only_when_allowed():
+    run = run_visits([Visit("balance", card="magstripe")])
+    assert outcomes(run) == ["completed"]
+    run = run_visits([Visit("balance", card="magstripe")], {"session": {"magstripe_fallback": False}})
+    assert outcomes(run) == ["card_refused"]
+
+
+def test_overseas_card_gets_english():
+    run = run_visits([Visit("transfer", card="overseas")])
+    caution = [p for p in run.prompts() if p["prompt"] == "transfer_caution"]
+    assert caution and caution[0]["language"] == "en"
+
+
+def test_crash_mid_dispense_is_recovered_from_the_journal(tmp_path):
+    path = str(tmp_path / "journal.db")
+    agent = make_agent(journal=path)
+    agent.open()
+    agent.journal.intent("s1", "dispense", plan={"A": 3}, amount=30_000, counts={"A": 500})
+    agent.close()  # the agent dies before the outcome row
+    run = run_visits([Visit("balance")], journal=path)
+    recovered = [e for e in run.agent.journal.entries(kind="recovery")]
+    assert [e.name for e in recovered] == ["dispense"]
+    assert run.agent.journal.pending_intents() == []
+    faults = [f["code"] for f in run.telemetry("fault")]
+    assert "count_unknown" in faults
