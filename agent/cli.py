@@ -11,7 +11,7 @@ import tomllib
 
 from agent import config as configmod
 from agent.config import ConfigError
-from agent.output import Recorder, human_line, to_json
+from agent.output import Recorder, human_line, rounded, to_json
 from agent.prompts import PromptError
 from devices.registry import LocatorError
 from fsm.clock import RealClock, VirtualClock
@@ -51,7 +51,7 @@ def _printer(as_json: bool):
     def sink(record: dict) -> None:
         if as_json:
             if record["type"] in JSON_TYPES:
-                print(to_json(record), flush=True)
+                print(to_json(rounded(record)), flush=True)
         else:
             print(human_line(record), flush=True)
     return sink

@@ -17,7 +17,7 @@ from devices.dispenser import Cassette
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq     INTEGER PRIMARY KEY,  -- rows are never deleted, so rowids only grow
     ts      TEXT NOT NULL,
     session TEXT,
     kind    TEXT NOT NULL CHECK (kind IN ('step', 'intent', 'outcome', 'fault', 'event', 'recovery')),
@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS entries (
     data    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_session ON entries(session);
-CREATE INDEX IF NOT EXISTS entries_intent ON entries(intent);
+CREATE INDEX IF NOT EXISTS entries_intent ON entries(intent) WHERE intent IS NOT NULL;
 CREATE TABLE IF NOT EXISTS cassettes (
     id           TEXT PRIMARY KEY,
     denomination INTEGER NOT NULL,
@@ -47,12 +47,25 @@ class Entry:
     data: dict
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":")).encode
+INSERT = "INSERT INTO entries (ts, session, kind, name, intent, data) VALUES (?, ?, ?, ?, ?, ?)"
+
+
 class Journal:
-    """The journal of one ATM. Used from the state-machine thread only."""
+    """The journal of one ATM. Used from the state-machine thread only.
+
+    Step and event rows are buffered and written together with the next
+    intent or outcome (or ``flush()``), in one transaction: money and card
+    movements are always on disk before the command is sent; at most the
+    plain steps since the last of them can be lost in a power cut.
+    """
 
     def __init__(self, path: str, clock):
         self.path = path
         self.clock = clock
+        self._buffer: list[tuple] = []
+        self._ts_at: float | None = None
+        self._ts = ""
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         if path != ":memory:":
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -61,30 +74,47 @@ class Journal:
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
+        self.flush()
         self.db.close()
 
-    def _ts(self) -> str:
-        return self.clock.utcnow().isoformat(timespec="milliseconds")
+    def _row(self, kind: str, name: str, session: str | None, data: dict,
+             intent: int | None = None) -> tuple:
+        now = self.clock.now()
+        if now != self._ts_at:  # many rows share one instant
+            self._ts_at, self._ts = now, self.clock.utcnow().isoformat(timespec="milliseconds")
+        return (self._ts, session, kind, name, intent, _encode(data))
 
     def _insert(self, kind: str, name: str, session: str | None, data: dict,
                 intent: int | None = None) -> int:
-        cur = self.db.execute(
-            "INSERT INTO entries (ts, session, kind, name, intent, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (self._ts(), session, kind, name, intent, json.dumps(data, ensure_ascii=False, default=str)))
-        return cur.lastrowid
+        """Write the buffer and this row; the caller holds the transaction."""
+        if self._buffer:
+            self.db.executemany(INSERT, self._buffer)
+            self._buffer.clear()
+        return self.db.execute(INSERT, self._row(kind, name, session, data, intent)).lastrowid
 
-    def step(self, session: str | None, name: str, /, **data) -> int:
-        return self._insert("step", name, session, data)
+    def flush(self) -> None:
+        """Write the buffered step and event rows."""
+        if self._buffer:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany(INSERT, self._buffer)
+            self._buffer.clear()
 
-    def event(self, session: str | None, name: str, /, **data) -> int:
-        return self._insert("event", name, session, data)
+    def step(self, session: str | None, name: str, /, **data) -> None:
+        self._buffer.append(self._row("step", name, session, data))
 
-    def fault(self, fault: dict) -> int:
-        return self._insert("fault", fault["code"], None, fault)
+    def event(self, session: str | None, name: str, /, **data) -> None:
+        self._buffer.append(self._row("event", name, session, data))
+
+    def fault(self, fault: dict) -> None:
+        self._buffer.append(self._row("fault", fault["code"], None, fault))
+        self.flush()
 
     def intent(self, session: str | None, name: str, /, **data) -> int:
-        """Record a command about to be sent; returns the intent id."""
-        return self._insert("intent", name, session, data)
+        """Record a command about to be sent (committed before returning); returns its id."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self._insert("intent", name, session, data)
 
     def outcome(self, intent: int, session: str | None, name: str, /,
                 cassettes: list[Cassette] | None = None, **data) -> int:
@@ -115,6 +145,7 @@ class Journal:
 
     # queries --------------------------------------------------------------------
     def entries(self, session: str | None = None, kind: str | None = None) -> list[Entry]:
+        self.flush()
         sql, args = "SELECT seq, ts, session, kind, name, intent, data FROM entries", []
         where = []
         if session is not None:
@@ -130,6 +161,7 @@ class Journal:
 
     def pending_intents(self) -> list[Entry]:
         """Intents with no outcome: commands interrupted by a crash."""
+        self.flush()
         rows = self.db.execute(
             "SELECT seq, ts, session, kind, name, intent, data FROM entries i WHERE kind = 'intent'"
             " AND NOT EXISTS (SELECT 1 FROM entries o WHERE o.kind = 'outcome' AND o.intent = i.seq)"

@@ -18,7 +18,7 @@ class Recorder:
         self.records: list[dict] | None = [] if keep else None
 
     def __call__(self, type_: str, **fields) -> None:
-        record = {"type": type_, "t": round(self.clock.now(), 3), **fields}
+        record = {"type": type_, "t": self.clock.now(), **fields}
         if self.records is not None:
             self.records.append(record)
         for sink in self.sinks:
@@ -53,3 +53,8 @@ def _describe(r: dict) -> str:
 
 def human_line(record: dict) -> str:
     return f"{record['t']:10.3f}  {_describe(record)}"
+
+
+def rounded(record: dict) -> dict:
+    """The record with its time to the millisecond, for printing."""
+    return {**record, "t": round(record["t"], 3)}

@@ -15,7 +15,7 @@ from devices.base import DeviceError
 from devices.carddata import CardDataError
 from fsm.service import available_functions, service_state
 from fsm.session import Session
-from fsm.states import CARD_INSIDE, INPUT_STATES, STATES, TRANSITIONS
+from fsm.states import CARD_INSIDE, INPUT_STATES, STATES, TIMED_STATES, TRANSITIONS
 
 log = logging.getLogger(__name__)
 # Events that do not apply in the current state are expected (a key pressed
@@ -76,9 +76,11 @@ class ATM:
         self._state_timers: list = []
         self._idle_timers: list = []
         self._leave_timer = None
+        self._last_input = 0.0
         self._video_on = False
         self.machine = Machine(
-            model=self, states=[{"name": s, "on_exit": "leave_state"} for s in STATES],
+            model=self, states=[{"name": s, "on_exit": "leave_state"} if s in TIMED_STATES else s
+                                for s in STATES],
             transitions=TRANSITIONS, initial="starting", auto_transitions=False,
             queued=True, send_event=True, ignore_invalid_triggers=True,
             after_state_change="state_changed")
@@ -279,15 +281,30 @@ class ATM:
     # -- idle help -----------------------------------------------------------
     def _activity(self) -> None:
         self._stop_video("input")
-        if self.state in INPUT_STATES:
-            self._arm_idle()
+        self._last_input = self.clock.now()
 
     def _arm_idle(self) -> None:
+        """Start the idle-help and idle-cancel timers, measured from the last input.
+
+        Input only moves ``_last_input``; a timer that fires early for that
+        reason re-arms itself for the rest (one timer, not one per key).
+        """
         self._disarm_idle()
+        self._last_input = self.clock.now()
         self._idle_timers = [
-            self.scheduler.call_later(self.t["idle_help"], self._show_help),
-            self.scheduler.call_later(self.t["idle_cancel"], self.fire, "idle_timed_out"),
+            self.scheduler.call_later(self.t["idle_help"], self._idle_due, "idle_help"),
+            self.scheduler.call_later(self.t["idle_cancel"], self._idle_due, "idle_cancel"),
         ]
+
+    def _idle_due(self, which: str) -> None:
+        remaining = self._last_input + self.t[which] - self.clock.now()
+        if remaining > 1e-9:
+            slot = 0 if which == "idle_help" else 1
+            self._idle_timers[slot] = self.scheduler.call_later(remaining, self._idle_due, which)
+        elif which == "idle_help":
+            self._show_help()
+        else:
+            self.idle_timed_out()
 
     def _disarm_idle(self) -> None:
         for timer in self._idle_timers:
@@ -679,6 +696,7 @@ class ATM:
             self._purge_stacker()
         summary = session.summary(self.clock.now())
         self.journal.event(self.sid, "session_end", **summary)
+        self.journal.flush()
         self.telemetry.event({"event": "session", **summary})
         self.refresh_service()
         self.finished()

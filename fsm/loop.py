@@ -40,12 +40,9 @@ class EventLoop:
         return self._stop.is_set()
 
     def _drain(self) -> None:
-        get = self._queue.get_nowait
-        while True:
-            try:
-                name, data = get()
-            except queue.Empty:
-                return
+        q = self._queue
+        while not q.empty():  # this thread is the only consumer
+            name, data = q.get_nowait()
             if name != "_wake":
                 self.dispatch(name, data)
 

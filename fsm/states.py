@@ -19,6 +19,8 @@ STATES = [
 # States that wait for the customer: the idle-help timers run in them.
 INPUT_STATES = ("pin_entry", "menu", "transfer_caution", "amount_entry",
                 "accepting_notes", "confirming_deposit")
+# States that start timers (idle help, host and take time-outs); leaving one cancels them.
+TIMED_STATES = (*INPUT_STATES, "verifying_pin", "authorising", "card_at_gate", "cash_at_gate")
 # States where the customer may cancel: no money is moving.
 CANCELLABLE = (*INPUT_STATES, "verifying_pin")
 # States where a customer session is open (a card is in the ATM or at its gate).

@@ -11,6 +11,7 @@ class SimSpeaker(Speaker):
 
     A clip counts as playing until its duration has passed on the scheduler's
     clock (``time.monotonic`` without a scheduler) or ``stop()`` is called.
+    Like a real speaker it emits no events: the prompter reports what it plays.
     """
 
     def __init__(self, ctx=None, locator=None):
@@ -19,7 +20,6 @@ class SimSpeaker(Speaker):
         self.stopped: list[float] = []
         self.current: Clip | None = None
         self._ends_at = 0.0
-        self._timer = None
 
     def _now(self) -> float:
         sched = self.ctx.scheduler
@@ -37,25 +37,13 @@ class SimSpeaker(Speaker):
         self.played.append({"t": self._now(), "prompt_id": clip.prompt_id,
                             "language": clip.language, "path": clip.path,
                             "duration": clip.duration})
-        if self.ctx.scheduler is not None:
-            self._timer = self.ctx.scheduler.call_later(max(0.0, clip.duration), self._finished)
-        self.emit("played", prompt_id=clip.prompt_id, language=clip.language)
-
-    def _finished(self) -> None:
-        self._timer = None
-        self.current = None
 
     def stop(self) -> None:
         """Cut the current clip short; does nothing when idle."""
         if not self.playing:
             return
-        clip = self.current
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self.current = None
         self.stopped.append(self._now())
-        self.emit("stopped", prompt_id=clip.prompt_id)
 
     @property
     def playing(self) -> bool:

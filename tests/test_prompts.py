@@ -186,10 +186,7 @@ def test_sim_speaker_records_plays_and_stop():
     assert speaker.played[0] == {"t": 1.0, "prompt_id": "forgotten_card", "language": "ja",
                                  "path": "/x/a.wav", "duration": 2.5}
     assert speaker.stopped == [4.5]
-    assert [(k, n) for k, n, _ in events] == [("speaker", "played"), ("speaker", "played"),
-                                             ("speaker", "stopped")]
-    assert events[-1][2] == {"prompt_id": "forgotten_card"}
-    assert events[0][2] == {"prompt_id": "forgotten_card", "language": "ja"}
+    assert events == []  # like a real speaker: the prompter reports what plays
 
 
 def test_sim_speaker_without_scheduler():

@@ -1,0 +1,120 @@
+"""The `atm` command as a user runs it: a child process, its output and exit code."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from agent.scenarios import SCENARIOS
+from tests.helpers import RAW_PANS
+
+ATM = os.path.join(os.path.dirname(sys.executable), "atm")
+JSON_TYPES = {"state", "device", "prompt", "video", "telemetry"}
+
+
+def atm(*args, timeout=60):
+    return subprocess.run([ATM, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_demo_json_is_one_typed_object_per_line_and_never_shows_a_card_number(name, tmp_path):
+    journal = tmp_path / "journal.db"
+    proc = atm("demo", "--scenario", name, "--json", "--journal", str(journal))
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert records and {r["type"] for r in records} <= JSON_TYPES
+    assert {"state", "device", "telemetry"} <= {r["type"] for r in records}
+    masked = [r for r in records if r["type"] == "state"]
+    assert masked[0]["state"] == "idle"
+    raw_journal = journal.read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("journal.db-*"))
+    for pan in RAW_PANS:
+        assert pan not in proc.stdout and pan not in proc.stderr
+        assert pan.encode() not in raw_journal
+    if name in ("withdrawal", "balance"):
+        assert b"499999******0015" in raw_journal
+
+
+def test_demo_human_output_ends_with_a_verdict():
+    proc = atm("demo", "--scenario", "forgotten-card")
+    assert proc.returncode == 0, proc.stderr
+    assert "forgotten_card [ja]" in proc.stdout
+    assert proc.stdout.rstrip().endswith("scenario forgotten-card: ended as scripted")
+
+
+def test_unknown_scenario_is_one_line_and_non_zero():
+    proc = atm("demo", "--scenario", "bank-robbery")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "unknown scenario 'bank-robbery'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("text, field", [
+    ("[timeouts]\nidle_help = -1\n", "timeouts.idle_help"),
+    ("[devices]\ndispenser = 'lcdm9999://x'\n", "devices.dispenser"),
+    ("[atm\n", "not valid TOML"),
+    ("[[cassettes]]\nid = 'A'\ndenomination = 'ten'\ncount = 1\n", "cassettes[0].denomination"),
+])
+@pytest.mark.parametrize("command", [["status"], ["demo", "--scenario", "balance"], ["run"]])
+def test_bad_config_is_one_line_naming_the_field(tmp_path, text, field, command):
+    cfg = tmp_path / "atm.toml"
+    cfg.write_text(text)
+    proc = atm(*command, "--config", str(cfg))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and field in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_broker_url_is_one_line():
+    proc = atm("demo", "--scenario", "balance", "--mqtt", "http://127.0.0.1:1")
+    assert proc.returncode == 2 and "bad broker URL" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_status_reports_devices_service_and_cassettes():
+    proc = atm("status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["service"] == "in_service"
+    assert set(report["devices"]) == {"card_reader", "chip", "dispenser", "acceptor", "proximity",
+                                      "keypad", "camera", "speaker", "display"}
+    assert all(d["status"] == "online" for d in report["devices"].values())
+    assert [c["count"] for c in report["cassettes"]] == [500, 1000]
+    human = atm("status")
+    assert human.returncode == 0 and "cassette A: 500 x 10000 (ok)" in human.stdout
+
+
+def test_status_reads_the_cash_counts_from_the_journal(tmp_path):
+    journal = tmp_path / "j.db"
+    cfg = tmp_path / "atm.toml"
+    cfg.write_text(f"[journal]\npath = '{journal}'\n")
+    assert atm("demo", "--scenario", "withdrawal", "--config", str(cfg)).returncode == 0
+    report = json.loads(atm("status", "--json", "--config", str(cfg)).stdout)
+    assert report["cassettes"][0]["count"] == 497
+
+
+def test_run_serves_simulated_customers_and_stops_cleanly_on_sigterm(tmp_path):
+    cfg = tmp_path / "atm.toml"
+    cfg.write_text(f"[journal]\npath = '{tmp_path / 'j.db'}'\n")
+    proc = subprocess.Popen([ATM, "run", "--config", str(cfg), "--seed", "7"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.monotonic() + 30
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "card_inserted" in line or time.monotonic() > deadline:
+                break
+        assert any(line.startswith("ready:") for line in lines), lines
+        assert any("card_inserted" in line for line in lines), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert out.rstrip().endswith("stopped")
+    assert "Traceback" not in err
+    for pan in RAW_PANS:
+        assert pan not in "".join(lines) + out + err
