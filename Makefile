@@ -13,7 +13,7 @@ DEB_PACKAGES := python3-venv python3-dev build-essential swig libpcsclite-dev \
 .PHONY: run test bench deps venv clean
 
 run: deps venv
-	$(BIN)/atm run
+	$(BIN)/atm run --journal var/journal.db
 
 test: deps venv
 	$(BIN)/python -m pytest -q

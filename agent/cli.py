@@ -5,9 +5,11 @@ import argparse
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import tomllib
+from pathlib import Path
 
 from agent import config as configmod
 from agent.config import ConfigError
@@ -47,13 +49,13 @@ def make_agent(cfg, clock, recorder, brokers: list[str] | None):
         raise UsageError(str(exc)) from None
 
 
-def _printer(as_json: bool):
+def _printer(as_json: bool, wall: bool = False):
     def sink(record: dict) -> None:
         if as_json:
             if record["type"] in JSON_TYPES:
                 print(to_json(rounded(record)), flush=True)
         else:
-            print(human_line(record), flush=True)
+            print(human_line(record, wall), flush=True)
     return sink
 
 
@@ -86,9 +88,12 @@ def cmd_demo(args) -> int:
 def cmd_run(args) -> int:
     from hw_mocks.crowd import Crowd
     cfg = load_config(args.config)
+    if args.journal:
+        cfg.journal_path = args.journal
+        Path(args.journal).parent.mkdir(parents=True, exist_ok=True)
     clock = RealClock()
     recorder = Recorder(clock, keep=False)
-    recorder.sinks.append(_printer(False))
+    recorder.sinks.append(_printer(False, wall=True))
     agent = make_agent(cfg, clock, recorder, args.mqtt)
     report = agent.warm_prompts()
     print(f"speech cache: {len(report.rendered)} rendered, {report.cached} cached,"
@@ -156,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent on the configured rig with simulated customers")
     run.add_argument("--config", help="TOML config file (default: built-in simulated rig)")
     run.add_argument("--mqtt", action="append", metavar="URL", help="broker URL (mqtt://host:port)")
+    run.add_argument("--journal", help="journal file (default: from the config)")
     run.add_argument("--seed", type=int, default=None, help="seed for the simulated customers")
     run.add_argument("--no-customers", action="store_true", help="do not simulate customers")
     run.add_argument("--duration", type=float, default=0, metavar="SECONDS",
@@ -185,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, LocatorError, PromptError, UsageError) as exc:
         print(f"atm: error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        print(f"atm: error: journal: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"atm: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

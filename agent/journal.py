@@ -168,6 +168,22 @@ class Journal:
             " ORDER BY seq")
         return [Entry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
+    def replay_counts(self, initial: list[Cassette]) -> dict[str, int]:
+        """Cassette counts rebuilt from the outcome rows alone, from ``initial``.
+
+        An auditor compares this with ``load_cassettes()``: every note that
+        left a cassette is in some dispense outcome, every refill in a
+        replenish outcome.
+        """
+        counts = {c.id: c.count for c in initial}
+        for entry in self.entries(kind="outcome"):
+            if entry.name == "dispense":
+                for cid, n in entry.data.get("picked", {}).items():
+                    counts[cid] -= n
+            elif entry.name == "replenish" and entry.data.get("ok"):
+                counts = {c["id"]: c["count"] for c in entry.data["after"]}
+        return counts
+
     def recover(self) -> list[Entry]:
         """Close every interrupted intent with a recovery row; return them.
 

@@ -4,6 +4,7 @@ prompt, video action and telemetry message, sent to any number of sinks
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Callable
 
 Sink = Callable[[dict], None]
@@ -51,7 +52,11 @@ def _describe(r: dict) -> str:
     return f"{kind:<7} {to_json(rest)}"
 
 
-def human_line(record: dict) -> str:
+def human_line(record: dict, wall: bool = False) -> str:
+    """One readable line; ``wall`` prints the time of day instead of clock seconds."""
+    if wall:
+        now = datetime.now()
+        return f"{now:%H:%M:%S}.{now.microsecond // 1000:03d}  {_describe(record)}"
     return f"{record['t']:10.3f}  {_describe(record)}"
 
 

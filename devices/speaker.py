@@ -62,11 +62,8 @@ class AplaySpeaker(Speaker):
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.kill()  # at once: aplay can sit out SIGTERM while blocked
+            proc.wait()
 
     @property
     def playing(self) -> bool:
