@@ -73,6 +73,9 @@ def cmd_demo(args) -> int:
     recorder.sinks.append(_printer(args.json))
     agent = make_agent(cfg, clock, recorder, args.mqtt)
     agent.warm_prompts()
+    if hasattr(agent.publisher, "wait_first_attempt"):
+        agent.publisher.start()
+        agent.publisher.wait_first_attempt(5.0)
     problems = ScenarioRun(scenario, agent).run()
     agent.stop()
     if problems:

@@ -103,6 +103,7 @@ class MqttPublisher:
         self.dropped = 0
         self._in_outage = False
         self._started = self._stopped = False
+        self._first_try = threading.Event()  # set by the first connect success or failure
 
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=paho.MQTTv5)
@@ -230,7 +231,17 @@ class MqttPublisher:
             self._log(logging.WARNING, f"MQTT broker {self.url} {why}; "
                       "retrying in the background, QoS 1 messages are queued")
 
+    def wait_first_attempt(self, timeout: float) -> bool:
+        """Wait until the first connection attempt has succeeded or failed; True if connected.
+
+        A scripted demo on the virtual clock uses this, so that its burst of
+        messages does not race the CONNACK (QoS 0 messages are dropped offline).
+        """
+        self._first_try.wait(timeout)
+        return self.connected
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._first_try.set()
         if reason_code.is_failure:
             self._outage(f"refused the connection ({reason_code})")
             return
@@ -241,6 +252,7 @@ class MqttPublisher:
             self._log(logging.INFO, f"MQTT connected to {self.url}")
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self._first_try.set()
         self._outage("is unreachable (TCP or TLS connect failed)")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
