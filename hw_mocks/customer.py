@@ -45,6 +45,7 @@ class Customer:
         self.session_seen = False
         self.finished = False
         self.idled: set[str] = set()
+        self._fields: dict = {}
         self.log: list[str] = []
 
     def arrive(self, delay: float = 0.0) -> None:
@@ -73,6 +74,7 @@ class Customer:
         elif kind == "device":
             key = (r["device"], r["event"])
             if key == ("display", "screen"):
+                self._fields = r.get("fields", {})
                 self._on_screen(r["screen"])
             elif key == ("card_reader", "at_gate"):
                 self._item_at_gate(self.visit.forget_card, self._take_card)
@@ -93,7 +95,7 @@ class Customer:
                 return self._type("0000")
             return self._type(v.pin)
         if screen == "menu":
-            options = self._screen_fields().get("options", [])
+            options = self._fields.get("options", [])
             choice = v.function if v.function in options else "cancel"
             return self._act(self.dev["keypad"].customer_enter, choice)
         if screen in ("transfer_caution", "confirm_deposit"):
@@ -103,10 +105,6 @@ class Customer:
         if screen == "insert_notes":
             return self._act(self.dev["acceptor"].customer_insert_notes, v.notes)
         return None
-
-    def _screen_fields(self) -> dict:
-        screens = getattr(self.dev["display"], "screens", [])
-        return screens[-1].get("fields", {}) if screens else {}
 
     def _act(self, fn, *args) -> None:
         self.later(self.visit.think, fn, *args)

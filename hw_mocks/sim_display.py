@@ -29,7 +29,7 @@ class SimDisplay(Display):
 
     def show(self, screen: str, text: str, **fields) -> None:
         self.screens.append({"t": self._now(), "screen": screen, "text": text, "fields": fields})
-        self.emit("screen", screen=screen, text=text)
+        self.emit("screen", screen=screen, text=text, fields=fields)
 
     def play_video(self, path: str, loop: bool = True) -> None:
         if self.ctx.scheduler is None:
