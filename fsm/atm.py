@@ -106,6 +106,18 @@ class ATM:
             lang = self.session.language if self.session else self.cfg.languages[0]
             self.dev("display").show(screen, self.prompter.library.display(screen, lang), **fields)
 
+    def command(self, name: str, action, **data):
+        """Run a device command that moves money or a card between an intent row
+        and an outcome row. Returns ``(result, fault_code)``; never raises DeviceError."""
+        intent = self.journal.intent(self.sid, name, **data)
+        try:
+            result = action()
+        except DeviceError as exc:
+            self.journal.outcome(intent, self.sid, name, ok=False, fault=exc.fault.code)
+            return None, exc.fault.code
+        self.journal.outcome(intent, self.sid, name, ok=True, result=result)
+        return result, None
+
     def say(self, prompt_id: str) -> None:
         lang = self.session.language if self.session else self.cfg.languages[0]
         self.prompter.say(prompt_id, lang)
@@ -518,15 +530,11 @@ class ATM:
             self.show("balance", balance=reply.balance)
 
     def on_enter_ejecting_card(self, event) -> None:
-        intent = self.journal.intent(self.sid, "eject_card")
-        try:
-            self.dev("card_reader").eject()
-        except DeviceError as exc:
-            self.journal.outcome(intent, self.sid, "eject_card", ok=False, fault=exc.fault.code)
+        _, fault = self.command("eject_card", self.dev("card_reader").eject)
+        if fault:
             self.session.outcome = "card_stuck"
             return self.card_stuck()
-        self.journal.outcome(intent, self.sid, "eject_card", ok=True)
-        self.card_ejected()
+        return self.card_ejected()
 
     def host_lost(self, event) -> None:
         """No answer from the host: undo whatever it may have done."""
@@ -569,22 +577,16 @@ class ATM:
         return self.session.stacked_notes > 0
 
     def on_enter_presenting_cash(self, event) -> None:
-        intent = self.journal.intent(self.sid, "present_cash", notes=self.session.stacked_notes)
-        try:
-            notes = self.dev("dispenser").present()
-        except DeviceError as exc:
-            self.journal.outcome(intent, self.sid, "present_cash", ok=False, fault=exc.fault.code)
+        notes, fault = self.command("present_cash", self.dev("dispenser").present,
+                                    notes=self.session.stacked_notes)
+        if fault:
             self.session.outcome = "present_failed"
             return self.cash_stuck()
         self.session.presented_notes, self.session.stacked_notes = notes, 0
-        self.journal.outcome(intent, self.sid, "present_cash", ok=True, notes=notes)
-        self.cash_presented()
+        return self.cash_presented()
 
     def on_enter_cash_at_gate(self, event) -> None:
-        self.show("take_cash")
-        self.say("take_cash")
-        self.later(self.t["cash_take"], "take_timed_out")
-        self.start_forgotten_prompt()
+        self._wait_for_taking("take_cash", self.t["cash_take"])
 
     def on_exit_cash_at_gate(self, event) -> None:
         self.prompter.stop(event.event.name)
@@ -592,15 +594,9 @@ class ATM:
             self.journal.step(self.sid, "cash_taken", notes=self.session.presented_notes)
 
     def on_enter_retracting_cash(self, event) -> None:
-        dispenser = self.dev("dispenser")
-        intent = self.journal.intent(self.sid, "retract_cash", notes=self.session.presented_notes)
-        try:
-            notes = dispenser.retract()
-        except DeviceError as exc:
-            notes = 0
-            self.journal.outcome(intent, self.sid, "retract_cash", ok=False, fault=exc.fault.code)
-        else:
-            self.journal.outcome(intent, self.sid, "retract_cash", ok=True, notes=notes)
+        notes, _ = self.command("retract_cash", self.dev("dispenser").retract,
+                                notes=self.session.presented_notes)
+        notes = notes or 0
         self.session.cash_retracted = notes
         self.session.outcome = "cash_retracted"
         self._reverse(self.session.amount)
@@ -628,46 +624,42 @@ class ATM:
         self._arm_idle()
 
     def on_enter_storing(self, event) -> None:
-        acceptor = self.dev("acceptor")
-        intent = self.journal.intent(self.sid, "store_notes", notes=self.session.escrow)
-        try:
-            stored = acceptor.store()
-        except DeviceError as exc:
-            self.journal.outcome(intent, self.sid, "store_notes", ok=False, fault=exc.fault.code)
+        _, fault = self.command("store_notes", self.dev("acceptor").store, notes=self.session.escrow)
+        if fault:
             self.session.outcome = "store_failed"
             self._reverse(-self.session.amount)
-        else:
-            self.journal.outcome(intent, self.sid, "store_notes", ok=True, notes=stored)
         self.session.escrow = {}
         self.stored()
 
     def _return_escrow(self) -> None:
         if self.session and self.session.escrow:
-            intent = self.journal.intent(self.sid, "return_notes", notes=self.session.escrow)
-            back = self.dev("acceptor").return_notes()
-            self.journal.outcome(intent, self.sid, "return_notes", ok=True, notes=back)
+            self.command("return_notes", self.dev("acceptor").return_notes, notes=self.session.escrow)
             self.session.escrow = {}
 
     # -- cancel and idle -----------------------------------------------------
     def cancelled(self, event) -> None:
-        self.session.outcome = "cancelled"
-        self.journal.step(self.sid, "cancelled", state=self.state)
-        if self.state in ("accepting_notes", "confirming_deposit"):
-            self.session.escrow = self.dev("acceptor").escrow()
-        self._return_escrow()
+        self._end_early("cancelled")
 
     def abandoned(self, event) -> None:
-        self.session.outcome = "abandoned"
-        self.journal.step(self.sid, "abandoned", state=self.state)
+        self._end_early("abandoned")
+
+    def _end_early(self, outcome: str) -> None:
+        """The customer cancelled or walked off: give back any notes in escrow."""
+        self.session.outcome = outcome
+        self.journal.step(self.sid, outcome, state=self.state)
         if self.state in ("accepting_notes", "confirming_deposit"):
             self.session.escrow = self.dev("acceptor").escrow()
         self._return_escrow()
 
     # -- card at the gate ----------------------------------------------------
     def on_enter_card_at_gate(self, event) -> None:
-        self.show("take_card")
-        self.say("take_card")
-        self.later(self.t["card_take"], "take_timed_out")
+        self._wait_for_taking("take_card", self.t["card_take"])
+
+    def _wait_for_taking(self, prompt_id: str, timeout: float) -> None:
+        """Card or cash is at the gate: ask once, time out, prompt if already gone."""
+        self.show(prompt_id)
+        self.say(prompt_id)
+        self.later(timeout, "take_timed_out")
         self.start_forgotten_prompt()
 
     def on_exit_card_at_gate(self, event) -> None:
@@ -677,9 +669,7 @@ class ATM:
 
     def on_enter_retaining_card(self, event) -> None:
         reason = "forgotten" if event.event.name == "take_timed_out" else self.session.outcome
-        intent = self.journal.intent(self.sid, "capture_card", reason=reason)
-        self.dev("card_reader").capture()
-        self.journal.outcome(intent, self.sid, "capture_card", ok=True)
+        self.command("capture_card", self.dev("card_reader").capture, reason=reason)
         self.session.card_retained = True
         self.session.outcome = "card_retained" if reason == "forgotten" else reason
         self.journal.event(self.sid, "card_retained", function=self.session.function, reason=reason)
@@ -703,14 +693,7 @@ class ATM:
 
     def _purge_stacker(self) -> None:
         """Notes that were never presented go to the reject bin; the host is credited."""
-        dispenser = self.dev("dispenser")
-        intent = self.journal.intent(self.sid, "purge_stacker", notes=self.session.stacked_notes)
-        try:
-            dispenser.reset()
-            ok = True
-        except DeviceError:
-            ok = False
-        self.journal.outcome(intent, self.sid, "purge_stacker", ok=ok, notes=self.session.stacked_notes)
+        self.command("purge_stacker", self.dev("dispenser").reset, notes=self.session.stacked_notes)
         self._reverse(self.session.amount)
         self.session.stacked_notes = 0
 

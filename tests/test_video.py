@@ -87,7 +87,7 @@ def xvfb():
 
 def test_opencv_window_plays_the_video_under_xvfb(xvfb, monkeypatch):
     monkeypatch.setenv("DISPLAY", xvfb)
-    monkeypatch.setenv("QT_LOGGING_RULES", "*.debug=false;qt.qpa.*=false")
+    monkeypatch.setenv("QT_LOGGING_RULES", "*.debug=false;qt.qpa.*=false;default.warning=false")
     display = create_device("display", "opencv://?width=640&height=360", DeviceContext())
     display.open()
     try:
