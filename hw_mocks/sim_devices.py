@@ -69,7 +69,9 @@ class SimCardReader(FaultInjection, CardReader):
         self.emit("captured")
 
     def self_test(self):
-        if "jam" not in self.injected:
+        if "jam" in self.injected:
+            self.raise_fault("jam", "card transport blocked", Severity.ERROR, Action.MAINTENANCE)
+        else:
             self.clear_fault("jam")
             if self._position is CardPosition.JAMMED:
                 self._position = CardPosition.INSIDE if self.card else CardPosition.NONE
@@ -164,7 +166,9 @@ class SimDispenser(FaultInjection, CashDispenser):
         self.self_test()
 
     def self_test(self):
-        if "jam" not in self.injected:
+        if "jam" in self.injected:
+            self.raise_fault("jam", "notes jammed at the check sensors", Severity.ERROR, Action.RESET)
+        else:
             self.clear_fault("jam")
         self._update_near_end()
         return self.status
@@ -210,7 +214,9 @@ class SimAcceptor(FaultInjection, CashAcceptor):
         return back
 
     def self_test(self):
-        if "jam" not in self.injected:
+        if "jam" in self.injected:
+            self.raise_fault("jam", "note jam in the acceptor", Severity.ERROR, Action.RESET)
+        else:
             self.clear_fault("jam")
         return self.status
 

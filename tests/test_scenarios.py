@@ -181,3 +181,29 @@ def test_crash_mid_dispense_is_recovered_from_the_journal(tmp_path):
     assert run.agent.journal.pending_intents() == []
     faults = [f["code"] for f in run.telemetry("fault")]
     assert "count_unknown" in faults
+
+
+def test_start_up_self_test_finds_a_faulty_card_reader_and_recovers():
+    agent = make_agent({"timeouts": {"selftest_retry": 30}})
+    agent.devices["card_reader"].inject("jam")
+    agent.start()
+    agent.loop.run_until_idle(max_time=1)
+    assert agent.atm.state == "out_of_service"
+    assert agent.telemetry.publishers[0].topics("status")[-1]["service"] == "out_of_service"
+    agent.devices["card_reader"].remove("jam")  # an engineer frees the transport
+    agent.loop.run_until_idle(max_time=31)
+    assert agent.atm.state == "idle"
+    statuses = agent.telemetry.publishers[0].topics("status")
+    assert statuses[-1]["service"] == "in_service"
+    faults = [(f["code"], f["state"]) for f in agent.telemetry.publishers[0].topics("fault")]
+    assert faults == [("jam", "raised"), ("jam", "cleared")]
+
+
+def test_empty_cassettes_withdraw_only_withdrawal():
+    run = run_visits([Visit("withdrawal", amount=10_000), Visit("balance", card="domestic2")],
+                     {"cassettes": [{"id": "A", "denomination": 10_000, "count": 1}]})
+    assert outcomes(run) == ["completed", "completed"]
+    menus = [s["fields"]["options"] for s in run.agent.devices["display"].screens if s["screen"] == "menu"]
+    assert "withdrawal" in menus[0] and "withdrawal" not in menus[1]
+    assert run.telemetry("status")[-1]["service"] == "degraded"
+    assert run.telemetry("cash")[-1]["cassettes"][0]["status"] == "empty"
