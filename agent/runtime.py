@@ -134,7 +134,11 @@ class Agent:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the loop, publish the offline status and close everything."""
+        """Hand back a card that is inside, stop the loop, publish the offline
+        status and close everything."""
+        self.loop.post("abort", reason="shutdown")
+        if self._thread is None:
+            self.loop.run_until_idle(max_time=self.clock.now())  # virtual clock: run it now
         self.loop.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)

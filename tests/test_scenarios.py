@@ -3,6 +3,7 @@ import pytest
 
 from agent.scenarios import SCENARIOS, ScenarioRun
 from hw_mocks.customer import Visit
+from hw_mocks.cards import CARDS
 from tests.helpers import make_agent, run_visits
 
 QUICK = {"timeouts": {"idle_help": 15, "idle_cancel": 45, "card_take": 30, "cash_take": 30}}
@@ -207,3 +208,16 @@ def test_empty_cassettes_withdraw_only_withdrawal():
     assert "withdrawal" in menus[0] and "withdrawal" not in menus[1]
     assert run.telemetry("status")[-1]["service"] == "degraded"
     assert run.telemetry("cash")[-1]["cassettes"][0]["status"] == "empty"
+
+
+def test_shutdown_mid_session_hands_the_card_back():
+    agent = make_agent()
+    agent.start()
+    agent.scheduler.call_later(1, agent.devices["proximity"].customer_arrive)
+    agent.scheduler.call_later(2, agent.devices["card_reader"].customer_insert, CARDS["domestic"])
+    agent.loop.run_until_idle(max_time=3)
+    assert agent.atm.state == "pin_entry"
+    agent.stop()
+    assert agent.devices["card_reader"].position.value == "gate"
+    assert [r["state"] for r in agent.recorder.of_type("state")][-1] == "card_at_gate"
+    assert agent.recorder.of_type("telemetry")[-1]["payload"]["state"] == "offline"
