@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -50,12 +51,17 @@ def make_agent(cfg, clock, recorder, brokers: list[str] | None):
 
 
 def _printer(as_json: bool, wall: bool = False):
+    """A recorder sink printing each record; a closed pipe stops the printing, not the ATM."""
+    closed = False
+
     def sink(record: dict) -> None:
-        if as_json:
-            if record["type"] in JSON_TYPES:
-                print(to_json(rounded(record)), flush=True)
-        else:
-            print(human_line(record, wall), flush=True)
+        nonlocal closed
+        if closed or (as_json and record["type"] not in JSON_TYPES):
+            return
+        try:
+            print(to_json(rounded(record)) if as_json else human_line(record, wall), flush=True)
+        except BrokenPipeError:
+            closed = True
     return sink
 
 
@@ -101,6 +107,9 @@ def cmd_run(args) -> int:
     report = agent.warm_prompts()
     print(f"speech cache: {len(report.rendered)} rendered, {report.cached} cached,"
           f" {len(report.failed)} failed ({report.seconds:.2f} s)", flush=True)
+    brokers = args.mqtt or cfg.telemetry["brokers"]
+    print(f"telemetry: {', '.join(brokers) if brokers else 'no broker configured (--mqtt URL); kept in memory'}",
+          flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -198,11 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.DatabaseError as exc:
         print(f"atm: error: journal: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader went away (e.g. `atm demo | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         print(f"atm: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":

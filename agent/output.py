@@ -4,10 +4,12 @@ prompt, video action and telemetry message, sent to any number of sinks
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Callable
 
 Sink = Callable[[dict], None]
+log = logging.getLogger(__name__)
 
 
 class Recorder:
@@ -23,7 +25,10 @@ class Recorder:
         if self.records is not None:
             self.records.append(record)
         for sink in self.sinks:
-            sink(record)
+            try:
+                sink(record)
+            except Exception:  # a broken output must never stop the ATM
+                log.exception("output sink %r failed on a %s record", sink, type_)
 
     def of_type(self, type_: str) -> list[dict]:
         return [r for r in self.records or () if r["type"] == type_]
@@ -47,7 +52,7 @@ def _describe(r: dict) -> str:
     if kind == "video":
         return f"video   {r['action']} {r.get('path', '')}".rstrip()
     if kind == "telemetry":
-        return f"mqtt    {r['topic']} {to_json(r['payload'])}"
+        return f"telemetry {r['topic']} {to_json(r['payload'])}"
     rest = {k: v for k, v in r.items() if k not in ("type", "t")}
     return f"{kind:<7} {to_json(rest)}"
 

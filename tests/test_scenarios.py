@@ -221,3 +221,10 @@ def test_shutdown_mid_session_hands_the_card_back():
     assert agent.devices["card_reader"].position.value == "gate"
     assert [r["state"] for r in agent.recorder.of_type("state")][-1] == "card_at_gate"
     assert agent.recorder.of_type("telemetry")[-1]["payload"]["state"] == "offline"
+
+
+def test_a_failing_output_sink_does_not_disturb_the_session():
+    def broken(record):
+        raise OSError("disk full")
+    run = run_visits([Visit("withdrawal")], setup=lambda a: a.recorder.sinks.insert(0, broken))
+    assert outcomes(run) == ["completed"]
