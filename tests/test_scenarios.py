@@ -228,3 +228,22 @@ def test_a_failing_output_sink_does_not_disturb_the_session():
         raise OSError("disk full")
     run = run_visits([Visit("withdrawal")], setup=lambda a: a.recorder.sinks.insert(0, broken))
     assert outcomes(run) == ["completed"]
+
+
+def test_acceptor_jam_while_storing_is_reversed_and_journalled():
+    run = run_visits([Visit("deposit")], setup=lambda a: a.devices["acceptor"].inject("jam"))
+    assert outcomes(run) == ["store_failed"]
+    assert ("reverse", -23_000) in run.agent.host.log
+    assert all(acct.balance == 1_000_000 for acct in run.agent.host.accounts.values())
+    store = [e for e in run.agent.journal.entries(kind="outcome") if e.name == "store_notes"]
+    assert store[0].data == {"ok": False, "fault": "jam"}
+    assert "deposit" not in run.agent.atm.functions and "withdrawal" in run.agent.atm.functions
+
+
+def test_cash_levels_are_also_reported_periodically():
+    agent = make_agent({"telemetry": {"cash_interval": 300}})
+    agent.start()
+    agent.loop.run_until_idle(max_time=700)
+    cash = agent.telemetry.publishers[0].topics("cash")
+    assert len(cash) == 3  # at start, at 300 s and at 600 s
+    assert cash[1]["seq"] < cash[2]["seq"]
