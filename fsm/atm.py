@@ -78,11 +78,11 @@ class ATM(SessionFlow):
         self._last_input = 0.0
         self._video_on = False
         self.machine = Machine(
-            model=self, states=[{"name": s, "on_exit": "leave_state"} if s in TIMED_STATES else s
+            model=self, states=[{"name": s, "on_exit": self.leave_state} if s in TIMED_STATES else s
                                 for s in STATES],
             transitions=TRANSITIONS, initial="starting", auto_transitions=False,
             queued=True, send_event=True, ignore_invalid_triggers=True,
-            after_state_change="state_changed")
+            after_state_change=self.state_changed)
 
     # -- helpers -------------------------------------------------------------
     @property
