@@ -71,7 +71,6 @@ class ATM(SessionFlow):
         self.service = "out_of_service"
         self.present = False
         self.away = False           # customer gone for longer than the debounce
-        self.end_after_session: str | None = None
         self._state_timers: list = []
         self._idle_timers: list = []
         self._leave_timer = None
@@ -164,7 +163,7 @@ class ATM(SessionFlow):
                 self.telemetry.status(True, service)
 
     def can_serve(self, event=None) -> bool:
-        return bool(self.functions) and self.end_after_session != "out_of_service"
+        return bool(self.functions)
 
     def _periodic_cash(self) -> None:
         self.publish_cash()
@@ -295,6 +294,9 @@ class ATM(SessionFlow):
     def _activity(self) -> None:
         self._stop_video("input")
         self._last_input = self.clock.now()
+        timers = self._idle_timers
+        if timers and timers[0].cancelled:  # help already shown: show it again if idle again
+            timers[0] = self.scheduler.call_later(self.t["idle_help"], self._idle_due, "idle_help")
 
     def _arm_idle(self) -> None:
         """Start the idle-help and idle-cancel timers, measured from the last input.
@@ -335,6 +337,7 @@ class ATM(SessionFlow):
     def _stop_video(self, reason: str) -> None:
         if self._video_on:
             self._video_on = False
+            self.journal.step(self.sid, "help_video_stopped", reason=reason)
             self.dev("display").stop_video()
 
     def abort_session(self, reason: str) -> None:

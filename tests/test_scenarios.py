@@ -247,3 +247,23 @@ def test_cash_levels_are_also_reported_periodically():
     cash = agent.telemetry.publishers[0].topics("cash")
     assert len(cash) == 3  # at start, at 300 s and at 600 s
     assert cash[1]["seq"] < cash[2]["seq"]
+
+
+def test_help_video_returns_when_the_customer_is_idle_again():
+    agent = make_agent(QUICK)
+    dev = agent.devices
+    agent.start()
+    at = agent.scheduler.call_later
+    at(1, dev["proximity"].customer_arrive)
+    at(2, dev["card_reader"].customer_insert, CARDS["domestic"])
+    at(3, dev["keypad"].customer_enter, "1234")   # menu from 3.2 s
+    at(25, dev["keypad"].customer_keys, 1)        # help started at 18.2 s; this stops it
+    at(75, dev["card_reader"].customer_take)
+    agent.loop.run_until_idle(max_time=80)
+    videos = [(v["action"], v["t"]) for v in agent.recorder.of_type("video")]
+    assert [a for a, _ in videos] == ["started", "stopped", "started", "stopped"]
+    assert videos[0][1] == pytest.approx(18.2) and videos[1][1] == pytest.approx(25)
+    assert videos[2][1] == pytest.approx(40)   # 15 s after the key
+    assert videos[3][1] == pytest.approx(70)   # idle cancel, 45 s after the key
+    assert [s["outcome"] for s in agent.telemetry.publishers[0].topics("event")
+            if s.get("event") == "session"] == ["abandoned"]
