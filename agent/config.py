@@ -79,6 +79,7 @@ CASSETTE_FIELDS: Spec = {
     "denomination": (None, lambda v: _count(v) and v > 0, "a whole number > 0"),
     "count": (None, _count, "a whole number >= 0"),
     "low": (0, _count, "a whole number >= 0"),
+    "empty": (0, _count, "a whole number >= 0"),
 }
 DEFAULT_CASSETTES = [{"id": "A", "denomination": 10000, "count": 500, "low": 50},
                      {"id": "B", "denomination": 1000, "count": 1000, "low": 100}]
@@ -137,6 +138,8 @@ def _cassettes(raw: Any) -> list[Cassette]:
         if values["id"] in seen:
             raise ConfigError(f"cassettes[{i}].id: duplicate cassette id {values['id']!r}")
         seen.add(values["id"])
+        if values["empty"] > values["low"]:
+            raise ConfigError(f"cassettes[{i}].empty: must not be above low ({values['low']})")
         result.append(Cassette(**values))
     return result
 

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS cassettes (
     id           TEXT PRIMARY KEY,
     denomination INTEGER NOT NULL,
     count        INTEGER NOT NULL,
-    low          INTEGER NOT NULL
+    low          INTEGER NOT NULL,
+    empty        INTEGER NOT NULL
 );
 """
 
@@ -129,10 +130,10 @@ class Journal:
     # cassettes ----------------------------------------------------------------
     def _write_cassettes(self, cassettes: list[Cassette]) -> None:
         self.db.executemany(
-            "INSERT INTO cassettes (id, denomination, count, low) VALUES (?, ?, ?, ?)"
+            "INSERT INTO cassettes (id, denomination, count, low, empty) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET denomination=excluded.denomination,"
-            " count=excluded.count, low=excluded.low",
-            [(c.id, c.denomination, c.count, c.low) for c in cassettes])
+            " count=excluded.count, low=excluded.low, empty=excluded.empty",
+            [(c.id, c.denomination, c.count, c.low, c.empty) for c in cassettes])
 
     def save_cassettes(self, cassettes: list[Cassette]) -> None:
         with self.db:
@@ -140,8 +141,8 @@ class Journal:
             self._write_cassettes(cassettes)
 
     def load_cassettes(self) -> list[Cassette]:
-        rows = self.db.execute("SELECT id, denomination, count, low FROM cassettes ORDER BY id")
-        return [Cassette(id=r[0], denomination=r[1], count=r[2], low=r[3]) for r in rows]
+        rows = self.db.execute("SELECT id, denomination, count, low, empty FROM cassettes ORDER BY id")
+        return [Cassette(id=r[0], denomination=r[1], count=r[2], low=r[3], empty=r[4]) for r in rows]
 
     # queries --------------------------------------------------------------------
     def entries(self, session: str | None = None, kind: str | None = None) -> list[Entry]:

@@ -17,12 +17,13 @@ class Cassette:
     id: str
     denomination: int
     count: int
-    low: int = 0
+    low: int = 0            # at or below: "low" (replenish soon)
+    empty: int = 0          # at or below: "empty" (the cassette is not used)
     near_end: bool = False  # the cassette's near-end sensor
 
     @property
     def status(self) -> str:
-        if self.count <= 0:
+        if self.count <= self.empty:
             return "empty"
         if self.count <= self.low or self.near_end:
             return "low"
@@ -54,7 +55,7 @@ class DispenseResult:
 
 def plan_notes(cassettes: list[Cassette], amount: int, max_notes: int) -> dict[str, int] | None:
     """Choose notes for ``amount``: fewest notes first, within counts and max_notes."""
-    usable = sorted((c for c in cassettes if c.count > 0), key=lambda c: -c.denomination)
+    usable = sorted((c for c in cassettes if c.status != "empty"), key=lambda c: -c.denomination)
 
     def search(i: int, rest: int, notes_left: int) -> dict[str, int] | None:
         if rest == 0:
@@ -62,7 +63,7 @@ def plan_notes(cassettes: list[Cassette], amount: int, max_notes: int) -> dict[s
         if i == len(usable) or notes_left == 0:
             return None
         cas = usable[i]
-        most = min(rest // cas.denomination, cas.count, notes_left)
+        most = min(rest // cas.denomination, cas.count - cas.empty, notes_left)
         for n in range(most, -1, -1):
             found = search(i + 1, rest - n * cas.denomination, notes_left - n)
             if found is not None:

@@ -21,7 +21,7 @@ def available_functions(devices: dict, min_note: int | None = None) -> list[str]
     for function in FUNCTIONS:
         if not all(k in devices and devices[k].usable for k in NEEDS[function]):
             continue
-        if function == "withdrawal" and not any(c.count > 0 for c in devices["dispenser"].cassettes):
+        if function == "withdrawal" and all(c.status == "empty" for c in devices["dispenser"].cassettes):
             continue
         out.append(function)
     return out

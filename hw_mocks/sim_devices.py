@@ -115,7 +115,7 @@ class SimChipReader(FaultInjection, ChipReader):
 class SimDispenser(FaultInjection, CashDispenser):
     """Two or more cassettes, a stacker, a gate (shutter) and a retract bin."""
 
-    INJECTABLE = ("jam", "pickup_error", "near_end")
+    INJECTABLE = ("jam", "pickup_error", "near_end", "empty")
 
     def __init__(self, ctx=None, locator=None):
         super().__init__(ctx, locator)
@@ -128,6 +128,12 @@ class SimDispenser(FaultInjection, CashDispenser):
         result = DispenseResult(requested=dict(plan))
         for cid, n in plan.items():
             cas = self.cassette(cid)
+            if "empty" in self.injected:  # the cassette holds fewer notes than counted
+                result.fault_code = "cassette_empty"
+                self._apply(result)
+                self.raise_fault("cassette_empty", f"cassette {cid} ran out of notes (bill end)",
+                                 Severity.ERROR, Action.REPLENISH)
+                return result
             if "jam" in self.injected:
                 picked = min(n // 2, cas.count)
                 result.picked[cid] = picked
@@ -170,6 +176,8 @@ class SimDispenser(FaultInjection, CashDispenser):
             self.raise_fault("jam", "notes jammed at the check sensors", Severity.ERROR, Action.RESET)
         else:
             self.clear_fault("jam")
+        if "empty" not in self.injected:
+            self.clear_fault("cassette_empty")
         self._update_near_end()
         return self.status
 

@@ -87,3 +87,12 @@ def test_sim_card_reader_jam_raises_device_error():
         reader.read(KEY)
     assert err.value.fault.code == "jam"
     assert PAN not in str(err.value)
+
+
+def test_empty_threshold_keeps_a_cassette_out_of_plans():
+    cas = [Cassette("A", 10_000, 5, low=10, empty=5), Cassette("B", 1_000, 100)]
+    assert cas[0].status == "empty"
+    assert plan_notes(cas, 20_000, 60) == {"B": 20}
+    cas[0].count = 7
+    assert plan_notes(cas, 20_000, 60) == {"A": 2}
+    assert plan_notes(cas, 30_000, 60) == {"A": 2, "B": 10}

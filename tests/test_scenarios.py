@@ -267,3 +267,16 @@ def test_help_video_returns_when_the_customer_is_idle_again():
     assert videos[3][1] == pytest.approx(70)   # idle cancel, 45 s after the key
     assert [s["outcome"] for s in agent.telemetry.publishers[0].topics("event")
             if s.get("event") == "session"] == ["abandoned"]
+
+
+def test_a_physically_empty_cassette_fails_safely_until_replenished():
+    def refill(agent):
+        agent.devices["dispenser"].remove("empty")
+        agent.replenish(agent.config.cassettes)
+    run = run_visits([Visit("withdrawal"), Visit("balance", card="domestic2")],
+                     setup=lambda a: a.devices["dispenser"].inject("empty"), epilogue=refill)
+    assert outcomes(run) == ["dispense_failed", "completed"]
+    faults = [(f["code"], f["state"], f["action"]) for f in run.telemetry("fault")]
+    assert faults == [("cassette_empty", "raised", "replenish"), ("cassette_empty", "cleared", "replenish")]
+    assert run.telemetry("status")[-1]["service"] == "in_service"
+    assert run.agent.devices["dispenser"].cassette("A").count == 500
