@@ -53,6 +53,9 @@ class Customer:
         self.later(delay, self._walk_up)
 
     def _walk_up(self) -> None:
+        v = self.visit
+        self.agent.recorder("customer", action="arrives", function=v.function, card=v.card,
+                            plan=v.label or "an ordinary visit")
         self.dev["proximity"].customer_arrive()
         self.later(self.visit.think, self._insert)
 
