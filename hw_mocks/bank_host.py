@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from devices.carddata import card_token
 from hw_mocks.cards import SimCard
 from hw_mocks.faults import FaultInjection
+from hw_mocks.history import History
 
 OPERATIONS = ("verify_pin", "withdraw", "deposit", "balance", "transfer", "reverse")
 
@@ -38,7 +39,7 @@ class SimBankHost(FaultInjection):
         self.key = key
         self.latency = latency
         self.accounts: dict[str, Account] = {}
-        self.log: list[tuple[str, int]] = []
+        self.log: list[tuple[str, int]] = History()
         self._next_id = 0
 
     def add_account(self, card: SimCard, pin: str, balance: int) -> None:

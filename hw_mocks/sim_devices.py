@@ -19,6 +19,7 @@ from devices.keypad import Keypad
 from devices.proximity import ProximitySensor
 from hw_mocks.cards import SimCard
 from hw_mocks.faults import FaultInjection
+from hw_mocks.history import History
 
 
 class SimCardReader(FaultInjection, CardReader):
@@ -29,7 +30,7 @@ class SimCardReader(FaultInjection, CardReader):
         self.entry_enabled = False
         self.card: SimCard | None = None
         self._position = CardPosition.NONE
-        self.captured: list[SimCard] = []
+        self.captured: list[SimCard] = History()
 
     @property
     def position(self) -> CardPosition:

@@ -10,13 +10,14 @@ import cv2
 
 from devices.base import Severity
 from devices.display import Display
+from hw_mocks.history import History
 
 
 class SimDisplay(Display):
     def __init__(self, ctx=None, locator=None):
         super().__init__(ctx, locator)
-        self.screens: list[dict] = []
-        self.frames_shown: list[tuple[float, int]] = []
+        self.screens: list[dict] = History()
+        self.frames_shown: list[tuple[float, int]] = History()
         self._cap = None
         self._timer = None
         self._index = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from devices.speaker import Clip, Speaker
+from hw_mocks.history import History
 
 
 class SimSpeaker(Speaker):
@@ -16,8 +17,8 @@ class SimSpeaker(Speaker):
 
     def __init__(self, ctx=None, locator=None):
         super().__init__(ctx, locator)
-        self.played: list[dict] = []
-        self.stopped: list[float] = []
+        self.played: list[dict] = History()
+        self.stopped: list[float] = History()
         self.current: Clip | None = None
         self._ends_at = 0.0
 

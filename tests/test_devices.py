@@ -96,3 +96,11 @@ def test_empty_threshold_keeps_a_cassette_out_of_plans():
     cas[0].count = 7
     assert plan_notes(cas, 20_000, 60) == {"A": 2}
     assert plan_notes(cas, 30_000, 60) == {"A": 2, "B": 10}
+
+
+def test_simulation_history_is_bounded():
+    from hw_mocks.history import History
+    h = History(cap=10)
+    for i in range(1000):
+        h.append(i)
+    assert 10 <= len(h) <= 20 and h[-1] == 999 and h == list(range(1000 - len(h), 1000))
