@@ -236,9 +236,9 @@ class ATM(SessionFlow):
             self.fire(trigger, data)
 
     def _maintenance(self, kind: str) -> None:
+        """An engineer resets a device; a reset may move notes (purge), so it is journalled."""
         device = self.dev(kind)
-        self.journal.event(None, "maintenance", device=kind)
-        device.reset() if hasattr(device, "reset") else device.self_test()
+        self.command(f"maintenance_reset_{kind}", getattr(device, "reset", device.self_test))
 
     def _replenish(self, cassettes) -> None:
         """A cash van swaps the cassettes (only between sessions)."""

@@ -16,6 +16,7 @@ class Session:
     amount: int = 0
     pin_tries: int = 0
     host_request: int | None = None
+    money_request: int | None = None  # the host request that moved money, for a reversal
     reply: object = None             # the last host reply
     stacked_notes: int = 0           # dispensed into the stacker, not yet presented
     presented_notes: int = 0

@@ -103,6 +103,8 @@ class SessionFlow:
         self.session.reply = None
         self.session.host_request = self.host.request(
             op, self.session.card.token, self._host_reply, pin=pin, amount=amount)
+        if op in ("withdraw", "deposit", "transfer"):
+            self.session.money_request = self.session.host_request
         self.journal.step(self.sid, "host_request", op=op, amount=amount)
         self.later(self.t["host"], "host_timed_out")
 
@@ -221,15 +223,18 @@ class SessionFlow:
         """No answer from the host: undo whatever it may have done."""
         self.session.outcome = "host_timeout"
         self.journal.step(self.sid, "host_timeout", op=self.session.function)
-        if self.session.function in ("withdrawal", "transfer") and self.state == "authorising":
-            self._reverse(self.session.amount)
+        if self.state == "authorising":  # the host may have moved the money: undo it
+            self._reverse()
         self._return_escrow()
         self.show("host_unavailable")
 
-    def _reverse(self, amount: int) -> None:
-        if amount and self.session.card is not None:
-            self.journal.step(self.sid, "reversal", amount=amount)
-            self.host.request("reverse", self.session.card.token, lambda reply: None, amount=amount)
+    def _reverse(self) -> None:
+        """Ask the host to undo this session's money movement (once; it ignores one that never happened)."""
+        original = self.session.money_request
+        if original is not None:
+            self.session.money_request = None
+            self.journal.step(self.sid, "reversal", original=original, amount=self.session.amount)
+            self.host.request("reverse", self.session.card.token, lambda reply: None, original=original)
 
     # -- withdrawal ----------------------------------------------------------
     def on_enter_dispensing(self, event) -> None:
@@ -237,7 +242,7 @@ class SessionFlow:
         plan = dispenser.plan(self.session.amount) if dispenser.usable else None
         if plan is None:
             self.session.outcome = "dispense_failed"
-            self._reverse(self.session.amount)
+            self._reverse()
             return self.dispensed()
         intent = self.journal.intent(self.sid, "dispense", plan=plan, amount=self.session.amount,
                                      counts={c.id: c.count for c in dispenser.cassettes})
@@ -246,11 +251,11 @@ class SessionFlow:
                              ok=result.complete, picked=result.picked, rejected=result.rejected,
                              fault=result.fault_code)
         self.publish_cash()
-        if result.complete:
-            self.session.stacked_notes = sum(plan.values())
-        else:
+        self.session.stacked_notes = sum(result.stacked(cid) for cid in result.picked)
+        if not result.complete:  # never presented, never retried: purge what was stacked
             self.session.outcome = "dispense_failed"
-            self._reverse(self.session.amount)
+            self._purge_stacker()
+            self._reverse()
             self.show("dispense_failed")
         self.dispensed()
 
@@ -280,7 +285,7 @@ class SessionFlow:
         notes = notes or 0
         self.session.cash_retracted = notes
         self.session.outcome = "cash_retracted"
-        self._reverse(self.session.amount)
+        self._reverse()
         self.journal.event(self.sid, "cash_retracted", function=self.session.function, notes=notes)
         self.telemetry.event({"event": "cash_retracted", "session": self.sid,
                               "function": self.session.function, "notes": notes})
@@ -308,7 +313,7 @@ class SessionFlow:
         _, fault = self.command("store_notes", self.dev("acceptor").store, notes=self.session.escrow)
         if fault:
             self.session.outcome = "store_failed"
-            self._reverse(-self.session.amount)
+            self._reverse()
         self.session.escrow = {}
         self.stored()
 
@@ -375,5 +380,5 @@ class SessionFlow:
     def _purge_stacker(self) -> None:
         """Notes that were never presented go to the reject bin; the host is credited."""
         self.command("purge_stacker", self.dev("dispenser").reset, notes=self.session.stacked_notes)
-        self._reverse(self.session.amount)
+        self._reverse()
         self.session.stacked_notes = 0

@@ -1,5 +1,7 @@
 """A simulated bank host: accounts, PINs, balances, declines and time-outs.
 
+A ``reverse`` names the request it undoes (``original``); the host undoes
+only an approved money movement, and only once, whatever the ATM believes.
 Requests are answered after ``latency`` seconds on the scheduler's clock by
 calling ``reply(HostReply)``; with the ``timeout`` fault armed the host still
 acts on the request but its answer is lost, as on a broken link. Accounts are keyed by the card token, never by card number.
@@ -41,18 +43,20 @@ class SimBankHost(FaultInjection):
         self.accounts: dict[str, Account] = {}
         self.log: list[tuple[str, int]] = History()
         self._next_id = 0
+        self._moved: dict[int, tuple[str, int]] = {}  # approved request -> (token, balance change)
 
     def add_account(self, card: SimCard, pin: str, balance: int) -> None:
         self.accounts[card_token(card.pan, self.key)] = Account(pin, balance)
 
-    def request(self, op: str, token: str, reply, *, pin=None, amount: int = 0) -> int:
+    def request(self, op: str, token: str, reply, *, pin=None, amount: int = 0,
+                original: int | None = None) -> int:
         """Send a request; returns its id. ``reply`` gets a HostReply later."""
         if op not in OPERATIONS:
             raise ValueError(f"unknown host operation {op!r}")
         self._next_id += 1
         rid = self._next_id
-        self.log.append((op, amount))
-        answer = self._answer(rid, op, token, pin, amount)
+        self.log.append((op, amount if op != "reverse" else original))
+        answer = self._reverse(rid, original) if op == "reverse" else self._answer(rid, op, token, pin, amount)
         if "timeout" not in self.injected:  # a time-out loses the reply, not the request
             self.scheduler.call_later(self.latency, reply, answer)
         return rid
@@ -64,7 +68,7 @@ class SimBankHost(FaultInjection):
         if op == "verify_pin":
             ok = pin is not None and pin.matches(acct.pin)
             return HostReply(rid, ok, "approved" if ok else "wrong_pin")
-        if "decline" in self.injected and op != "reverse":
+        if "decline" in self.injected:
             return HostReply(rid, False, "declined", acct.balance)
         if op in ("withdraw", "transfer"):
             if amount > acct.balance:
@@ -72,9 +76,19 @@ class SimBankHost(FaultInjection):
             if amount > acct.daily_limit:
                 return HostReply(rid, False, "over_limit", acct.balance)
             acct.balance -= amount
-        elif op in ("deposit", "reverse"):
+            self._moved[rid] = (token, -amount)
+        elif op == "deposit":
             acct.balance += amount
+            self._moved[rid] = (token, amount)
         return HostReply(rid, True, "approved", acct.balance)
+
+    def _reverse(self, rid: int, original: int | None) -> HostReply:
+        moved = self._moved.pop(original, None)
+        if moved is None:
+            return HostReply(rid, False, "nothing_to_reverse")
+        token, change = moved
+        self.accounts[token].balance -= change
+        return HostReply(rid, True, "approved", self.accounts[token].balance)
 
 
 DEMO_PIN = "1234"
