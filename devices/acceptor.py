@@ -27,3 +27,7 @@ class CashAcceptor(Device):
     def return_notes(self) -> dict[int, int]:
         """Give the escrowed notes back to the customer."""
         raise NotImplementedError
+
+    def reset(self) -> None:
+        """Clear the transport; notes left in the escrow go to a retained bin."""
+        raise NotImplementedError

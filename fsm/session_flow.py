@@ -294,7 +294,12 @@ class SessionFlow:
 
     # -- deposit -------------------------------------------------------------
     def on_enter_accepting_notes(self, event) -> None:
-        self.dev("acceptor").enable()
+        acceptor = self.dev("acceptor")
+        if acceptor.escrow():  # someone else's notes: never credit them to this customer
+            acceptor.raise_fault("escrow_not_empty", "notes are left in the escrow")
+            self.session.outcome = "deposit_unavailable"
+            return self.aborted()
+        acceptor.enable()
         self.show("insert_notes")
         self._arm_idle()
 

@@ -198,6 +198,7 @@ class SimAcceptor(FaultInjection, CashAcceptor):
         self._escrow: dict[int, int] = {}
         self.stored: dict[int, int] = {}
         self.returned: dict[int, int] = {}
+        self.retained: dict[int, int] = {}   # notes an engineer cleared out of the escrow
 
     def enable(self) -> None:
         self.enabled = True
@@ -227,7 +228,18 @@ class SimAcceptor(FaultInjection, CashAcceptor):
             self.raise_fault("jam", "note jam in the acceptor", Severity.ERROR, Action.RESET)
         else:
             self.clear_fault("jam")
+        if self._escrow and not self.enabled:
+            self.raise_fault("escrow_not_empty", "notes are left in the escrow", Severity.ERROR,
+                             Action.MAINTENANCE)
         return self.status
+
+    def reset(self) -> None:
+        """Engineer's reset: notes left in the escrow go to the retained bin."""
+        for denom, n in self._escrow.items():
+            self.retained[denom] = self.retained.get(denom, 0) + n
+        self._escrow = {}
+        self.clear_fault("escrow_not_empty")
+        self.self_test()
 
     def customer_insert_notes(self, notes: dict[int, int]) -> bool:
         if not self.enabled:

@@ -316,3 +316,21 @@ def test_notes_from_a_jammed_dispense_never_reach_the_next_customer():
     assert presented == [3]
     disp = run.agent.devices["dispenser"]
     assert disp.cassette("A").count == 500 - 2 - 3 and disp.reject_bin == 2
+
+
+def test_notes_stuck_in_the_escrow_are_never_credited_to_the_next_depositor():
+    def jam_once(agent):
+        acceptor = agent.devices["acceptor"]
+        acceptor.inject("jam")
+        agent.recorder.sinks.append(lambda r: acceptor.remove("jam") if r.get("state") == "ejecting_card" else None)
+    run = run_visits([Visit("deposit"), Visit("deposit", card="domestic2", notes={1_000: 1}, think=6)],
+                     {"timeouts": {"selftest_retry": 5}}, setup=jam_once,
+                     epilogue=lambda agent: agent.maintenance("acceptor"))
+    assert outcomes(run)[0] == "store_failed"
+    assert outcomes(run)[1] in ("cancelled", "deposit_unavailable")  # deposit is not on offer
+    assert all(acct.balance == 1_000_000 for acct in run.agent.host.accounts.values())
+    acceptor = run.agent.devices["acceptor"]
+    assert acceptor.retained == {10_000: 2, 1_000: 3} and acceptor.escrow() == {}
+    assert "deposit" in run.agent.atm.functions
+    resets = [e for e in run.agent.journal.entries(kind="outcome") if e.name == "maintenance_reset_acceptor"]
+    assert resets and resets[0].data["ok"] is True
