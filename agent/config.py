@@ -20,8 +20,9 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the field."""
 
 
-def _positive(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+def _seconds(v) -> bool:
+    """A time in seconds: finite, from 10 ms to a day."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.01 <= v <= 86_400
 
 
 def _count(v) -> bool:
@@ -43,7 +44,7 @@ SECTIONS: dict[str, Spec] = {
         "currency": ("JPY", lambda v: isinstance(v, str) and len(v) == 3 and v.isupper(),
                      "a 3-letter ISO 4217 code"),
     },
-    "timeouts": {name: (default, _positive, "a number > 0") for name, default in {
+    "timeouts": {name: (default, _seconds, "a number of seconds from 0.01 to 86400") for name, default in {
         "idle_help": 15.0, "idle_cancel": 45.0, "host": 10.0, "card_take": 30.0,
         "cash_take": 30.0, "leave_debounce": 1.0, "selftest_retry": 60.0}.items()},
     "session": {
@@ -55,7 +56,7 @@ SECTIONS: dict[str, Spec] = {
         "brokers": ([], lambda v: isinstance(v, list) and all(
             isinstance(u, str) and u.startswith(("mqtt://", "mqtts://")) for u in v),
             "a list of mqtt:// or mqtts:// URLs"),
-        "cash_interval": (300.0, _positive, "a number > 0"),
+        "cash_interval": (300.0, _seconds, "a number of seconds from 0.01 to 86400"),
         "keepalive": (10, lambda v: _count(v) and 5 <= v <= 600, "a whole number from 5 to 600"),
     },
     "journal": {
@@ -68,7 +69,7 @@ SECTIONS: dict[str, Spec] = {
     },
     "speech": {
         "cache_dir": ("", lambda v: isinstance(v, str), "a directory path ('' for the default)"),
-        "render_timeout": (60.0, _positive, "a number > 0"),
+        "render_timeout": (60.0, _seconds, "a number of seconds from 0.01 to 86400"),
     },
     "devices": {kind: ("sim://", lambda v: isinstance(v, str), "a backend locator like 'sim://'")
                 for kind in DEVICE_KINDS},

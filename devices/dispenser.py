@@ -8,6 +8,8 @@ Events emitted: ``cash_presented``, ``cash_taken``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache, reduce
+from math import gcd
 
 from devices.base import Device
 
@@ -54,27 +56,46 @@ class DispenseResult:
 
 
 def plan_notes(cassettes: list[Cassette], amount: int, max_notes: int) -> dict[str, int] | None:
-    """Choose notes for ``amount``: fewest notes first, within counts and max_notes."""
+    """Choose the fewest notes that make ``amount``, within counts and ``max_notes``.
+
+    A memoised search over (cassette, amount left); amounts that no mix of the
+    denominations can make are refused at once, so it stays fast for any input.
+    """
     usable = sorted((c for c in cassettes if c.status != "empty"), key=lambda c: -c.denomination)
+    if amount <= 0 or not usable or amount % reduce(gcd, (c.denomination for c in usable)):
+        return None
+    limit = [min(c.count - c.empty, max_notes) for c in usable]
+    reach = [0] * (len(usable) + 1)  # the most cassettes i.. can pay
+    for i in range(len(usable) - 1, -1, -1):
+        reach[i] = reach[i + 1] + limit[i] * usable[i].denomination
 
-    def search(i: int, rest: int, notes_left: int) -> dict[str, int] | None:
+    @lru_cache(maxsize=None)
+    def fewest(i: int, rest: int) -> int | None:
         if rest == 0:
-            return {}
-        if i == len(usable) or notes_left == 0:
+            return 0
+        if rest > reach[i]:
             return None
-        cas = usable[i]
-        most = min(rest // cas.denomination, cas.count - cas.empty, notes_left)
-        for n in range(most, -1, -1):
-            found = search(i + 1, rest - n * cas.denomination, notes_left - n)
-            if found is not None:
-                if n:
-                    found[cas.id] = n
-                return found
-        return None
+        d, best = usable[i].denomination, None
+        for n in range(min(rest // d, limit[i]), -1, -1):
+            sub = fewest(i + 1, rest - n * d)
+            if sub is not None and (best is None or n + sub < best):
+                best = n + sub
+        return best
 
-    if amount <= 0:
+    total = fewest(0, amount)
+    if total is None or total > max_notes:
         return None
-    return search(0, amount, max_notes)
+    plan, rest = {}, amount
+    for i, cas in enumerate(usable):
+        need = fewest(i, rest)
+        for n in range(min(rest // cas.denomination, limit[i]), -1, -1):
+            sub = fewest(i + 1, rest - n * cas.denomination)
+            if sub is not None and n + sub == need:
+                if n:
+                    plan[cas.id] = n
+                rest -= n * cas.denomination
+                break
+    return plan
 
 
 class CashDispenser(Device):

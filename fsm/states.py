@@ -47,7 +47,7 @@ TRANSITIONS = [
     T(trigger="host_replied", source="verifying_pin", dest="menu", conditions="reply_ok"),
     T(trigger="host_replied", source="verifying_pin", dest="retaining_card", conditions="pin_tries_used_up"),
     T(trigger="host_replied", source="verifying_pin", dest="pin_entry", conditions="reply_wrong_pin"),
-    T(trigger="host_replied", source="verifying_pin", dest="ejecting_card"),
+    T(trigger="host_replied", source="verifying_pin", dest="ejecting_card", before="host_declined"),
 
     T(trigger="chosen", source="menu", dest="amount_entry", conditions="chose_withdrawal"),
     T(trigger="chosen", source="menu", dest="accepting_notes", conditions="chose_deposit"),

@@ -15,6 +15,9 @@ def test_defaults_are_a_simulated_rig():
 @pytest.mark.parametrize("raw, field", [
     ({"timeouts": {"idle_help": -3}}, "timeouts.idle_help"),
     ({"timeouts": {"idle_help": "soon"}}, "timeouts.idle_help"),
+    ({"timeouts": {"selftest_retry": float("inf")}}, "timeouts.selftest_retry"),
+    ({"timeouts": {"host": 1e-300}}, "timeouts.host"),
+    ({"telemetry": {"cash_interval": float("nan")}}, "telemetry.cash_interval"),
     ({"timeouts": {"idle_help": 50, "idle_cancel": 40}}, "timeouts.idle_cancel"),
     ({"atm": {"idd": "x"}}, "atm.idd"),
     ({"atm": {"id": "bad id!"}}, "atm.id"),

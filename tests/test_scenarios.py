@@ -334,3 +334,12 @@ def test_notes_stuck_in_the_escrow_are_never_credited_to_the_next_depositor():
     assert "deposit" in run.agent.atm.functions
     resets = [e for e in run.agent.journal.entries(kind="outcome") if e.name == "maintenance_reset_acceptor"]
     assert resets and resets[0].data["ok"] is True
+
+
+def test_a_pin_check_the_host_refuses_for_another_reason_is_reported_as_declined():
+    def forget_accounts(agent):
+        agent.host.accounts.clear()
+    run = run_visits([Visit("balance")], setup=forget_accounts)
+    assert outcomes(run) == ["declined"]
+    screens = [s["screen"] for s in run.agent.devices["display"].screens]
+    assert "declined" in screens
