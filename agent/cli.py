@@ -122,8 +122,15 @@ def cmd_run(args) -> int:
     agent.start_thread()
     if ready.wait(10):
         print(f"ready: ATM {cfg.atm_id} is {agent.atm.service} (Ctrl-C to stop)", flush=True)
-    stop.wait(args.duration or None)
+    deadline = clock.now() + args.duration if args.duration else None
+    while not stop.wait(0.5) and agent.running:
+        if deadline is not None and clock.now() >= deadline:
+            break
+    failed = agent.loop.failed
     agent.stop()
+    if failed is not None:
+        print(f"atm: error: the state machine stopped: {failed!r}", file=sys.stderr)
+        return 1
     print("stopped", flush=True)
     return 0
 
@@ -165,6 +172,16 @@ def cmd_status(args) -> int:
 
 
 # -- entry point ---------------------------------------------------------------
+def _duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 366 * 86_400:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 < s <= 1 year)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atm", description="ATM firmware simulator and edge agent")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -176,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--journal", help="journal file (default: from the config)")
     run.add_argument("--seed", type=int, default=None, help="seed for the simulated customers")
     run.add_argument("--no-customers", action="store_true", help="do not simulate customers")
-    run.add_argument("--duration", type=float, default=0, metavar="SECONDS",
+    run.add_argument("--duration", type=_duration, default=0, metavar="SECONDS",
                      help="stop by itself after this long (default: run until Ctrl-C)")
     run.set_defaults(func=cmd_run)
 

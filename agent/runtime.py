@@ -77,6 +77,7 @@ class Agent:
         self.atm = ATM(settings, self.devices, self.scheduler, self.journal, self.telemetry,
                        self.prompter, self.host, self.loop.post, self.recorder)
         self.loop.dispatch = self.atm.handle
+        self.loop.on_error = self.atm.contain_error
         self._thread: threading.Thread | None = None
 
     def _make_publisher(self, brokers: list[str]):
@@ -133,6 +134,11 @@ class Agent:
         self._thread = threading.Thread(target=self.loop.run_forever, name="atm-fsm", daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """False once the loop thread has ended (stopped, or failed beyond containment)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         """Hand back a card that is inside, stop the loop, publish the offline
         status and close everything."""
@@ -141,7 +147,10 @@ class Agent:
             self.loop.run_until_idle(max_time=self.clock.now())  # virtual clock: run it now
         self.loop.stop()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
+            if self._thread.is_alive():  # never close what the loop may still be using
+                log.error("the state machine did not stop within 10 s; devices left open")
+                return
         final = self.telemetry.status_message(False, self.atm.service)
         stop = getattr(self.publisher, "stop", None)
         if stop is not None:

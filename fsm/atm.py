@@ -76,6 +76,7 @@ class ATM(SessionFlow):
         self._leave_timer = None
         self._last_input = 0.0
         self._video_on = False
+        self.broken = False         # an error could not be contained: out of service until restart
         self.machine = Machine(
             model=self, states=[{"name": s, "on_exit": self.leave_state} if s in TIMED_STATES else s
                                 for s in STATES],
@@ -163,7 +164,7 @@ class ATM(SessionFlow):
                 self.telemetry.status(True, service)
 
     def can_serve(self, event=None) -> bool:
-        return bool(self.functions)
+        return bool(self.functions) and not self.broken
 
     def _periodic_cash(self) -> None:
         self.publish_cash()
@@ -196,27 +197,54 @@ class ATM(SessionFlow):
 
     # -- events from the loop ------------------------------------------------
     def handle(self, name: str, data: dict) -> None:
-        """Entry point for every event the loop delivers."""
+        """Entry point for every event the loop delivers (errors go to ``contain_error``)."""
+        if name == "device":
+            self._device_event(data["kind"], data["event"], data["data"])
+        elif name == "host":
+            self.host_replied(reply=data["reply"])
+        elif name == "maintenance":
+            self._maintenance(data["device"])
+        elif name == "replenish":
+            self._replenish(data["cassettes"])
+        elif name == "abort":
+            self.abort_session(data["reason"])
+        else:
+            log.warning("unknown event %r ignored", name)
+
+    def contain_error(self, exc: Exception, where: str) -> None:
+        """An event or timer failed (a bug, a full disk): end the session safely.
+
+        If even that fails, the ATM goes out of service for good (until a
+        restart) without touching the journal again: never serve half-broken.
+        """
+        log.error("error in %s: %r", where, exc, exc_info=exc)
         try:
-            if name == "device":
-                self._device_event(data["kind"], data["event"], data["data"])
-            elif name == "host":
-                self.host_replied(reply=data["reply"])
-            elif name == "maintenance":
-                self._maintenance(data["device"])
-            elif name == "replenish":
-                self._replenish(data["cassettes"])
-            elif name == "abort":
-                self.abort_session(data["reason"])
-            else:
-                log.warning("unknown event %r ignored", name)
-        except Exception as exc:  # a bug must not strand a card in the machine
-            log.exception("error while handling %s", name)
-            self.journal.event(self.sid, "software_error", error=repr(exc), state=self.state)
+            self.journal.event(self.sid, "software_error", error=repr(exc), where=where, state=self.state)
             if self.session is not None:
                 self.session.outcome = "software_error"
             if self.state not in ("idle", "out_of_service", "starting"):
                 self.aborted()
+        except Exception:
+            log.exception("could not end the session safely; out of service until restarted")
+            self.fail_safe()
+
+    def fail_safe(self) -> None:
+        """Stop taking cards, hand back a card that is inside, undo the host's money
+        movement, and report out of service: each step on its own, best effort."""
+        previous = self.state
+        self.broken = True
+        self.machine.set_state("out_of_service")
+        self.service = "out_of_service"
+        reader = self.dev("card_reader")
+        steps = [reader.disable_entry, lambda: self.telemetry.status(True, "out_of_service")]
+        if self.session is not None:
+            steps[:0] = [self._reverse, lambda: reader.eject() if reader.position.value == "inside" else None]
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("fail-safe step failed")
+        self.out("state", state="out_of_service", previous=previous, trigger="fail_safe", session=self.sid)
 
     def _device_event(self, kind: str, event: str, data: dict) -> None:
         if event == "fault":
@@ -341,7 +369,22 @@ class ATM(SessionFlow):
             self.dev("display").stop_video()
 
     def abort_session(self, reason: str) -> None:
-        """End the session safely from outside (shutdown): a card inside goes back."""
-        if self.session is not None and self.state in CARD_INSIDE:
+        """The agent is stopping: close the session now, with nothing left hanging."""
+        if self.session is not None and self.state != "ending":
             self.session.outcome = reason
-            self.aborted()
+            self.shut_down()
+
+    def shutting_down(self, event) -> None:
+        """Card back to the gate, cash at the shutter retracted and reversed, escrow returned;
+        ``ending`` then purges the stacker and writes the session's end."""
+        if self.state in CARD_INSIDE:
+            self.command("eject_card", self.dev("card_reader").eject)
+        if self.state == "cash_at_gate":
+            notes, _ = self.command("retract_cash", self.dev("dispenser").retract,
+                                    notes=self.session.presented_notes)
+            self.session.cash_retracted = notes or 0
+            self._reverse()
+        if self.state in ("accepting_notes", "confirming_deposit"):
+            self.session.escrow = self.dev("acceptor").escrow()
+        self._return_escrow()
+        self.prompter.stop("shutdown")

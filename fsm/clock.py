@@ -69,6 +69,7 @@ class Scheduler:
 
     def __init__(self, clock):
         self.clock = clock
+        self.on_error: Callable[[Exception, str], None] | None = None  # contains callback errors
         self._heap: list[tuple[float, int, Timer]] = []
         self._order = itertools.count()
 
@@ -95,8 +96,14 @@ class Scheduler:
             _, _, timer = heapq.heappop(heap)
             if not timer.cancelled:
                 timer.cancelled = True
-                timer.callback(*timer.args)
                 ran += 1
+                if self.on_error is None:
+                    timer.callback(*timer.args)
+                    continue
+                try:
+                    timer.callback(*timer.args)
+                except Exception as exc:
+                    self.on_error(exc, f"timer {getattr(timer.callback, '__name__', timer.callback)}")
         return ran
 
     def clear(self) -> None:

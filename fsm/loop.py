@@ -20,12 +20,28 @@ Event = tuple[str, dict]
 class EventLoop:
     """Runs posted events and due timers on a single thread."""
 
-    def __init__(self, scheduler: Scheduler, dispatch: Callable[[str, dict], None] | None = None):
+    def __init__(self, scheduler: Scheduler, dispatch: Callable[[str, dict], None] | None = None,
+                 on_error: Callable[[Exception, str], None] | None = None):
         self.scheduler = scheduler
         self.clock = scheduler.clock
         self.dispatch = dispatch
+        self.on_error = on_error      # contains an error of one event or timer
+        self.failed: Exception | None = None
         self._queue: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
         self._stop = threading.Event()
+        scheduler.on_error = self._error
+
+    def _error(self, exc: Exception, where: str) -> None:
+        """One event or timer failed: let the owner contain it; if that fails too, stop."""
+        if self.on_error is None:
+            raise exc
+        try:
+            self.on_error(exc, where)
+        except Exception as second:
+            log.critical("could not contain an error in %s (%r): %r; the event loop stops",
+                         where, exc, second)
+            self.failed = second
+            self._stop.set()
 
     def post(self, name: str, **data) -> None:
         """Thread-safe: queue an event for the state machine."""
@@ -44,7 +60,13 @@ class EventLoop:
         while not q.empty():  # this thread is the only consumer
             name, data = q.get_nowait()
             if name != "_wake":
-                self.dispatch(name, data)
+                self._dispatch(name, data)
+
+    def _dispatch(self, name: str, data: dict) -> None:
+        try:
+            self.dispatch(name, data)
+        except Exception as exc:
+            self._error(exc, f"event {name}")
 
     def run_until_idle(self, max_time: float | None = None) -> None:
         """Virtual clock: jump from deadline to deadline until nothing is left.
@@ -77,5 +99,7 @@ class EventLoop:
             except queue.Empty:
                 continue
             if name != "_wake":
-                self.dispatch(name, data)
+                self._dispatch(name, data)
             self._drain()
+        if self.failed is None:
+            self._drain()  # events posted just before stop() (a shutdown's abort) still run

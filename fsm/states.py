@@ -89,6 +89,8 @@ TRANSITIONS = [
     T(trigger="aborted", source=list(CARD_INSIDE), dest="ejecting_card"),
     T(trigger="aborted", source=list(CARD_OUTSIDE), dest="ending"),
     T(trigger="aborted", source="ending", dest="out_of_service"),
+    T(trigger="shut_down", source=[s for s in IN_SESSION if s != "ending"], dest="ending",
+      before="shutting_down"),
 
     T(trigger="customer_left", source=["card_at_gate", "cash_at_gate"], dest=None,
       after="start_forgotten_prompt"),

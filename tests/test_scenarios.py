@@ -223,8 +223,28 @@ def test_shutdown_mid_session_hands_the_card_back():
     assert agent.atm.state == "pin_entry"
     agent.stop()
     assert agent.devices["card_reader"].position.value == "gate"
-    assert [r["state"] for r in agent.recorder.of_type("state")][-1] == "card_at_gate"
-    assert agent.recorder.of_type("telemetry")[-1]["payload"]["state"] == "offline"
+    telemetry = [r["payload"] for r in agent.recorder.of_type("telemetry")]
+    sessions = [p for p in telemetry if p.get("event") == "session"]
+    assert [s["outcome"] for s in sessions] == ["shutdown"]
+    assert telemetry[-1]["state"] == "offline"
+
+
+def test_shutdown_with_cash_at_the_shutter_retracts_and_reverses():
+    agent = make_agent()
+    agent.warm_prompts()
+    dev = agent.devices
+    agent.start()
+    at = agent.scheduler.call_later
+    at(1, dev["card_reader"].customer_insert, CARDS["domestic"])
+    at(2, dev["keypad"].customer_enter, "1234")
+    at(3, dev["keypad"].customer_enter, "withdrawal")
+    at(4, dev["keypad"].customer_enter, "30000")
+    at(5, dev["card_reader"].customer_take)
+    agent.loop.run_until_idle(max_time=6)
+    assert agent.atm.state == "cash_at_gate"
+    agent.stop()
+    assert dev["dispenser"].retracted == 3 and dev["dispenser"].at_gate == 0
+    assert all(acct.balance == 1_000_000 for acct in agent.host.accounts.values())
 
 
 def test_a_failing_output_sink_does_not_disturb_the_session():
@@ -343,3 +363,33 @@ def test_a_pin_check_the_host_refuses_for_another_reason_is_reported_as_declined
     assert outcomes(run) == ["declined"]
     screens = [s["screen"] for s in run.agent.devices["display"].screens]
     assert "declined" in screens
+
+
+def test_a_failing_journal_takes_the_atm_out_of_service_and_hands_the_card_back():
+    import sqlite3
+
+    def disk_full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def break_journal_at_authorising(agent):
+        def sink(r):
+            if r.get("state") == "authorising":
+                for name in ("intent", "outcome", "flush", "fault", "event"):
+                    setattr(agent.journal, name, disk_full)
+        agent.recorder.sinks.append(sink)
+    run = run_visits([Visit("withdrawal", amount=30_000)], setup=break_journal_at_authorising)
+    atm = run.agent.atm
+    assert atm.broken and atm.state == "out_of_service"
+    assert run.agent.devices["card_reader"].position.value in ("gate", "none")
+    assert run.agent.devices["dispenser"].cassette("A").count == 500
+    assert all(acct.balance == 1_000_000 for acct in run.agent.host.accounts.values())
+    assert run.telemetry("status")[-1]["service"] == "out_of_service"
+
+
+def test_an_error_in_a_timer_is_contained():
+    agent = make_agent()
+    agent.start()
+    agent.scheduler.call_later(1, lambda: 1 / 0)
+    agent.loop.run_until_idle(max_time=2)
+    assert agent.loop.failed is None and agent.atm.state == "idle"
+    assert [e.name for e in agent.journal.entries(kind="event")][-1] == "software_error"
