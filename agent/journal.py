@@ -185,6 +185,19 @@ class Journal:
                 counts = {c["id"]: c["count"] for c in entry.data["after"]}
         return counts
 
+    def counts_unreconciled(self) -> bool:
+        """True while an interrupted dispense has not been followed by a replenishment
+        (when an engineer counts and reloads the cassettes)."""
+        self.flush()
+        row = self.db.execute(
+            "SELECT MAX(seq) FROM entries WHERE kind = 'recovery' AND name = 'dispense'").fetchone()
+        if row[0] is None:
+            return False
+        later = self.db.execute(
+            "SELECT 1 FROM entries WHERE kind = 'outcome' AND name = 'replenish' AND seq > ?"
+            " AND json_extract(data, '$.ok')", (row[0],)).fetchone()
+        return later is None
+
     def recover(self) -> list[Entry]:
         """Close every interrupted intent with a recovery row; return them.
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from transitions import Machine
 
-from devices.base import DeviceError
+from devices.base import Action, DeviceError
 from fsm.service import available_functions, service_state
 from fsm.session import Session
 from fsm.session_flow import SessionFlow
@@ -138,9 +138,10 @@ class ATM(SessionFlow):
         """Self-test every device, recover the journal, then go to service."""
         for entry in self.journal.recover():
             self.out("journal", action="recovered", op=entry.name, session=entry.session)
-            if entry.name == "dispense":
-                self.dev("dispenser").raise_fault(
-                    "count_unknown", "a dispense was interrupted; reconcile the cassettes")
+        if self.journal.counts_unreconciled():  # survives restarts until a replenishment
+            self.dev("dispenser").raise_fault(
+                "count_unknown", "a dispense was interrupted; count and replenish the cassettes",
+                action=Action.REPLENISH)
         for kind, device in self.devices.items():
             try:
                 device.self_test()
@@ -278,6 +279,7 @@ class ATM(SessionFlow):
         dispenser.load_cassettes(cassettes)
         self.journal.outcome(intent, None, "replenish", cassettes=dispenser.cassettes, ok=True,
                              after=[c.as_dict() for c in dispenser.cassettes])
+        dispenser.clear_fault("count_unknown")  # the cassettes were counted and reloaded
         dispenser.self_test()
         self.publish_cash()
         self.refresh_service()

@@ -186,6 +186,14 @@ def test_crash_mid_dispense_is_recovered_from_the_journal(tmp_path):
     assert run.agent.journal.pending_intents() == []
     faults = [f["code"] for f in run.telemetry("fault")]
     assert "count_unknown" in faults
+    assert "withdrawal" not in run.agent.atm.functions
+    # A restart does not make it go away; a counted replenishment does.
+    run = run_visits([Visit("balance")], journal=path, epilogue=lambda a: a.replenish(a.config.cassettes))
+    faults = [(f["code"], f["state"]) for f in run.telemetry("fault")]
+    assert faults == [("count_unknown", "raised"), ("count_unknown", "cleared")]
+    assert "withdrawal" in run.agent.atm.functions
+    run = run_visits([Visit("withdrawal")], journal=path)
+    assert outcomes(run) == ["completed"] and run.telemetry("fault") == []
 
 
 def test_start_up_self_test_finds_a_faulty_card_reader_and_recovers():
