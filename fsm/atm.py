@@ -251,6 +251,9 @@ class ATM(SessionFlow):
         if event == "fault":
             fault, fstate = data["fault"], data["state"]
             self.out("device", device=kind, event="fault", fault=fault.as_dict(fstate))
+            if kind == "proximity" and fstate == "raised":  # forget what a failing sensor said
+                self._presence(True)
+                self.prompter.stop("sensor_fault")
             self.on_fault(fault, fstate)
             return
         self.out("device", device=kind, event=event, **data)
@@ -258,6 +261,8 @@ class ATM(SessionFlow):
             self._activity()
         if kind == "proximity" and event == "presence":
             self._presence(data["present"])
+        elif kind == "card_reader" and event == "inserted":
+            self._presence(True)  # whoever inserts a card is standing at the ATM
         elif kind == "display" and event in ("video_started", "video_stopped"):
             self.out("video", action=event.split("_")[1], **data)
         trigger = ROUTES.get((kind, event))
@@ -304,9 +309,14 @@ class ATM(SessionFlow):
         self.away = True
         self.customer_left()
 
+    def presence_trusted(self) -> bool:
+        """Only a sensor with no fault and a current reading may trigger a prompt."""
+        sensor = self.dev("proximity")
+        return sensor.usable and not sensor.faults and sensor.present is not None
+
     def start_forgotten_prompt(self, event=None) -> None:
         """The customer walked away with the card or cash still at the gate."""
-        if not self.away or not self.dev("proximity").usable:
+        if not self.away or not self.presence_trusted():
             return
         if self.state == "cash_at_gate":
             pattern = "forgotten_cash"

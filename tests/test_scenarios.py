@@ -401,3 +401,15 @@ def test_an_error_in_a_timer_is_contained():
     agent.loop.run_until_idle(max_time=2)
     assert agent.loop.failed is None and agent.atm.state == "idle"
     assert [e.name for e in agent.journal.entries(kind="event")][-1] == "software_error"
+
+
+def test_a_sensor_failing_after_a_walk_away_never_prompts_the_next_customer():
+    def fail_sensor_for_the_second(agent):
+        agent.recorder.sinks.append(
+            lambda r: agent.devices["proximity"].inject("failure")
+            if r.get("type") == "customer" and r["card"] == "domestic2" else None)
+    run = run_visits([Visit("balance", forget_card=True, come_back_after=3.0),
+                      Visit("balance", card="domestic2")], QUICK, setup=fail_sensor_for_the_second)
+    assert outcomes(run) == ["completed", "completed"]
+    second_start = [r["t"] for r in run.agent.recorder.of_type("customer")][1]
+    assert [p for p in run.prompts() if p["t"] > second_start and p.get("pattern")] == []
