@@ -107,6 +107,9 @@ def cmd_run(args) -> int:
     report = agent.warm_prompts()
     print(f"speech cache: {len(report.rendered)} rendered, {report.cached} cached,"
           f" {len(report.failed)} failed ({report.seconds:.2f} s)", flush=True)
+    if configmod.uses_demo_key(cfg):
+        print("security: security.card_key is the public demo key; set your own secret"
+              " before this ATM sees a real card", flush=True)
     brokers = args.mqtt or cfg.telemetry["brokers"]
     print(f"telemetry: {', '.join(brokers) if brokers else 'no broker configured (--mqtt URL); kept in memory'}",
           flush=True)

@@ -94,6 +94,10 @@ def _hex_key(text: str) -> bytes | None:
     return key if len(key) >= 16 else None
 
 
+def uses_demo_key(cfg: "Config") -> bool:
+    return cfg.card_key == _hex_key(SECTIONS["security"]["card_key"][0])
+
+
 @dataclass
 class Config:
     atm_id: str
@@ -160,6 +164,10 @@ def from_dict(raw: dict, source: str = "<dict>") -> Config:
         raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join([*SECTIONS, 'cassettes'])})")
     s = {name: _section(name, raw.get(name, {}), spec) for name, spec in SECTIONS.items()}
     _check_devices(s["devices"])
+    if (s["security"]["card_key"] == SECTIONS["security"]["card_key"][0]
+            and any(Locator.parse(s["devices"][k]).scheme != "sim" for k in ("card_reader", "chip"))):
+        raise ConfigError("security.card_key: the public demo key cannot be used with real card"
+                          " readers; set a secret of at least 16 bytes")
     t = s["timeouts"]
     if t["idle_cancel"] <= t["idle_help"]:
         raise ConfigError("timeouts.idle_cancel: must be longer than timeouts.idle_help")

@@ -27,7 +27,11 @@ def luhn_ok(pan: str) -> bool:
 
 
 def mask_pan(pan: str) -> str:
-    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
+    """First 6 and last 4 digits; for PANs under 16 digits only the last 4, so at
+    least 6 digits are always hidden."""
+    if len(pan) >= 16:
+        return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
+    return "*" * (len(pan) - 4) + pan[-4:]
 
 
 def card_token(pan: str, key: bytes) -> str:
@@ -37,7 +41,7 @@ def card_token(pan: str, key: bytes) -> str:
 class CardData:
     """What the ATM knows about the inserted card."""
 
-    __slots__ = ("_pan", "masked", "token", "expiry", "service_code", "source", "country", "label")
+    __slots__ = ("_pan", "masked", "last4", "token", "expiry", "service_code", "source", "country", "label")
 
     def __init__(self, pan: str, key: bytes, *, expiry: str = "", service_code: str = "",
                  source: str = "chip", country: str = "", label: str = ""):
@@ -47,6 +51,7 @@ class CardData:
             raise CardDataError("card number fails the Luhn check")
         self._pan = pan
         self.masked = mask_pan(pan)
+        self.last4 = pan[-4:]  # what the journal keeps next to the token
         self.token = card_token(pan, key)
         self.expiry = expiry            # YYMM
         self.service_code = service_code

@@ -51,3 +51,16 @@ def test_file_errors_name_the_file(tmp_path):
         config.load(broken)
     with pytest.raises(ConfigError, match="no such config file"):
         config.load(tmp_path / "missing.toml")
+
+
+def test_demo_card_key_is_refused_with_real_card_readers():
+    from devices.registry import _BACKENDS, register_backend
+    register_backend("chip", "testreal", "hw_mocks.sim_devices:SimChipReader")
+    try:
+        with pytest.raises(ConfigError, match="^security.card_key: the public demo key"):
+            config.from_dict({"devices": {"chip": "testreal://"}})
+        cfg = config.from_dict({"devices": {"chip": "testreal://"},
+                                "security": {"card_key": "11" * 16}})
+        assert not config.uses_demo_key(cfg)
+    finally:
+        del _BACKENDS[("chip", "testreal")]

@@ -29,8 +29,10 @@ def test_bad_track2_is_a_clear_error(track2):
         CardData.from_track2(track2, KEY)
 
 
-def test_mask_keeps_six_and_four():
+def test_mask_keeps_six_and_four_and_always_hides_six_digits():
     assert mask_pan("5432100000000005") == "543210******0005"
+    assert mask_pan("543210000005") == "********0005"
+    assert mask_pan("54321000000005") == "**********0005"
 
 
 def test_plan_notes_prefers_fewest_notes_and_respects_counts():
