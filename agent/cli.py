@@ -62,6 +62,9 @@ def _printer(as_json: bool, wall: bool = False):
             print(to_json(rounded(record)) if as_json else human_line(record, wall), flush=True)
         except BrokenPipeError:
             closed = True
+        except OSError as exc:  # e.g. a full disk behind a redirect
+            closed = True
+            print(f"atm: output stopped: {exc.strerror or exc}", file=sys.stderr)
     return sink
 
 
@@ -72,6 +75,9 @@ def cmd_demo(args) -> int:
     if scenario is None:
         raise UsageError(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})")
     cfg = load_config(args.config, scenario.config)
+    not_sim = [k for k, text in cfg.devices.items() if not text.startswith("sim://")]
+    if not_sim:
+        raise UsageError(f"scenarios drive simulated devices; devices.{not_sim[0]} is {cfg.devices[not_sim[0]]!r}")
     if args.journal:
         cfg.journal_path = args.journal
     clock = VirtualClock()
@@ -233,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        print(f"atm: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"atm: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

@@ -142,7 +142,13 @@ class Journal:
 
     def load_cassettes(self) -> list[Cassette]:
         rows = self.db.execute("SELECT id, denomination, count, low, empty FROM cassettes ORDER BY id")
-        return [Cassette(id=r[0], denomination=r[1], count=r[2], low=r[3], empty=r[4]) for r in rows]
+        cassettes = [Cassette(id=r[0], denomination=r[1], count=r[2], low=r[3], empty=r[4]) for r in rows]
+        for c in cassettes:
+            if not (isinstance(c.id, str) and all(isinstance(v, int) and v >= 0 for v in
+                                                  (c.denomination, c.count, c.low, c.empty))
+                    and c.denomination > 0):
+                raise sqlite3.DatabaseError(f"{self.path}: cassette row {c.id!r} is corrupt: {c}")
+        return cassettes
 
     # queries --------------------------------------------------------------------
     def entries(self, session: str | None = None, kind: str | None = None) -> list[Entry]:

@@ -292,7 +292,15 @@ class PromptCache:
             self.directory.mkdir(parents=True, exist_ok=True)
             self.chime()
         except OSError as exc:
-            report.failed["chime"] = f"cannot write the cache: {exc}"
+            reason = f"cannot write the cache {self.directory}: {exc.strerror or exc}"
+            report.failed["chime"] = reason
+            for name, pid, lang in self._entries():
+                if wav_duration(self.path(pid, lang)) is None:
+                    report.failed[name] = reason
+                else:
+                    report.cached += 1
+            report.seconds = time.monotonic() - start
+            return report  # rendering into an unusable directory would only wait for the time-out
         jobs: dict[str, dict] = {}
         names: dict[str, list[str]] = {}
         for name, pid, lang in self._entries():

@@ -50,12 +50,13 @@ class Keypad(Device):
     def submit_line(self, line: str) -> None:
         """Interpret one completed entry (digits+Enter or a function key name)."""
         line = line.strip()
+        digits = line.isascii() and line.isdigit()  # not "²" or other Unicode digits
         self.emit("key")
         if line.lower() in ("c", "cancel"):
             self.emit("cancel")
-        elif self.mode == "pin" and line.isdigit() and 4 <= len(line) <= 12:
+        elif self.mode == "pin" and digits and 4 <= len(line) <= 12:
             self.emit("pin", pin=Pin(line))
-        elif self.mode == "amount" and line.isdigit():
+        elif self.mode == "amount" and digits and len(line) <= 9:
             self.emit("amount", value=int(line))
         elif self.mode in ("choice", "confirm") and line in self.options:
             self.emit("choice", value=line)

@@ -118,3 +118,26 @@ def test_run_serves_simulated_customers_and_stops_cleanly_on_sigterm(tmp_path):
     assert "Traceback" not in err
     for pan in RAW_PANS:
         assert pan not in "".join(lines) + out + err
+
+
+def test_corrupt_or_unwritable_journal_is_one_line(tmp_path):
+    bad = tmp_path / "j.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    proc = atm("demo", "--scenario", "balance", "--journal", str(bad))
+    assert proc.returncode == 2 and proc.stderr.startswith("atm: error: journal:")
+    assert proc.stderr.count("\n") == 1
+    proc = atm("demo", "--scenario", "balance", "--journal", str(tmp_path / "missing" / "j.db"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_run_refuses_a_bad_duration():
+    for bad in ("inf", "nan", "-1", "soon"):
+        proc = atm("run", "--duration", bad)
+        assert proc.returncode == 2 and "not a number of seconds" in proc.stderr
+
+
+def test_demo_refuses_a_rig_that_is_not_simulated(tmp_path):
+    cfg = tmp_path / "atm.toml"
+    cfg.write_text("[devices]\nkeypad = 'terminal://'\n")
+    proc = atm("demo", "--scenario", "balance", "--config", str(cfg))
+    assert proc.returncode == 2 and "devices.keypad" in proc.stderr

@@ -195,3 +195,13 @@ def test_sim_speaker_without_scheduler():
     assert speaker.playing and speaker.played[0]["t"] == 0.0
     speaker.stop()
     assert not speaker.playing and speaker.stopped == [0.0]
+
+
+def test_an_unusable_cache_directory_fails_at_once(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    cache = PromptCache(blocker / "prompts", Catalogue.load(), timeout=60)
+    report = cache.warm()
+    assert report.seconds < 5 and not report.ok
+    assert "cannot write the cache" in report.failed["chime"]
+    assert cache.clip("forgotten_card", "ja") is None

@@ -73,3 +73,14 @@ def test_keypad_modes_validate_entries():
     assert [n for n, _ in events if n != "key"] == ["invalid_key", "choice", "invalid_key", "amount", "cancel"]
     with pytest.raises(ValueError):
         keypad.set_mode("telepathy")
+
+
+def test_keypad_refuses_unicode_digits_and_absurd_amounts():
+    events = []
+    keypad = create_device("keypad", "sim://", DeviceContext(emit=lambda k, n, d: events.append(n)))
+    keypad.set_mode("amount")
+    keypad.customer_enter("²")
+    keypad.customer_enter("9" * 5000)
+    keypad.set_mode("pin")
+    keypad.customer_enter("١٢٣٤")
+    assert [n for n in events if n != "key"] == ["invalid_key"] * 3
