@@ -113,7 +113,8 @@ class Device:
     def status(self) -> DeviceStatus:
         if not self.opened:
             return DeviceStatus.OFFLINE
-        if any(f.severity in (Severity.ERROR, Severity.CRITICAL) for f in self.faults.values()):
+        # A snapshot: a driver thread may raise a fault while the loop reads the status.
+        if any(f.severity in (Severity.ERROR, Severity.CRITICAL) for f in tuple(self.faults.values())):
             return DeviceStatus.HARDWARE_ERROR
         return DeviceStatus.ONLINE
 

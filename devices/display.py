@@ -131,21 +131,26 @@ class OpenCVDisplay(Display):
                         self.raise_fault("video_missing", f"cannot play {request[1]}", Severity.WARNING)
                         cap = None
                         self._playing.clear()
+                        self.emit("video_stopped", path=request[1], frames=0)
                     else:
+                        self.emit("video_started", path=request[1])
+                    if cap is not None:
                         period, next_frame = 1.0 / fps, time.monotonic()
                 elif kind == "stop" and cap is not None:
                     cap.release()
                     cap = None
+                    self.emit("video_stopped", frames=self.frames_shown)
                 continue
             if cap is not None:
                 ok, frame = cap.read()
                 if not ok and loop:
                     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     ok, frame = cap.read()
-                if not ok:
+                if not ok:  # the end of a video that does not loop, or a broken file
                     cap.release()
                     cap = None
                     self._playing.clear()
+                    self.emit("video_stopped", frames=self.frames_shown)
                     continue
                 cv2.imshow(self.WINDOW, frame)
                 self.frames_shown += 1

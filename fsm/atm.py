@@ -265,6 +265,8 @@ class ATM(SessionFlow):
             self._presence(True)  # whoever inserts a card is standing at the ATM
         elif kind == "display" and event in ("video_started", "video_stopped"):
             self.out("video", action=event.split("_")[1], **data)
+            if event == "video_stopped":
+                self._video_on = False
         trigger = ROUTES.get((kind, event))
         if trigger:
             self.fire(trigger, data)

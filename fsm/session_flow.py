@@ -209,11 +209,6 @@ class SessionFlow:
         self.say("declined")
         self._return_escrow()
 
-    def on_exit_authorising(self, event) -> None:
-        reply = self.session.reply if self.session else None
-        if reply is not None and reply.ok and self.session.function == "balance":
-            self.show("balance", balance=reply.balance)
-
     def on_enter_ejecting_card(self, event) -> None:
         _, fault = self.command("eject_card", self.dev("card_reader").eject)
         if fault:
@@ -350,7 +345,11 @@ class SessionFlow:
 
     def _wait_for_taking(self, prompt_id: str, timeout: float) -> None:
         """Card or cash is at the gate: ask once, time out, prompt if already gone."""
-        self.show(prompt_id)
+        reply = self.session.reply
+        if reply is not None and reply.ok and self.session.function == "balance":
+            self.show(prompt_id, balance=reply.balance)  # stays up while the card is at the gate
+        else:
+            self.show(prompt_id)
         self.say(prompt_id)
         self.later(timeout, "take_timed_out")
         self.start_forgotten_prompt()

@@ -413,3 +413,9 @@ def test_a_sensor_failing_after_a_walk_away_never_prompts_the_next_customer():
     assert outcomes(run) == ["completed", "completed"]
     second_start = [r["t"] for r in run.agent.recorder.of_type("customer")][1]
     assert [p for p in run.prompts() if p["t"] > second_start and p.get("pattern")] == []
+
+
+def test_the_balance_stays_on_screen_while_the_card_is_at_the_gate():
+    run = run_visits([Visit("balance")])
+    take = [s for s in run.agent.devices["display"].screens if s["screen"] == "take_card"]
+    assert take and take[0]["fields"] == {"balance": 1_000_000}
