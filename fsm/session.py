@@ -14,6 +14,7 @@ class Session:
     card: CardData | None = None
     function: str | None = None      # withdrawal / deposit / balance / transfer
     amount: int = 0
+    plan: dict | None = None         # notes per cassette for a withdrawal
     pin_tries: int = 0
     host_request: int | None = None
     money_request: int | None = None  # the host request that moved money, for a reversal

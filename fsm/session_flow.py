@@ -190,8 +190,11 @@ class SessionFlow:
         amount = event.kwargs.get("value", 0)
         if not 0 < amount <= self.cfg.max_withdrawal:
             return False
-        if self.session.function == "withdrawal" and self.dev("dispenser").plan(amount) is None:
-            return False
+        if self.session.function == "withdrawal":
+            # Planned once: nothing else can touch the cassettes until this session ends.
+            self.session.plan = self.dev("dispenser").plan(amount)
+            if self.session.plan is None:
+                return False
         self.session.amount = amount
         return True
 
@@ -236,7 +239,7 @@ class SessionFlow:
     # -- withdrawal ----------------------------------------------------------
     def on_enter_dispensing(self, event) -> None:
         dispenser = self.dev("dispenser")
-        plan = dispenser.plan(self.session.amount) if dispenser.usable else None
+        plan = self.session.plan if dispenser.usable else None
         if plan is None:
             self.session.outcome = "dispense_failed"
             self._reverse()
