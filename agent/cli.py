@@ -22,6 +22,17 @@ from fsm.clock import RealClock, VirtualClock
 JSON_TYPES = ("state", "device", "prompt", "video", "telemetry")
 
 
+_print_lock = threading.Lock()
+
+
+def say(text: str, stream=None) -> None:
+    """Print one whole line; the loop thread and the main thread both print."""
+    stream = stream or sys.stdout
+    with _print_lock:
+        stream.write(text + "\n")
+        stream.flush()
+
+
 class UsageError(Exception):
     """A bad command line; printed as one line."""
 
@@ -59,12 +70,12 @@ def _printer(as_json: bool, wall: bool = False):
         if closed or (as_json and record["type"] not in JSON_TYPES):
             return
         try:
-            print(to_json(rounded(record)) if as_json else human_line(record, wall), flush=True)
+            say(to_json(rounded(record)) if as_json else human_line(record, wall))
         except BrokenPipeError:
             closed = True
         except OSError as exc:  # e.g. a full disk behind a redirect
             closed = True
-            print(f"atm: output stopped: {exc.strerror or exc}", file=sys.stderr)
+            say(f"atm: output stopped: {exc.strerror or exc}", sys.stderr)
     return sink
 
 
@@ -111,14 +122,13 @@ def cmd_run(args) -> int:
     recorder.sinks.append(_printer(False, wall=True))
     agent = make_agent(cfg, clock, recorder, args.mqtt)
     report = agent.warm_prompts()
-    print(f"speech cache: {len(report.rendered)} rendered, {report.cached} cached,"
-          f" {len(report.failed)} failed ({report.seconds:.2f} s)", flush=True)
+    say(f"speech cache: {len(report.rendered)} rendered, {report.cached} cached,"
+        f" {len(report.failed)} failed ({report.seconds:.2f} s)")
     if configmod.uses_demo_key(cfg):
-        print("security: security.card_key is the public demo key; set your own secret"
-              " before this ATM sees a real card", flush=True)
+        say("security: security.card_key is the public demo key; set your own secret"
+            " before this ATM sees a real card")
     brokers = args.mqtt or cfg.telemetry["brokers"]
-    print(f"telemetry: {', '.join(brokers) if brokers else 'no broker configured (--mqtt URL); kept in memory'}",
-          flush=True)
+    say(f"telemetry: {', '.join(brokers) if brokers else 'no broker configured (--mqtt URL); kept in memory'}")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -130,7 +140,7 @@ def cmd_run(args) -> int:
         Crowd(agent, cfg, seed=args.seed).start(first_within=3.0)
     agent.start_thread()
     if ready.wait(10):
-        print(f"ready: ATM {cfg.atm_id} is {agent.atm.service} (Ctrl-C to stop)", flush=True)
+        say(f"ready: ATM {cfg.atm_id} is {agent.atm.service} (Ctrl-C to stop)")
     deadline = clock.now() + args.duration if args.duration else None
     while not stop.wait(0.5) and agent.running:
         if deadline is not None and clock.now() >= deadline:
@@ -140,7 +150,7 @@ def cmd_run(args) -> int:
     if failed is not None:
         print(f"atm: error: the state machine stopped: {failed!r}", file=sys.stderr)
         return 1
-    print("stopped", flush=True)
+    say("stopped")
     return 0
 
 
