@@ -56,15 +56,24 @@ class DispenseResult:
 
 
 def plan_notes(cassettes: list[Cassette], amount: int, max_notes: int) -> dict[str, int] | None:
-    """Choose the fewest notes that make ``amount``, within counts and ``max_notes``.
+    """Choose notes that make ``amount``, within counts and ``max_notes``.
 
-    A memoised search over (cassette, amount left); amounts that no mix of the
-    denominations can make are refused at once, so it stays fast for any input.
+    Largest notes first, which gives the fewest notes for the usual 1-2-5
+    series; when that cannot pay, a memoised search over (cassette, amount
+    left) finds the fewest notes. Amounts no mix of the denominations can make
+    are refused at once, so it stays fast for any input.
     """
     usable = sorted((c for c in cassettes if c.status != "empty"), key=lambda c: -c.denomination)
     if amount <= 0 or not usable or amount % reduce(gcd, (c.denomination for c in usable)):
         return None
     limit = [min(c.count - c.empty, max_notes) for c in usable]
+    greedy, rest = {}, amount
+    for cas, most in zip(usable, limit):
+        n = min(rest // cas.denomination, most)
+        if n:
+            greedy[cas.id], rest = n, rest - n * cas.denomination
+    if rest == 0 and sum(greedy.values()) <= max_notes:
+        return greedy
     reach = [0] * (len(usable) + 1)  # the most cassettes i.. can pay
     for i in range(len(usable) - 1, -1, -1):
         reach[i] = reach[i + 1] + limit[i] * usable[i].denomination

@@ -57,16 +57,15 @@ class EventLoop:
 
     def _drain(self) -> None:
         q = self._queue
+        dispatch = self.dispatch
         while not q.empty():  # this thread is the only consumer
             name, data = q.get_nowait()
-            if name != "_wake":
-                self._dispatch(name, data)
-
-    def _dispatch(self, name: str, data: dict) -> None:
-        try:
-            self.dispatch(name, data)
-        except Exception as exc:
-            self._error(exc, f"event {name}")
+            if name == "_wake":
+                continue
+            try:
+                dispatch(name, data)
+            except Exception as exc:
+                self._error(exc, f"event {name}")
 
     def run_until_idle(self, max_time: float | None = None) -> None:
         """Virtual clock: jump from deadline to deadline until nothing is left.
@@ -99,7 +98,10 @@ class EventLoop:
             except queue.Empty:
                 continue
             if name != "_wake":
-                self._dispatch(name, data)
+                try:
+                    self.dispatch(name, data)
+                except Exception as exc:
+                    self._error(exc, f"event {name}")
             self._drain()
         if self.failed is None:
             self._drain()  # events posted just before stop() (a shutdown's abort) still run
