@@ -217,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="run a scripted scenario on the virtual clock")
-    demo.add_argument("--scenario", required=True, help="scenario name")
+    from agent.scenarios import SCENARIOS
+    demo.add_argument("--scenario", required=True, metavar="NAME",
+                      help=f"one of: {', '.join(SCENARIOS)}")
     demo.add_argument("--config", help="TOML config file")
     demo.add_argument("--json", action="store_true", help="one JSON object per line")
     demo.add_argument("--mqtt", action="append", metavar="URL", help="also publish telemetry there")

@@ -141,3 +141,10 @@ def test_demo_refuses_a_rig_that_is_not_simulated(tmp_path):
     cfg.write_text("[devices]\nkeypad = 'terminal://'\n")
     proc = atm("demo", "--scenario", "balance", "--config", str(cfg))
     assert proc.returncode == 2 and "devices.keypad" in proc.stderr
+
+
+def test_help_lists_every_scenario():
+    proc = atm("demo", "--help")
+    assert proc.returncode == 0
+    for name in SCENARIOS:
+        assert name in proc.stdout.replace("\n", " ").replace("  ", "")
