@@ -25,7 +25,6 @@ CREATE TABLE IF NOT EXISTS entries (
     intent  INTEGER REFERENCES entries(seq),
     data    TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_session ON entries(session);
 CREATE INDEX IF NOT EXISTS entries_intent ON entries(intent) WHERE intent IS NOT NULL;
 CREATE TABLE IF NOT EXISTS cassettes (
     id           TEXT PRIMARY KEY,

@@ -55,11 +55,13 @@ class Telemetry:
         self.on_message = on_message
         self._seq = itertools.count(1)
         self.prefix = f"{TOPIC_ROOT}/{atm_id}/"
+        self._boot = uuid.uuid4().hex[:16]  # with seq, makes every message id unique
 
     def envelope(self, body: dict) -> dict:
+        seq = next(self._seq)
         return {"atm_id": self.atm_id,
                 "ts": self.clock.utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "seq": next(self._seq), "id": uuid.uuid4().hex, **body}
+                "seq": seq, "id": f"{self._boot}-{seq}", **body}
 
     def message(self, kind: str, body: dict, qos: int, retain: bool = False) -> Message:
         return Message(self.prefix + kind, self.envelope(body), qos, retain)

@@ -113,9 +113,10 @@ class Device:
     def status(self) -> DeviceStatus:
         if not self.opened:
             return DeviceStatus.OFFLINE
-        # A snapshot: a driver thread may raise a fault while the loop reads the status.
-        if any(f.severity in (Severity.ERROR, Severity.CRITICAL) for f in tuple(self.faults.values())):
-            return DeviceStatus.HARDWARE_ERROR
+        if self.faults:  # a snapshot: a driver thread may raise a fault while the loop reads
+            for fault in tuple(self.faults.values()):
+                if fault.severity in (Severity.ERROR, Severity.CRITICAL):
+                    return DeviceStatus.HARDWARE_ERROR
         return DeviceStatus.ONLINE
 
     @property

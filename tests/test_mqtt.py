@@ -93,7 +93,8 @@ def test_fault_and_cash_arrive_with_envelope(mosquitto, make_publisher):
     f, c = fault.json(), cash.json()
     for body in (f, c):
         assert body["atm_id"] == "ATM-T1"
-        assert body["ts"].endswith("Z") and len(body["id"]) == 32
+        assert body["ts"].endswith("Z") and body["id"].endswith(f"-{body['seq']}")
+    assert f["id"] != c["id"] and f["id"].split("-")[0] == c["id"].split("-")[0]  # one boot
     assert f["code"] == "JAM" and f["device"] == "dispenser"
     assert c["cassettes"][0]["count"] == 42
     assert c["seq"] == f["seq"] + 1
