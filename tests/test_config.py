@@ -64,3 +64,11 @@ def test_demo_card_key_is_refused_with_real_card_readers():
         assert not config.uses_demo_key(cfg)
     finally:
         del _BACKENDS[("chip", "testreal")]
+
+
+def test_the_documented_example_config_is_valid_and_matches_the_defaults():
+    from pathlib import Path
+    example = config.load(Path(__file__).resolve().parent.parent / "docs" / "atm.example.toml")
+    defaults = config.load(None)
+    for field in ("atm_id", "languages", "devices", "cassettes", "timeouts", "session", "telemetry", "speech"):
+        assert getattr(example, field) == getattr(defaults, field), field
