@@ -259,6 +259,8 @@ class ATM(SessionFlow):
         self.out("device", device=kind, event=event, **data)
         if (kind, event) in INPUT_EVENTS:
             self._activity()
+            if event == "key":
+                return
         if kind == "proximity" and event == "presence":
             self._presence(data["present"])
         elif kind == "card_reader" and event == "inserted":

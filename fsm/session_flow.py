@@ -34,8 +34,7 @@ class SessionFlow:
         self.sessions_done += 1
         self.session = Session(f"{self.cfg.atm_id}-{self.sessions_done:06d}", self.clock.now(),
                                self.cfg.languages[0])
-        self.journal.step(self.sid, "card_inserted")
-        self._snapshot()
+        self.journal.step(self.sid, "card_inserted", camera=self._snapshot())
         card, reason = self._read_card()
         if card is None:
             if reason == "stuck":
@@ -53,14 +52,15 @@ class SessionFlow:
                           source=card.source)
         self.card_read()
 
-    def _snapshot(self) -> None:
+    def _snapshot(self) -> list | None:
+        """Take a camera picture of the customer; returns its shape, or None without a camera."""
         camera = self.dev("camera")
         if camera.usable:
             try:
-                frame = camera.snapshot()
-                self.journal.step(self.sid, "camera_snapshot", shape=list(frame.shape))
+                return list(camera.snapshot().shape)
             except DeviceError:
                 pass
+        return None
 
     def _read_card(self):
         """Chip first; magnetic stripe only by configuration and only when the chip fails."""
