@@ -141,7 +141,7 @@ class SessionFlow:
         return False
 
     def on_enter_menu(self, event) -> None:
-        self.refresh_service()
+        # self.functions is current: every fault, refill and session end refreshes it.
         self.dev("keypad").set_mode("choice", self.functions)
         self.show("menu", options=list(self.functions))
         self._arm_idle()
