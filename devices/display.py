@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import queue
+import socket
 import threading
 import time
 
@@ -31,6 +32,26 @@ class Display(Device):
         raise NotImplementedError
 
 
+def x_display_problem(display: str) -> str:
+    """Why no window can open on ``display`` (e.g. ":0"), or "" when its X server answers."""
+    if not display:
+        return "no DISPLAY to open a window on"
+    host, _, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit():
+        return f"DISPLAY {display!r} is not of the form [host]:number"
+    try:
+        if host in ("", "unix"):
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(1)
+                sock.connect(f"/tmp/.X11-unix/X{number}")
+        else:
+            socket.create_connection((host, 6000 + int(number)), timeout=1).close()
+    except OSError as exc:
+        return f"the X server of DISPLAY {display!r} does not answer: {exc.strerror or exc}"
+    return ""
+
+
 class OpenCVDisplay(Display):
     """A real window through OpenCV HighGUI (``opencv://?fullscreen=1``).
 
@@ -51,9 +72,10 @@ class OpenCVDisplay(Display):
 
     def open(self) -> None:
         super().open()
-        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            # Without a display Qt aborts the whole process: refuse politely instead.
-            self.raise_fault("no_display", "no DISPLAY to open a window on", Severity.ERROR)
+        problem = x_display_problem(os.environ.get("DISPLAY", ""))
+        if problem:
+            # Qt aborts the whole process when it cannot reach the X server: refuse politely.
+            self.raise_fault("no_display", problem, Severity.ERROR)
             return
         self._thread = threading.Thread(target=self._run, name="display", daemon=True)
         self._thread.start()
@@ -89,7 +111,7 @@ class OpenCVDisplay(Display):
         img = np.full((h, w, 3), (60, 40, 20), dtype=np.uint8)
         cv2.putText(img, screen.replace("_", " ").upper(), (40, 90), cv2.FONT_HERSHEY_SIMPLEX,
                     2.0, (255, 255, 255), 3, cv2.LINE_AA)
-        lines = [text] if text.isascii() and text else []
+        lines = [text] if text else []  # OpenCV 5's built-in font draws kana and kanji too
         lines += [f"{k}: {v}" for k, v in fields.items()]
         for i, line in enumerate(lines[:10]):
             cv2.putText(img, str(line)[:60], (40, 170 + 50 * i), cv2.FONT_HERSHEY_SIMPLEX,
@@ -107,7 +129,7 @@ class OpenCVDisplay(Display):
         except cv2.error as exc:
             self.raise_fault("no_display", f"cannot open a window: {exc}", Severity.ERROR)
             return
-        cap, loop, period = None, True, 0.1
+        cap, loop, period, play_started = None, True, 0.1, 0
         screen = self._canvas("welcome", "", {})
         next_frame = time.monotonic()
         while True:
@@ -136,10 +158,11 @@ class OpenCVDisplay(Display):
                         self.emit("video_started", path=request[1])
                     if cap is not None:
                         period, next_frame = 1.0 / fps, time.monotonic()
+                        play_started = self.frames_shown
                 elif kind == "stop" and cap is not None:
                     cap.release()
                     cap = None
-                    self.emit("video_stopped", frames=self.frames_shown)
+                    self.emit("video_stopped", frames=self.frames_shown - play_started)
                 continue
             if cap is not None:
                 ok, frame = cap.read()
@@ -150,7 +173,7 @@ class OpenCVDisplay(Display):
                     cap.release()
                     cap = None
                     self._playing.clear()
-                    self.emit("video_stopped", frames=self.frames_shown)
+                    self.emit("video_stopped", frames=self.frames_shown - play_started)
                     continue
                 cv2.imshow(self.WINDOW, frame)
                 self.frames_shown += 1

@@ -24,6 +24,7 @@ class SimDisplay(Display):
         self._loop = True
         self._period = 0.1
         self._path = ""
+        self._play_started = 0
 
     def _now(self) -> float:
         return self.ctx.scheduler.clock.now() if self.ctx.scheduler is not None else 0.0
@@ -44,6 +45,7 @@ class SimDisplay(Display):
             return
         self.clear_fault("video_missing")
         self._cap, self._period, self._loop, self._path, self._index = cap, 1.0 / fps, loop, path, 0
+        self._play_started = len(self.frames_shown)
         self.emit("video_started", path=path)
         self._tick()
 
@@ -68,7 +70,7 @@ class SimDisplay(Display):
             self._timer = None
         self._cap.release()
         self._cap = None
-        self.emit("video_stopped", path=self._path, frames=len(self.frames_shown))
+        self.emit("video_stopped", path=self._path, frames=len(self.frames_shown) - self._play_started)
 
     @property
     def video_playing(self) -> bool:

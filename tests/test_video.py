@@ -109,3 +109,11 @@ def test_opencv_display_without_a_screen_raises_a_fault(monkeypatch):
     display.open()
     assert display.status is DeviceStatus.HARDWARE_ERROR
     assert "no_display" in display.faults
+
+
+def test_opencv_display_with_an_unreachable_x_server_raises_a_fault(monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":987")  # nothing listens there: Qt would abort the process
+    display = create_device("display", "opencv://", DeviceContext())
+    display.open()
+    assert display.status is DeviceStatus.HARDWARE_ERROR
+    assert "does not answer" in display.faults["no_display"].message
