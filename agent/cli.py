@@ -16,6 +16,7 @@ from agent import config as configmod
 from agent.config import ConfigError
 from agent.output import Recorder, human_line, rounded, to_json
 from agent.prompts import PromptError
+from agent.rig import RigError, is_simulated
 from devices.registry import LocatorError
 from fsm.clock import RealClock, VirtualClock
 
@@ -37,18 +38,24 @@ class UsageError(Exception):
     """A bad command line; printed as one line."""
 
 
-def load_config(path: str | None, overrides: dict | None = None) -> configmod.Config:
-    """The config file (or the defaults) with a scenario's overrides on top."""
+def load_config(path: str | None, overrides: dict | None = None, rig: str | None = None) -> configmod.Config:
+    """The config file (or the defaults) with a scenario's overrides on top.
+
+    ``rig`` replaces the config's rig; with neither a config nor a rig the
+    default rig (``rigs/sim.toml``: serial drivers on emulators) is used.
+    """
+    from agent.rig import DEFAULT_RIG
     raw: dict = {}
+    base_dir = None
     if path is not None:
-        base = configmod.load(path)  # validates and names the file in errors
+        base = configmod.load(path, rig)  # validates and names the file in errors
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
-        source = base.source
+        source, base_dir = base.source, Path(path).parent
     else:
-        source = "<defaults>"
+        source, rig = "<defaults>", rig or str(DEFAULT_RIG)
     raw.update(overrides or {})
-    return configmod.from_dict(raw, source)
+    return configmod.from_dict(raw, source, base_dir, rig)
 
 
 def make_agent(cfg, clock, recorder, brokers: list[str] | None):
@@ -85,10 +92,11 @@ def cmd_demo(args) -> int:
     scenario = SCENARIOS.get(args.scenario)
     if scenario is None:
         raise UsageError(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})")
-    cfg = load_config(args.config, scenario.config)
-    not_sim = [k for k, text in cfg.devices.items() if not text.startswith("sim://")]
+    cfg = load_config(args.config, scenario.config, args.rig)
+    not_sim = [k for k, text in cfg.devices.items() if not is_simulated(text)]
     if not_sim:
-        raise UsageError(f"scenarios drive simulated devices; devices.{not_sim[0]} is {cfg.devices[not_sim[0]]!r}")
+        raise UsageError(f"scenarios drive simulated or emulated devices; devices.{not_sim[0]}"
+                         f" is {cfg.devices[not_sim[0]]!r}")
     if args.journal:
         cfg.journal_path = args.journal
     clock = VirtualClock()
@@ -113,7 +121,7 @@ def cmd_demo(args) -> int:
 # -- atm run -------------------------------------------------------------------
 def cmd_run(args) -> int:
     from hw_mocks.crowd import Crowd
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, rig=args.rig)
     if args.journal:
         cfg.journal_path = args.journal
         Path(args.journal).parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +185,7 @@ def status_report(cfg: configmod.Config) -> dict:
 
 
 def cmd_status(args) -> int:
-    report = status_report(load_config(args.config))
+    report = status_report(load_config(args.config, rig=args.rig))
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
@@ -207,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the agent on the configured rig with simulated customers")
+    run.add_argument("--rig", metavar="FILE", help="rig file naming each device's backend"
+                     " (default: the config's, else rigs/sim.toml)")
     run.add_argument("--config", help="TOML config file (default: built-in simulated rig)")
     run.add_argument("--mqtt", action="append", metavar="URL", help="broker URL (mqtt://host:port)")
     run.add_argument("--journal", help="journal file (default: from the config)")
@@ -220,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.scenarios import SCENARIOS
     demo.add_argument("--scenario", required=True, metavar="NAME",
                       help=f"one of: {', '.join(SCENARIOS)}")
+    demo.add_argument("--rig", metavar="FILE", help="rig file naming each device's backend"
+                     " (default: the config's, else rigs/sim.toml)")
     demo.add_argument("--config", help="TOML config file")
     demo.add_argument("--json", action="store_true", help="one JSON object per line")
     demo.add_argument("--mqtt", action="append", metavar="URL", help="also publish telemetry there")
@@ -227,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     status = sub.add_parser("status", help="devices, service state and cassette levels")
+    status.add_argument("--rig", metavar="FILE", help="rig file naming each device's backend"
+                     " (default: the config's, else rigs/sim.toml)")
     status.add_argument("--config", help="TOML config file")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
@@ -239,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args)
-    except (ConfigError, LocatorError, PromptError, UsageError) as exc:
+    except (ConfigError, LocatorError, PromptError, RigError, UsageError) as exc:
         print(f"atm: error: {exc}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:

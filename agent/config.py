@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from devices.dispenser import Cassette
-from devices.registry import DEVICE_KINDS, Locator, LocatorError, backend_class
+from agent.rig import RigError, check_locator, is_simulated, load_rig
+from devices.registry import DEVICE_KINDS
 
 
 class ConfigError(ValueError):
@@ -71,6 +72,9 @@ SECTIONS: dict[str, Spec] = {
         "cache_dir": ("", lambda v: isinstance(v, str), "a directory path ('' for the default)"),
         "render_timeout": (60.0, _seconds, "a number of seconds from 0.01 to 86400"),
     },
+    "rig": {
+        "file": ("", lambda v: isinstance(v, str), "a rig file path, relative to this file ('' for none)"),
+    },
     "devices": {kind: ("sim://", lambda v: isinstance(v, str), "a backend locator like 'sim://'")
                 for kind in DEVICE_KINDS},
 }
@@ -112,6 +116,7 @@ class Config:
     card_key: bytes = field(repr=False)
     speech: dict[str, Any]
     source: str = "<defaults>"
+    rig: str = ""                 # the rig file the devices came from ('' for none)
 
 
 def _section(name: str, raw: Any, spec: Spec) -> dict[str, Any]:
@@ -149,23 +154,35 @@ def _cassettes(raw: Any) -> list[Cassette]:
     return result
 
 
-def _check_devices(devices: dict[str, str]) -> None:
-    for kind, text in devices.items():
+def _devices(raw: dict, rig_file: str, base_dir: Path | None) -> tuple[dict[str, str], str]:
+    """The rig's devices (or all ``sim://``), with ``[devices]`` entries on top."""
+    devices = {kind: "sim://" for kind in DEVICE_KINDS}
+    if rig_file:
+        path = Path(rig_file)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
         try:
-            backend_class(kind, Locator.parse(text))
-        except LocatorError as exc:
-            raise ConfigError(f"devices.{kind}: {exc}") from None
+            rig = load_rig(path)
+        except RigError as exc:
+            raise ConfigError(f"rig.file: {exc}") from None
+        devices, rig_file = dict(rig.devices), str(path)
+    for kind, text in raw.get("devices", {}).items():
+        try:
+            devices[kind] = check_locator(kind, text, f"devices.{kind}")
+        except RigError as exc:
+            raise ConfigError(str(exc)) from None
+    return devices, rig_file
 
 
-def from_dict(raw: dict, source: str = "<dict>") -> Config:
-    """Validate a parsed TOML document."""
+def from_dict(raw: dict, source: str = "<dict>", base_dir: Path | None = None, rig: str | None = None) -> Config:
+    """Validate a parsed TOML document. ``rig`` (a path) replaces the document's rig file."""
     unknown = sorted(set(raw) - set(SECTIONS) - {"cassettes"})
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join([*SECTIONS, 'cassettes'])})")
     s = {name: _section(name, raw.get(name, {}), spec) for name, spec in SECTIONS.items()}
-    _check_devices(s["devices"])
+    devices, rig_file = _devices(raw, s["rig"]["file"] if rig is None else rig, base_dir if rig is None else None)
     if (s["security"]["card_key"] == SECTIONS["security"]["card_key"][0]
-            and any(Locator.parse(s["devices"][k]).scheme != "sim" for k in ("card_reader", "chip"))):
+            and not all(is_simulated(devices[k]) for k in ("card_reader", "chip"))):
         raise ConfigError("security.card_key: the public demo key cannot be used with real card"
                           " readers; set a secret of at least 16 bytes")
     t = s["timeouts"]
@@ -173,16 +190,17 @@ def from_dict(raw: dict, source: str = "<dict>") -> Config:
         raise ConfigError("timeouts.idle_cancel: must be longer than timeouts.idle_help")
     return Config(
         atm_id=s["atm"]["id"], languages=s["atm"]["languages"], currency=s["atm"]["currency"],
-        devices=s["devices"], cassettes=_cassettes(raw.get("cassettes", DEFAULT_CASSETTES)),
+        devices=devices, cassettes=_cassettes(raw.get("cassettes", DEFAULT_CASSETTES)),
         timeouts=t, session=s["session"], telemetry=s["telemetry"],
         journal_path=s["journal"]["path"], card_key=_hex_key(s["security"]["card_key"]),
-        speech=s["speech"], source=source)
+        speech=s["speech"], source=source, rig=rig_file)
 
 
-def load(path: str | Path | None) -> Config:
-    """Load and validate a TOML file; ``None`` gives the built-in defaults."""
+def load(path: str | Path | None, rig: str | None = None) -> Config:
+    """Load and validate a TOML file; ``None`` gives the built-in defaults.
+    ``rig`` (a rig file) replaces the rig the file names."""
     if path is None:
-        return from_dict({}, "<defaults>")
+        return from_dict({}, "<defaults>", rig=rig)
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -194,6 +212,6 @@ def load(path: str | Path | None) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        return from_dict(raw, str(path))
+        return from_dict(raw, str(path), path.parent, rig)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -191,11 +191,12 @@ class Journal:
         return counts
 
     def counts_unreconciled(self) -> bool:
-        """True while an interrupted dispense has not been followed by a replenishment
-        (when an engineer counts and reloads the cassettes)."""
+        """True while an interrupted dispense, or one the device never answered, has not
+        been followed by a replenishment (when an engineer counts and reloads the cassettes)."""
         self.flush()
         row = self.db.execute(
-            "SELECT MAX(seq) FROM entries WHERE kind = 'recovery' AND name = 'dispense'").fetchone()
+            "SELECT MAX(seq) FROM entries WHERE name = 'dispense' AND (kind = 'recovery'"
+            " OR (kind = 'outcome' AND json_extract(data, '$.reconcile') = 'required'))").fetchone()
         if row[0] is None:
             return False
         later = self.db.execute(

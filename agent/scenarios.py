@@ -119,10 +119,16 @@ def _check_forgotten_card(run):
 
 def _check_forgotten_cash(run):
     problems: list[str] = []
-    expect(outcomes(run) == ["cash_retracted"], f"outcomes {outcomes(run)}", problems)
+    dispenser = run.agent.devices["dispenser"]
     expect(len(run.prompts("forgotten_cash")) >= 2, "forgotten-cash prompt not repeated", problems)
-    expect(run.agent.devices["dispenser"].retracted == 3,
-           f"retracted {run.agent.devices['dispenser'].retracted} notes, expected 3", problems)
+    if dispenser.has_shutter:
+        expect(outcomes(run) == ["cash_retracted"], f"outcomes {outcomes(run)}", problems)
+        expect(dispenser.retracted == 3, f"retracted {dispenser.retracted} notes, expected 3", problems)
+    else:  # no shutter: the notes stay in the throat, reported as left behind
+        expect(outcomes(run) == ["cash_left"], f"outcomes {outcomes(run)}", problems)
+        left = [e["notes"] for e in run.telemetry("event") if e.get("event") == "cash_left"]
+        expect(left == [3] and dispenser.at_gate == 3, f"cash left {left}, at the gate {dispenser.at_gate}",
+               problems)
     return problems
 
 

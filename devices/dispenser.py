@@ -45,6 +45,7 @@ class DispenseResult:
     picked: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     fault_code: str = ""
+    uncertain: bool = False  # the device may have moved notes that nobody counted
 
     @property
     def complete(self) -> bool:
@@ -110,6 +111,7 @@ def plan_notes(cassettes: list[Cassette], amount: int, max_notes: int) -> dict[s
 class CashDispenser(Device):
     kind = "dispenser"
     max_notes = 60
+    has_shutter = True      # False: notes go straight out to the customer; no stacker, no retract
 
     def __init__(self, ctx=None, locator=None):
         super().__init__(ctx, locator)

@@ -1,7 +1,8 @@
 """Backends chosen by locator string, like pyserial URLs.
 
 ``sim://`` picks the in-process simulation, ``aplay://default`` the ALSA
-speaker, ``opencv://0`` a camera, and so on. Backends are named as import
+speaker, ``opencv://0`` a camera, ``lcdm2000:///dev/ttyUSB0`` a serial
+dispenser, ``ict3q8+emu://`` the card reader driver on its emulator, and so on. Backends are named as import
 paths so that a rig only imports the libraries it uses.
 """
 from __future__ import annotations
@@ -27,6 +28,10 @@ _BACKENDS: dict[tuple[str, str], str] = {
     ("camera", "opencv"): "devices.camera:OpenCVCamera",
     ("speaker", "aplay"): "devices.speaker:AplaySpeaker",
     ("display", "opencv"): "devices.display:OpenCVDisplay",
+    ("dispenser", "lcdm2000"): "devices.lcdm:Lcdm2000Dispenser",
+    ("dispenser", "lcdm2000+emu"): "hw_mocks.serial_rigs:EmulatedLcdm2000",
+    ("card_reader", "ict3q8"): "devices.ict3q8:Ict3q8CardReader",
+    ("card_reader", "ict3q8+emu"): "hw_mocks.serial_rigs:EmulatedIct3q8",
 }
 
 

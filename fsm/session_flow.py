@@ -7,7 +7,7 @@ by name (``on_enter_<state>``, conditions and ``before`` callbacks in
 """
 from __future__ import annotations
 
-from devices.base import DeviceError
+from devices.base import Action, DeviceError
 from devices.carddata import CardDataError
 from fsm.session import Session
 
@@ -228,13 +228,16 @@ class SessionFlow:
         self._return_escrow()
         self.show("host_unavailable")
 
-    def _reverse(self) -> None:
-        """Ask the host to undo this session's money movement (once; it ignores one that never happened)."""
+    def _reverse(self, amount: int | None = None) -> None:
+        """Ask the host to undo this session's money movement, or ``amount`` of it (once;
+        the host ignores one that never happened)."""
         original = self.session.money_request
-        if original is not None:
+        amount = self.session.amount if amount is None else amount
+        if original is not None and amount > 0:
             self.session.money_request = None
-            self.journal.step(self.sid, "reversal", original=original, amount=self.session.amount)
-            self.host.request("reverse", self.session.card.token, lambda reply: None, original=original)
+            self.journal.step(self.sid, "reversal", original=original, amount=amount)
+            self.host.request("reverse", self.session.card.token, lambda reply: None, original=original,
+                              amount=amount)
 
     # -- withdrawal ----------------------------------------------------------
     def on_enter_dispensing(self, event) -> None:
@@ -249,13 +252,24 @@ class SessionFlow:
         result = dispenser.dispense(plan)
         self.journal.outcome(intent, self.sid, "dispense", cassettes=dispenser.cassettes,
                              ok=result.complete, picked=result.picked, rejected=result.rejected,
-                             fault=result.fault_code)
+                             fault=result.fault_code,
+                             **({"result": "unknown", "reconcile": "required"} if result.uncertain else {}))
         self.publish_cash()
         self.session.stacked_notes = sum(result.stacked(cid) for cid in result.picked)
-        if not result.complete:  # never presented, never retried: purge what was stacked
+        if result.uncertain:  # nobody knows what left the cassettes: count them before paying out again
+            dispenser.raise_fault("count_unknown", "a dispense got no answer; count and replenish the cassettes",
+                                  action=Action.REPLENISH)
+            self.session.outcome = "dispense_uncertain"
+            self.telemetry.event({"event": "dispense_uncertain", "session": self.sid, "plan": plan})
+            self.show("dispense_failed")
+        elif not result.complete:
             self.session.outcome = "dispense_failed"
-            self._purge_stacker()
-            self._reverse()
+            if dispenser.has_shutter:  # never presented, never retried: purge what was stacked
+                self._purge_stacker()
+            else:  # what passed the exit is the customer's: reverse only the rest
+                value = sum(result.stacked(cid) * dispenser.cassette(cid).denomination for cid in result.picked)
+                self.journal.step(self.sid, "partial_dispense", notes=self.session.stacked_notes, value=value)
+                self._reverse(self.session.amount - value)
             self.show("dispense_failed")
         self.dispensed()
 
@@ -280,8 +294,15 @@ class SessionFlow:
             self.journal.step(self.sid, "cash_taken", notes=self.session.presented_notes)
 
     def on_enter_retracting_cash(self, event) -> None:
-        notes, _ = self.command("retract_cash", self.dev("dispenser").retract,
-                                notes=self.session.presented_notes)
+        dispenser = self.dev("dispenser")
+        if not dispenser.has_shutter:  # the notes stay within reach: they are the customer's
+            self.session.outcome = "cash_left"
+            notes = self.session.presented_notes
+            self.journal.event(self.sid, "cash_left", function=self.session.function, notes=notes)
+            self.telemetry.event({"event": "cash_left", "session": self.sid,
+                                  "function": self.session.function, "notes": notes})
+            return self.retracted()
+        notes, _ = self.command("retract_cash", dispenser.retract, notes=self.session.presented_notes)
         notes = notes or 0
         self.session.cash_retracted = notes
         self.session.outcome = "cash_retracted"

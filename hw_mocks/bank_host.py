@@ -56,7 +56,8 @@ class SimBankHost(FaultInjection):
         self._next_id += 1
         rid = self._next_id
         self.log.append((op, amount if op != "reverse" else original))
-        answer = self._reverse(rid, original) if op == "reverse" else self._answer(rid, op, token, pin, amount)
+        answer = (self._reverse(rid, original, amount) if op == "reverse"
+                  else self._answer(rid, op, token, pin, amount))
         if "timeout" not in self.injected:  # a time-out loses the reply, not the request
             self.scheduler.call_later(self.latency, reply, answer)
         return rid
@@ -82,11 +83,15 @@ class SimBankHost(FaultInjection):
             self._moved[rid] = (token, amount)
         return HostReply(rid, True, "approved", acct.balance)
 
-    def _reverse(self, rid: int, original: int | None) -> HostReply:
+    def _reverse(self, rid: int, original: int | None, amount: int = 0) -> HostReply:
+        """Undo ``original``; a positive ``amount`` undoes only that much of it (the
+        rest of a withdrawal reached the customer)."""
         moved = self._moved.pop(original, None)
         if moved is None:
             return HostReply(rid, False, "nothing_to_reverse")
         token, change = moved
+        if 0 < amount < abs(change):
+            change = amount if change > 0 else -amount
         self.accounts[token].balance -= change
         return HostReply(rid, True, "approved", self.accounts[token].balance)
 

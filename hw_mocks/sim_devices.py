@@ -105,7 +105,13 @@ class SimChipReader(FaultInjection, ChipReader):
         card = getattr(reader, "card", None)
         if card is None:
             raise DeviceError(self.raise_fault("no_card", "no card at the contacts", Severity.WARNING, Action.NONE))
-        if not card.chip or "mute" in self.injected:
+        activate = getattr(reader, "activate_contacts", None)
+        if activate is not None and card.chip and "mute" not in self.injected:
+            try:  # a motorised reader powers the contacts through its own protocol
+                activate()
+            except DeviceError:
+                card = None
+        if card is None or not card.chip or "mute" in self.injected:
             raise DeviceError(self.raise_fault("mute_card", "the card's chip does not answer",
                                                Severity.INFO, Action.NONE))
         self.clear_fault("mute_card")

@@ -1,0 +1,202 @@
+"""Opening a serial device from a locator, with an optional byte trace.
+
+``lcdm2000:///dev/ttyUSB0?baud=9600&trace=1``: everything after the scheme is
+a pyserial port name or URL (``/dev/ttyUSB0``, ``/dev/pts/3``, ``loop://``,
+``socket://host:port``, ``rfc2217://host:port``), opened through
+:func:`serial.serial_for_url`. The query holds our options; a query option we
+do not know is handed on to pyserial's URL handlers, which reject what they
+do not know either.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlencode
+
+import serial
+
+from devices.base import Action, DeviceError, Severity
+
+log = logging.getLogger("atm.serial")
+
+READ_SLICE = 0.01  # seconds a single read may wait; reads loop to their own deadline
+PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+
+
+class ProtocolError(ValueError):
+    """Bytes that are not a valid frame of the protocol."""
+
+
+@dataclass(frozen=True)
+class LineSettings:
+    """A device's serial line and link timing; locator options override them."""
+
+    baud: int
+    parity: str = "N"
+    rtscts: bool = False
+    ack_timeout: float = 0.5      # seconds to wait for ACK/NAK after a command
+    reply_timeout: float = 5.0    # seconds to wait for the reply after the ACK
+    retries: int = 3              # resends after a NAK or a missing ACK
+
+
+def number_option(params: dict, key: str, kind, low, high, default):
+    text = params.pop(key, None)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"option {key}={text!r} is not a number") from None
+    if not low <= value <= high:
+        raise ValueError(f"option {key}={text!r} is out of range {low}..{high}")
+    return value
+
+
+def _flag(params: dict, key: str) -> bool:
+    text = params.pop(key, "0").lower()
+    if text not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise ValueError(f"option {key}={text!r} is not a yes/no flag")
+    return text in ("1", "true", "yes", "on")
+
+
+class SerialLink:
+    """One serial port: exact reads with deadlines, writes, and the trace."""
+
+    def __init__(self, device: str, path: str, params: dict, defaults: LineSettings,
+                 redact: Callable[[bytes], str] | None = None):
+        params = dict(params)
+        if not path:
+            raise ValueError("no serial port named after the scheme (e.g. lcdm2000:///dev/ttyUSB0)")
+        parity = params.pop("parity", defaults.parity).upper()
+        if parity not in PARITIES:
+            raise ValueError(f"option parity={parity!r} is not N, E or O")
+        self.settings = LineSettings(
+            baud=number_option(params, "baud", int, 300, 921_600, defaults.baud),
+            parity=parity,
+            rtscts=_flag(params, "rtscts") if "rtscts" in params else defaults.rtscts,
+            ack_timeout=number_option(params, "ack_timeout", float, 0.01, 60, defaults.ack_timeout),
+            reply_timeout=number_option(params, "timeout", float, 0.01, 120, defaults.reply_timeout),
+            retries=number_option(params, "retries", int, 0, 10, defaults.retries))
+        self.trace = _flag(params, "trace")
+        if params and "://" not in path:
+            raise ValueError(f"unknown option {sorted(params)[0]!r} for port {path}")
+        self.url = path + ("?" + urlencode(params) if params else "")
+        self.device = device
+        self.redact = redact
+        self.port: serial.SerialBase | None = None
+
+    def open(self) -> None:
+        s = self.settings
+        try:
+            port = serial.serial_for_url(self.url, do_not_open=True)
+            port.baudrate, port.parity, port.rtscts = s.baud, PARITIES[s.parity], s.rtscts
+            # The timeout is set once: changing it re-applies the line settings
+            # (and a pty refuses parity then). Reads loop in slices to their deadline.
+            port.bytesize, port.stopbits, port.timeout = serial.EIGHTBITS, serial.STOPBITS_ONE, READ_SLICE
+            port.open()
+            port.reset_input_buffer()
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise OSError(f"cannot open {self.url}: {exc}") from None
+        self.port = port
+
+    def close(self) -> None:
+        if self.port is not None:
+            self.port.close()
+            self.port = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.port is not None and self.port.is_open
+
+    def write(self, data: bytes) -> None:
+        self._trace(">", data)
+        self.port.write(data)
+        self.port.flush()
+
+    def read(self, n: int, timeout: float) -> bytes:
+        """Up to ``n`` bytes; fewer only when ``timeout`` seconds pass first."""
+        out = bytearray()
+        deadline = time.monotonic() + timeout
+        port = self.port
+        while len(out) < n:
+            out += port.read(n - len(out))
+            if time.monotonic() >= deadline:
+                break
+        self._trace("<", bytes(out))
+        return bytes(out)
+
+    def discard_input(self) -> None:
+        """Drop stale bytes (a late reply to a command we gave up on)."""
+        self.port.reset_input_buffer()
+
+    def _trace(self, direction: str, data: bytes) -> None:
+        if self.trace and data:
+            text = self.redact(data) if self.redact else data.hex(" ")
+            log.info("%s %s %s", self.device, direction, text)
+
+
+ACK, NAK = b"\x06", b"\x15"
+
+
+class LinkFailure(Exception):
+    """A command got no valid answer. ``refused``: every attempt was NAKed, so the
+    device never acted on it."""
+
+    def __init__(self, message: str, refused: bool, code: str = "no_response"):
+        super().__init__(message)
+        self.refused = refused
+        self.code = code   # the fault code: "no_response" (silence) or "bad_reply"
+
+
+def exchange(link: SerialLink, frame: bytes, read_frame: Callable[[float], bytes],
+             decode: Callable[[bytes], object], reply_time: float | None = None,
+             repeatable: bool = True):
+    """The ACK/NAK handshake both our devices use.
+
+    Send ``frame`` and wait for ACK, resending after a NAK, or after silence
+    when the command is ``repeatable`` (a dispense is not: the device may have
+    acted on a command whose ACK was lost, and must not act twice); then
+    read the reply with ``read_frame(timeout)`` (b"" means nothing came),
+    decode it, NAK a bad one so the device resends it, and ACK a good one.
+    Raises :class:`LinkFailure`.
+    """
+    s = link.settings
+    if not link.is_open:
+        raise LinkFailure(f"port {link.url} is not open", True, "port_unavailable")
+    refused = True
+    link.discard_input()
+    for _ in range(s.retries + 1):
+        link.write(frame)
+        answer = link.read(1, s.ack_timeout)
+        if answer == ACK:
+            break
+        refused = refused and answer == NAK
+        if answer != NAK and not repeatable:
+            raise LinkFailure("no ACK to the command; not resent, it may have been carried out", False)
+    else:
+        if refused:
+            raise LinkFailure(f"every attempt was NAKed ({s.retries + 1} tries)", True, "bad_reply")
+        raise LinkFailure("no ACK to the command", False)
+    problem, timeout = "no reply after the ACK", s.reply_timeout if reply_time is None else reply_time
+    for _ in range(s.retries + 1):
+        raw = read_frame(timeout)
+        if not raw:
+            break  # silence: asking again will not help
+        try:
+            reply = decode(raw)
+        except ProtocolError as exc:
+            problem, timeout = f"bad reply: {exc}", s.reply_timeout
+            link.discard_input()
+            link.write(NAK)
+            continue
+        link.write(ACK)
+        return reply
+    raise LinkFailure(problem, False, "bad_reply" if problem.startswith("bad") else "no_response")
+
+
+def link_error(device, failure: Exception, what: str) -> DeviceError:
+    """The fault for a link that does not work (no answer, garbage, NAKs, a dead port)."""
+    code = getattr(failure, "code", "no_response")
+    return DeviceError(device.raise_fault(code, f"{what}: {failure}", Severity.ERROR, Action.RESET))
