@@ -174,6 +174,7 @@ def status_report(cfg: configmod.Config) -> dict:
         agent.atm.refresh_service(announce=False)
         return {
             "atm_id": cfg.atm_id,
+            "rig": cfg.rig or "(config devices)",
             "service": agent.atm.service,
             "functions": agent.atm.functions,
             "devices": {k: d.describe() for k, d in agent.devices.items()},
@@ -189,13 +190,24 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
-    print(f"ATM {report['atm_id']}: {report['service']} ({', '.join(report['functions']) or 'no functions'})")
+    print(f"ATM {report['atm_id']}: {report['service']} ({', '.join(report['functions']) or 'no functions'})"
+          f" on rig {report['rig']}")
     for kind, d in report["devices"].items():
         faults = "; ".join(f"{f['code']}: {f['message']}" for f in d["faults"])
         print(f"  {kind:<12} {d['status']:<15} {d['locator']}" + (f"  [{faults}]" if faults else ""))
     for c in report["cassettes"]:
         print(f"  cassette {c['id']}: {c['count']} x {c['denomination']} ({c['status']})")
     return 0
+
+
+# -- atm emulate ---------------------------------------------------------------
+def cmd_emulate(args) -> int:
+    from hw_mocks.emulate import EmulateError, serve
+    try:
+        return serve(args.device, faults=args.fault or [], timing=args.timing,
+                     commands=sys.stdin, out=sys.stdout)
+    except EmulateError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # -- entry point ---------------------------------------------------------------
@@ -244,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", help="TOML config file")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    emulate = sub.add_parser("emulate", help="serve one device emulator on a new pty (prints its path first)")
+    emulate.add_argument("device", choices=("lcdm2000", "ict3q8"))
+    emulate.add_argument("--fault", action="append", metavar="NAME", help="start with this fault present")
+    emulate.add_argument("--timing", action="store_true", help="keep real baud-rate timing")
+    emulate.set_defaults(func=cmd_emulate)
     return parser
 
 

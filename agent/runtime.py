@@ -10,7 +10,7 @@ import logging
 import threading
 from pathlib import Path
 
-from agent.config import Config
+from agent.config import Config, ConfigError
 from agent.journal import Journal
 from agent.output import Recorder
 from agent.prompts import Catalogue, PromptCache
@@ -91,7 +91,14 @@ class Agent:
 
     def _create_devices(self) -> dict:
         ctx = DeviceContext(scheduler=self.scheduler, emit=self._device_event)
-        devices = {kind: create_device(kind, self.config.devices[kind], ctx) for kind in DEVICE_KINDS}
+        devices = {}
+        for kind in DEVICE_KINDS:
+            try:
+                devices[kind] = create_device(kind, self.config.devices[kind], ctx)
+            except ValueError as exc:  # a bad locator option: name the device and the option
+                for device in devices.values():
+                    device.close()
+                raise ConfigError(f"devices.{kind}: {self.config.devices[kind]!r}: {exc}") from None
         ctx.peers.update(devices)
         return devices
 

@@ -3,6 +3,8 @@
 1. Complete withdrawal sessions per second on the virtual clock, one core
    (target >= 2,000/s): in-memory journal, and an on-disk journal side by side.
 2. Start-up of `atm run` until it is ready, speech cache warm (target <= 2 s).
+3. A status command's round trip through the real serial drivers to the
+   emulators on a pty, fast and with real baud timing (bench/serial_roundtrip.py).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from agent import config as configmod  # noqa: E402
 from agent.output import Recorder  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
+from bench import serial_roundtrip  # noqa: E402
 from fsm.clock import VirtualClock  # noqa: E402
 from hw_mocks.customer import Customer, Visit  # noqa: E402
 
@@ -73,6 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=5000)
     parser.add_argument("--startup-runs", type=int, default=5)
+    parser.add_argument("--serial-fast", type=int, default=serial_roundtrip.FAST_ROUNDS)
+    parser.add_argument("--serial-timed", type=int, default=serial_roundtrip.TIMED_ROUNDS)
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})  # CPU 0 takes more interrupts
@@ -80,11 +85,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rate_disk = withdrawals_per_second(max(200, args.sessions // 10), os.path.join(tmp, "j.db"))
     starts = startup_seconds(args.startup_runs)
+    serial = serial_roundtrip.run(args.serial_fast, args.serial_timed)
     print(f"withdrawal sessions/s, virtual clock, one core, journal in memory : {rate_mem:8.0f}  (target >= 2000)")
     print(f"withdrawal sessions/s, virtual clock, one core, journal on disk   : {rate_disk:8.0f}  (synchronous=FULL)")
     print(f"ratio disk/memory                                                 : {rate_disk / rate_mem:8.3f}")
     print(f"atm run start-up to ready, warm speech cache, median of {len(starts)}       : "
           f"{statistics.median(starts):8.3f} s (target <= 2 s; min {min(starts):.3f}, max {max(starts):.3f})")
+    for name, r in serial.items():
+        wire = r["wire"]
+        for mode, how in (("fast", "no line timing"), ("timed", f"{wire['baud']} baud (timing=1)")):
+            f = r[mode]
+            label = f"{name} status round trip via pty, {how}"
+            print(f"{label:<66}: {f['median_ms']:8.3f} ms median (p95 {f['p95_ms']:.3f}; "
+                  f"{f['per_s']:.0f}/s; {f['rounds']} trips)")
+        label = f"{name} theoretical wire time, {wire['bytes']} bytes x {wire['bits_per_byte']} bits"
+        print(f"{label:<66}: {wire['ms']:8.3f} ms (timed median/wire {r['timed']['median_ms'] / wire['ms']:.2f})")
 
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ def exchange(link: SerialLink, frame: bytes, read_frame: Callable[[float], bytes
     s = link.settings
     if not link.is_open:
         raise LinkFailure(f"port {link.url} is not open", True, "port_unavailable")
-    refused = True
+    refused, noise = True, b""
     link.discard_input()
     for _ in range(s.retries + 1):
         link.write(frame)
@@ -173,11 +173,17 @@ def exchange(link: SerialLink, frame: bytes, read_frame: Callable[[float], bytes
         if answer == ACK:
             break
         refused = refused and answer == NAK
+        if answer not in (NAK, b""):
+            noise += answer
+            link.discard_input()
         if answer != NAK and not repeatable:
-            raise LinkFailure("no ACK to the command; not resent, it may have been carried out", False)
+            raise LinkFailure("no ACK to the command; not resent, it may have been carried out", False,
+                              "bad_reply" if noise else "no_response")
     else:
         if refused:
             raise LinkFailure(f"every attempt was NAKed ({s.retries + 1} tries)", True, "bad_reply")
+        if noise:
+            raise LinkFailure(f"answered {noise.hex(' ')} instead of ACK (06) or NAK (15)", False, "bad_reply")
         raise LinkFailure("no ACK to the command", False)
     problem, timeout = "no reply after the ACK", s.reply_timeout if reply_time is None else reply_time
     for _ in range(s.retries + 1):
