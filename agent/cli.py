@@ -135,6 +135,7 @@ def cmd_run(args) -> int:
     if configmod.uses_demo_key(cfg):
         say("security: security.card_key is the public demo key; set your own secret"
             " before this ATM sees a real card")
+    say(f"rig: {cfg.rig or 'devices from ' + cfg.source}")
     brokers = args.mqtt or cfg.telemetry["brokers"]
     say(f"telemetry: {', '.join(brokers) if brokers else 'no broker configured (--mqtt URL); kept in memory'}")
     stop = threading.Event()

@@ -7,13 +7,12 @@ keys are errors too, so a typo never becomes a silent default.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from devices.dispenser import Cassette
-from agent.rig import RigError, check_locator, is_simulated, load_rig
+from agent.rig import RigError, check_locator, is_simulated, load_rig, read_toml
 from devices.registry import DEVICE_KINDS
 
 
@@ -202,15 +201,7 @@ def load(path: str | Path | None, rig: str | None = None) -> Config:
     if path is None:
         return from_dict({}, "<defaults>", rig=rig)
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    raw = read_toml(path, ConfigError, "config file")
     try:
         return from_dict(raw, str(path), path.parent, rig)
     except ConfigError as exc:

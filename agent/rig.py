@@ -55,18 +55,23 @@ def check_locator(kind: str, text, where: str) -> str:
     return text
 
 
+def read_toml(path: Path, error: type[Exception], what: str) -> dict:
+    """Parse a TOML file; any problem is ``error`` naming the file."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror}") from None
+
+
 def load_rig(path: str | Path) -> Rig:
     """Read and check a rig file: every device named, every backend known."""
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise RigError(f"{path}: no such rig file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise RigError(f"{path}: cannot read: {exc.strerror}") from None
+    raw = read_toml(path, RigError, "rig file")
     unknown = sorted(set(raw) - {"rig", "devices"})
     if unknown:
         raise RigError(f"{path}: {unknown[0]}: unknown table (known: rig, devices)")

@@ -18,6 +18,7 @@ from devices import ict3q8_codec as codec
 from devices.base import Action, DeviceError, Severity
 from devices.card_reader import CardPosition, CardReader
 from devices.carddata import CardData, CardDataError
+from devices.serial_device import SerialDevice
 from devices.serial_link import LineSettings, LinkFailure, ProtocolError, SerialLink, exchange, link_error, number_option
 
 W, E = Severity.WARNING, Severity.ERROR
@@ -47,7 +48,7 @@ LEDS = {"off": 0x30, "green": 0x31, "red": 0x32, "orange": 0x33}
 _POSITIONS = {"none": CardPosition.NONE, "gate": CardPosition.GATE, "inside": CardPosition.INSIDE}
 
 
-class Ict3q8CardReader(CardReader):
+class Ict3q8CardReader(SerialDevice, CardReader):
     line = LineSettings(baud=38400, parity="E", rtscts=True, ack_timeout=0.3, reply_timeout=3.0, retries=3)
 
     def __init__(self, ctx=None, locator=None):
@@ -63,43 +64,25 @@ class Ict3q8CardReader(CardReader):
         self._position = CardPosition.NONE
         self.entry_enabled = False
         self.atr = b""
-        self._polling = None
 
     @property
     def position(self) -> CardPosition:
         return self._position
 
     # lifecycle ------------------------------------------------------------------
-    def open(self) -> None:
-        """Open the port; a port that is not there leaves the device offline with a fault."""
-        try:
-            self.link.open()
-        except OSError as exc:
-            self.raise_fault("port_unavailable", str(exc), Severity.ERROR, Action.MAINTENANCE)
-            return
-        self.clear_fault("port_unavailable")
-        self.opened = True
+    def on_open(self) -> None:
         try:
             self.initialise()
         except DeviceError:
-            pass  # the fault is raised; the self-test reports it
-
-    def close(self) -> None:
-        if self._polling is not None:
-            self._polling.cancel()
-            self._polling = None
-        self.link.close()
-        super().close()
+            pass
 
     def initialise(self, mode: int | None = None) -> None:
         self.command(codec.INITIALISE, self.init_mode if mode is None else mode)
         self.clear_fault("jam")
 
     def self_test(self):
-        if not self.opened:
-            self.open()
-            if not self.opened:
-                return self.status
+        if not self.reopened():
+            return self.status
         try:
             if "jam" in self.faults:
                 self.initialise()   # moves the transport: the jam is gone if it succeeds
@@ -177,14 +160,9 @@ class Ict3q8CardReader(CardReader):
             self.emit("taken")
 
     def _watch(self) -> None:
-        scheduler = self.ctx.scheduler
-        if scheduler is not None and self._polling is None:
-            self._polling = scheduler.call_later(self.poll_interval, self._poll)
+        self.poll_later(self._poll)
 
     def _poll(self) -> None:
-        self._polling = None
-        if not self.opened:
-            return
         try:
             self.command(codec.STATUS, 0x30)
         except DeviceError:

@@ -18,6 +18,7 @@ import threading
 from devices import lcdm_codec as codec
 from devices.base import Action, DeviceError, Severity
 from devices.dispenser import CashDispenser, Cassette, DispenseResult
+from devices.serial_device import SerialDevice
 from devices.serial_link import LineSettings, LinkFailure, ProtocolError, SerialLink, exchange, link_error, number_option
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ ERRORS: dict[int, tuple[str, Severity, Action, str]] = {
 CONDITION_FAULTS = {f[0] for f in ERRORS.values()} - {"cassette_empty"} | {"no_response", "bad_reply"}
 
 
-class Lcdm2000Dispenser(CashDispenser):
+class Lcdm2000Dispenser(SerialDevice, CashDispenser):
     model = codec.LCDM2000
     line = LineSettings(baud=9600, ack_timeout=0.5, reply_timeout=3.0, retries=3)
     has_shutter = False
@@ -73,7 +74,6 @@ class Lcdm2000Dispenser(CashDispenser):
         self.at_gate = 0            # notes delivered through the exit, waiting in the throat
         self.sensors: frozenset = frozenset()
         self.version = ""
-        self._polling = None
         self.retracted = 0          # always 0: kept for the same reporting as other dispensers
 
     # cassettes ----------------------------------------------------------------
@@ -103,26 +103,11 @@ class Lcdm2000Dispenser(CashDispenser):
         return None
 
     # lifecycle ------------------------------------------------------------------
-    def open(self) -> None:
-        """Open the port; a port that is not there leaves the device offline with a fault."""
-        try:
-            self.link.open()
-        except OSError as exc:
-            self.raise_fault("port_unavailable", str(exc), Severity.ERROR, Action.MAINTENANCE)
-            return
-        self.clear_fault("port_unavailable")
-        self.opened = True
+    def on_open(self) -> None:
         try:
             self.version = self._transact(codec.encode_command(codec.ROM_VERSION), codec.ROM_VERSION).version
         except DeviceError:
-            pass  # the fault is raised; self_test reports it
-
-    def close(self) -> None:
-        if self._polling is not None:
-            self._polling.cancel()
-            self._polling = None
-        self.link.close()
-        super().close()
+            pass
 
     def describe(self) -> dict:
         info = super().describe()
@@ -174,10 +159,8 @@ class Lcdm2000Dispenser(CashDispenser):
 
     # status ---------------------------------------------------------------------
     def self_test(self):
-        if not self.opened:
-            self.open()
-            if not self.opened:
-                return self.status
+        if not self.reopened():
+            return self.status
         try:
             reply = self._transact(codec.encode_command(codec.STATUS), codec.STATUS)
         except DeviceError:
@@ -256,14 +239,9 @@ class Lcdm2000Dispenser(CashDispenser):
         return notes
 
     def _watch_exit(self) -> None:
-        scheduler = self.ctx.scheduler
-        if scheduler is not None and self._polling is None:
-            self._polling = scheduler.call_later(self.poll_interval, self._poll_exit)
+        self.poll_later(self._poll_exit)
 
     def _poll_exit(self) -> None:
-        self._polling = None
-        if not self.opened:
-            return
         try:
             reply = self._transact(codec.encode_command(codec.STATUS), codec.STATUS)
         except DeviceError:

@@ -10,6 +10,8 @@ import pytest
 from agent.rig import DEFAULT_RIG, is_emulated, is_simulated, load_rig
 from devices.base import DeviceContext
 from devices.registry import create_device
+from fsm.clock import Scheduler, VirtualClock
+from tests.helpers import Events
 from tests.broker import Mosquitto
 
 
@@ -36,6 +38,12 @@ def _hil_devices(request):
     for kind in marker.args:
         if is_simulated(rig.devices[kind]):
             pytest.skip(f"needs a real {kind}; rig {rig.name} gives {rig.devices[kind]}")
+
+
+@pytest.fixture
+def ctx():
+    """A device context on a virtual clock that records the device's events."""
+    return DeviceContext(scheduler=Scheduler(VirtualClock()), emit=Events())
 
 
 @pytest.fixture

@@ -27,3 +27,20 @@ def run_visits(visits, overrides=None, setup=None, epilogue=None, journal=":memo
     problems = run.run()
     assert problems == [], problems
     return run
+
+
+class Events(list):
+    """A device event callback that keeps (name, data) pairs."""
+
+    def __call__(self, kind, name, data):
+        self.append((name, data))
+
+    def names(self) -> list[str]:
+        return [n for n, _ in self]
+
+
+def advance(ctx, seconds: float = 1.0) -> None:
+    """Let a driver's scheduled status polls run, on the context's virtual clock."""
+    clock = ctx.scheduler.clock
+    clock.advance_to(clock.now() + seconds)
+    ctx.scheduler.run_due()

@@ -11,21 +11,11 @@ import serial
 from devices.base import DeviceContext, DeviceError, DeviceStatus
 from devices.card_reader import CardPosition
 from devices.registry import create_device
-from fsm.clock import Scheduler, VirtualClock
 from hw_mocks.cards import CARDS
 from hw_mocks.ict3q8_emulator import Ict3q8Emulator
+from tests.helpers import advance
 
 KEY = b"k" * 32
-
-
-class Events(list):
-    def __call__(self, kind, name, data):
-        self.append(name)
-
-
-@pytest.fixture
-def ctx():
-    return DeviceContext(scheduler=Scheduler(VirtualClock()), emit=Events())
 
 
 @pytest.fixture
@@ -37,16 +27,10 @@ def reader(rig_device, ctx):
     return make
 
 
-def poll(ctx, seconds=1.0):
-    clock = ctx.scheduler.clock
-    clock.advance_to(clock.now() + seconds)
-    ctx.scheduler.run_due()
-
-
 def insert(r, ctx, card="domestic"):
     r.enable_entry()
     assert r.customer_insert(CARDS[card])
-    poll(ctx)
+    advance(ctx)
     assert r.position is CardPosition.INSIDE
 
 
@@ -61,17 +45,17 @@ def test_initialise_status_and_led(reader):
 def test_a_card_goes_in_is_read_and_comes_back_out(reader, ctx):
     r = reader()
     insert(r, ctx)
-    assert ctx.emit == ["inserted"] and not r.entry_enabled
+    assert ctx.emit.names() == ["inserted"] and not r.entry_enabled
     card = r.read(KEY)
     assert card.masked == "499999******0015" and card.source == "magstripe" and card.expiry == "3012"
     assert r.activate_contacts() == bytes.fromhex("3B6800000073C84013009000")
     r.eject()
-    assert r.position is CardPosition.GATE and ctx.emit[-1] == "at_gate"
-    poll(ctx)
-    assert ctx.emit[-1] == "at_gate"  # still there: no "taken" yet
+    assert r.position is CardPosition.GATE and ctx.emit.names()[-1] == "at_gate"
+    advance(ctx)
+    assert ctx.emit.names()[-1] == "at_gate"  # still there: no "taken" yet
     assert r.customer_take() == CARDS["domestic"]
-    poll(ctx)
-    assert ctx.emit == ["inserted", "at_gate", "taken"] and r.position is CardPosition.NONE
+    advance(ctx)
+    assert ctx.emit.names() == ["inserted", "at_gate", "taken"] and r.position is CardPosition.NONE
 
 
 def test_entry_disabled_keeps_the_shutter_closed(reader, ctx):
@@ -85,7 +69,7 @@ def test_capture_keeps_the_card(reader, ctx):
     insert(r, ctx)
     r.capture()
     assert r.captured == [CARDS["domestic"]] and r.position is CardPosition.NONE
-    assert ctx.emit[-1] == "captured"
+    assert ctx.emit.names()[-1] == "captured"
 
 
 def test_a_card_without_a_chip_gives_an_icc_fault(reader, ctx):

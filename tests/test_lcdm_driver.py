@@ -10,25 +10,11 @@ import time
 
 import pytest
 
-from devices.base import DeviceContext, DeviceError, DeviceStatus
+from devices.base import DeviceError, DeviceStatus
 from devices.dispenser import Cassette
-from fsm.clock import Scheduler, VirtualClock
+from tests.helpers import advance
 
 CASSETTES = [Cassette("A", 10_000, 100, low=20), Cassette("B", 1_000, 200, low=20)]
-
-
-class Events(list):
-    def __call__(self, kind, name, data):
-        self.append((name, data))
-
-    def names(self):
-        return [n for n, _ in self]
-
-
-@pytest.fixture
-def ctx():
-    events = Events()
-    return DeviceContext(scheduler=Scheduler(VirtualClock()), emit=events)
 
 
 @pytest.fixture
@@ -39,13 +25,6 @@ def dispenser(rig_device, ctx):
         device.open()
         return device
     return make
-
-
-def poll(ctx, seconds=1.0):
-    """Let the driver's scheduled status polls run (virtual time)."""
-    clock = ctx.scheduler.clock
-    clock.advance_to(clock.now() + seconds)
-    ctx.scheduler.run_due()
 
 
 def test_status_reports_sensors_and_rom_version(dispenser):
@@ -64,10 +43,10 @@ def test_dispense_from_both_cassettes_then_the_customer_takes_the_notes(dispense
     assert [c.count for c in d.cassettes] == [98, 197]
     assert d.emulator.snapshot()["counts"] == {"upper": 98, "lower": 197}
     assert d.present() == 5 and ctx.emit.names() == ["cash_presented"]
-    poll(ctx)
+    advance(ctx)
     assert "cash_taken" not in ctx.emit.names()  # the notes still block the exit sensor
     assert d.customer_take_cash() == 5
-    poll(ctx)
+    advance(ctx)
     assert ctx.emit[-1] == ("cash_taken", {"notes": 5}) and d.at_gate == 0
 
 

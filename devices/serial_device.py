@@ -1,0 +1,56 @@
+"""What the serial drivers share around their link: opening, closing, polling."""
+from __future__ import annotations
+
+from devices.base import Action, Severity
+from devices.serial_link import SerialLink
+
+
+class SerialDevice:
+    """Mixin for a :class:`~devices.base.Device` that talks over ``self.link``.
+
+    A port that cannot be opened leaves the device offline with a
+    ``port_unavailable`` fault (the self-test tries again). ``poll_later`` runs a
+    status poll on the device context's scheduler, so polls happen on the loop
+    thread, one at a time.
+    """
+
+    link: SerialLink
+    poll_interval: float
+    _polling = None
+
+    def open(self) -> None:
+        try:
+            self.link.open()
+        except OSError as exc:
+            self.raise_fault("port_unavailable", str(exc), Severity.ERROR, Action.MAINTENANCE)
+            return
+        self.clear_fault("port_unavailable")
+        self.opened = True
+        self.on_open()
+
+    def on_open(self) -> None:
+        """The first commands after the port opens; their faults are left for the self-test."""
+
+    def reopened(self) -> bool:
+        """For the self-test: open the port again if it was missing; True when it is open."""
+        if not self.opened:
+            self.open()
+        return self.opened
+
+    def close(self) -> None:
+        if self._polling is not None:
+            self._polling.cancel()
+            self._polling = None
+        self.link.close()
+        super().close()
+
+    def poll_later(self, poll) -> None:
+        """Run ``poll()`` after ``poll_interval`` unless one is already due."""
+        scheduler = self.ctx.scheduler
+        if scheduler is not None and self._polling is None:
+            self._polling = scheduler.call_later(self.poll_interval, self._run_poll, poll)
+
+    def _run_poll(self, poll) -> None:
+        self._polling = None
+        if self.opened:
+            poll()
