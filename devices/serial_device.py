@@ -4,6 +4,8 @@ from __future__ import annotations
 from devices.base import Action, Severity
 from devices.serial_link import SerialLink
 
+LINK_DOWN_POLL = 5.0  # seconds between polls of a device that does not answer
+
 
 class SerialDevice:
     """Mixin for a :class:`~devices.base.Device` that talks over ``self.link``.
@@ -45,10 +47,14 @@ class SerialDevice:
         super().close()
 
     def poll_later(self, poll) -> None:
-        """Run ``poll()`` after ``poll_interval`` unless one is already due."""
+        """Run ``poll()`` after ``poll_interval`` unless one is already due. While the
+        link is down the polls slow to one per ``LINK_DOWN_POLL`` seconds: each one
+        waits out its time-outs on the loop thread."""
         scheduler = self.ctx.scheduler
         if scheduler is not None and self._polling is None:
-            self._polling = scheduler.call_later(self.poll_interval, self._run_poll, poll)
+            link_down = "no_response" in self.faults or "bad_reply" in self.faults
+            interval = max(self.poll_interval, LINK_DOWN_POLL) if link_down else self.poll_interval
+            self._polling = scheduler.call_later(interval, self._run_poll, poll)
 
     def _run_poll(self, poll) -> None:
         self._polling = None

@@ -176,3 +176,22 @@ def test_no_card_number_in_any_output_of_a_traced_emulated_run(tmp_path):
     blob = out.stdout + out.stderr + journal.read_bytes().decode("latin-1")
     for pan in RAW_PANS:
         assert pan not in blob and pan.encode().hex(" ") not in blob
+
+
+def test_a_silent_card_reader_takes_the_atm_out_of_service_and_back():
+    agent = emulated_agent()
+    reader = agent.devices["card_reader"]
+
+    def silence(agent):
+        reader.inject("silent")
+
+    def repaired(agent):
+        reader.remove("silent")
+        agent.maintenance("card_reader")
+
+    run = play(agent, [], setup=silence, epilogue=repaired)
+    services = [s["service"] for s in run.telemetry("status")]
+    faults = [(f["code"], f["state"]) for f in run.telemetry("fault") if f["device"] == "card_reader"]
+    assert ("no_response", "raised") in faults and ("no_response", "cleared") in faults
+    assert "out_of_service" in services and services[-1] == "in_service"
+    agent.stop()
