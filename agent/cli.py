@@ -20,7 +20,7 @@ from agent.rig import RigError, is_simulated
 from devices.registry import LocatorError
 from fsm.clock import RealClock, VirtualClock
 
-JSON_TYPES = ("state", "device", "prompt", "video", "telemetry")
+JSON_TYPES = ("state", "device", "card", "prompt", "video", "telemetry")
 
 
 _print_lock = threading.Lock()

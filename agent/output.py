@@ -53,6 +53,8 @@ def _describe(r: dict) -> str:
         return f"video   {r['action']} {r.get('path', '')}".rstrip()
     if kind == "telemetry":
         return f"telemetry {r['topic']} {to_json(r['payload'])}"
+    if kind == "card":  # only ever the masked number
+        return f"card    {r['masked']} ({r['source']}, {r.get('label') or 'no label'}, country {r.get('country') or '?'})"
     rest = {k: v for k, v in r.items() if k not in ("type", "t")}
     return f"{kind:<7} {to_json(rest)}"
 

@@ -26,6 +26,7 @@ PROMPT_IDS = (
     "forgotten_card", "forgotten_card_deposit", "forgotten_cash", "take_card", "take_cash",
     "transfer_caution", "card_retained", "cash_retracted", "operator_help", "welcome",
     "enter_pin", "wrong_pin", "out_of_service", "declined",
+    "card_expired", "card_blocked", "card_unreadable",
 )
 PATTERN_NAMES = ("forgotten_card", "forgotten_card_deposit", "forgotten_cash")
 PATTERNS_FILE = "patterns.toml"

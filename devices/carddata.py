@@ -41,10 +41,10 @@ def card_token(pan: str, key: bytes) -> str:
 class CardData:
     """What the ATM knows about the inserted card."""
 
-    __slots__ = ("_pan", "masked", "last4", "token", "expiry", "service_code", "source", "country", "label")
+    __slots__ = ("_pan", "masked", "last4", "token", "expiry", "service_code", "source", "country", "label", "aid")
 
     def __init__(self, pan: str, key: bytes, *, expiry: str = "", service_code: str = "",
-                 source: str = "chip", country: str = "", label: str = ""):
+                 source: str = "chip", country: str = "", label: str = "", aid: str = ""):
         if not (12 <= len(pan) <= 19 and pan.isdigit()):
             raise CardDataError("card number is not 12-19 digits")
         if not luhn_ok(pan):
@@ -58,6 +58,7 @@ class CardData:
         self.source = source            # "chip" or "magstripe"
         self.country = country          # ISO 3166 numeric, from the chip
         self.label = label
+        self.aid = aid                  # hex AID of the chip application read
 
     @classmethod
     def from_track2(cls, track2: str, key: bytes, source: str = "magstripe") -> "CardData":

@@ -11,6 +11,12 @@ from devices.base import Action, DeviceError
 from devices.carddata import CardDataError
 from fsm.session import Session
 
+# Chip faults that mean the chip never answered: the only case for a magnetic-stripe fallback.
+CHIP_SILENT = {"mute_card", "no_card", "chip_unavailable"}
+# Chip faults that refuse the card outright, and the reason the customer hears.
+CHIP_REFUSALS = {"application_blocked": "blocked", "card_expired": "expired", "card_removed": "removed"}
+REFUSAL_PROMPTS = {"expired": "card_expired", "blocked": "card_blocked", "unreadable": "card_unreadable",
+                   "removed": "card_unreadable"}
 HOST_OPS = {"withdrawal": "withdraw", "deposit": "deposit", "balance": "balance", "transfer": "transfer"}
 
 
@@ -43,6 +49,8 @@ class SessionFlow:
             self.session.outcome = "card_refused"
             self.journal.step(self.sid, "card_refused", reason=reason)
             self.show("card_refused", reason=reason)
+            if reason in REFUSAL_PROMPTS:
+                self.say(REFUSAL_PROMPTS[reason])
             return self.card_refused()
         self.session.card = card
         self.session.language = self._language_for(card)
@@ -50,6 +58,8 @@ class SessionFlow:
         # Never the masked BIN next to the token: together they narrow the number too much.
         self.journal.step(self.sid, "card_read", last4=card.last4, token=card.token,
                           source=card.source)
+        self.out("card", masked=card.masked, source=card.source, country=card.country,
+                 label=card.label, session=self.sid)
         self.card_read()
 
     def _snapshot(self) -> list | None:
@@ -63,18 +73,25 @@ class SessionFlow:
         return None
 
     def _read_card(self):
-        """Chip first; magnetic stripe only by configuration and only when the chip fails."""
+        """Chip first. The magnetic stripe only by configuration, and only when the chip
+        did not answer at all: a chip that answered (expired, blocked, bad data) is refused."""
         key = self.cfg.card_key
         chip = self.dev("chip")
-        card = None
+        card, chip_fault = None, "chip_unavailable"
         if chip.usable:
             try:
                 card = chip.read_card(key)
-            except (DeviceError, CardDataError) as exc:
-                self.journal.step(self.sid, "chip_failed", error=str(exc))
+            except DeviceError as exc:
+                chip_fault = exc.fault.code
+            except CardDataError:
+                chip_fault = "bad_card_data"
+            if card is None:
+                self.journal.step(self.sid, "chip_failed", fault=chip_fault)
         if card is None:
-            if not self.cfg.magstripe_fallback:
-                return None, "chip_unreadable"
+            if chip_fault in CHIP_REFUSALS:
+                return None, CHIP_REFUSALS[chip_fault]
+            if chip_fault not in CHIP_SILENT or not self.cfg.magstripe_fallback:
+                return None, "unreadable"
             try:
                 card = self.dev("card_reader").read(key)
             except DeviceError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from devices.card_reader import CardPosition
 from devices.ict3q8 import Ict3q8CardReader
 from devices.lcdm import Lcdm2000Dispenser
 from hw_mocks.cards import SimCard
@@ -120,6 +121,15 @@ class EmulatedIct3q8(_Emulated, Ict3q8CardReader):
         self.emulator = Ict3q8Emulator(baud=38400 if options.get("timing") == "1" else None)
         super().__init__(ctx, _driver_locator(locator, params, self.emulator.port))
         self._options = options
+        self.contacts = None  # a chip emulation told when a card reaches the IC contacts
+
+    def _moved_to(self, new: CardPosition) -> None:
+        super()._moved_to(new)
+        if self.contacts is not None:
+            if new is CardPosition.INSIDE:
+                self.contacts.card_arrived(self.card)
+            else:
+                self.contacts.card_left()
 
     def open(self) -> None:
         self._start_emulator(self._options)

@@ -17,7 +17,7 @@ from devices.chip import ChipReader
 from devices.dispenser import CashDispenser, DispenseResult
 from devices.keypad import Keypad
 from devices.proximity import ProximitySensor
-from hw_mocks.cards import SimCard
+from hw_mocks.cards import SIM_CHIP_FAULTS, SimCard
 from hw_mocks.faults import FaultInjection
 from hw_mocks.history import History
 
@@ -114,6 +114,9 @@ class SimChipReader(FaultInjection, ChipReader):
         if card is None or not card.chip or "mute" in self.injected:
             raise DeviceError(self.raise_fault("mute_card", "the card's chip does not answer",
                                                Severity.INFO, Action.NONE))
+        if card.profile in SIM_CHIP_FAULTS:  # the same answer the PC/SC driver gives for that card
+            code = SIM_CHIP_FAULTS[card.profile]
+            raise DeviceError(self.raise_fault(code, f"simulated {card.profile} card", Severity.INFO, Action.NONE))
         self.clear_fault("mute_card")
         return CardData(card.pan, key, expiry=card.expiry, service_code=card.service_code,
                         source="chip", country=card.country, label=card.label)

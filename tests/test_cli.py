@@ -12,7 +12,7 @@ from agent.scenarios import SCENARIOS
 from tests.helpers import RAW_PANS
 
 ATM = os.path.join(os.path.dirname(sys.executable), "atm")
-JSON_TYPES = {"state", "device", "prompt", "video", "telemetry"}
+JSON_TYPES = {"state", "device", "card", "prompt", "video", "telemetry"}
 
 
 def atm(*args, timeout=60):

@@ -132,7 +132,7 @@ def test_hanging_renderer_is_reported_not_raised(tmp_path, catalogue, warmed):
     start = time.monotonic()
     report = cache.warm()
     assert time.monotonic() - start < 5
-    assert report.rendered == ["en/card_retained"]  # finished before the hang
+    assert report.rendered == ["en/card_blocked"]  # the first in order, finished before the hang
     assert len(report.failed) == 2 * len(PROMPT_IDS) - 1
     assert all("timed out after 1 s" in reason for reason in report.failed.values())
     assert cache.clip("forgotten_card", "ja") is None  # caller shows the text

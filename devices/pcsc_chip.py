@@ -1,0 +1,149 @@
+"""EMV chip reader through PC/SC (backend ``pcsc://<reader name or index>``).
+
+The path is pyscard → pcscd → the reader's driver, the same on a kiosk with
+a USB reader and in tests with vsmartcard's vpcd. ``pcsc://Virtual PCD 00 00``
+names a reader (``%20`` works for spaces), ``pcsc://0`` takes the first.
+Options: ``timeout`` (seconds to wait for a chip to answer, 1.0) and ``aids``
+(comma-separated hex AIDs to try when the card has no PSE).
+
+Every problem with a card becomes a fault with a clear code, never an
+exception that escapes: ``mute_card`` (no chip answered), ``card_removed``,
+``application_blocked``, ``chip_error`` (malformed data, an unknown status
+word, no supported application). An expired card is returned as read: the
+state machine refuses it and tells the customer why.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from urllib.parse import unquote
+
+from devices import emv
+from devices.base import Action, DeviceError, Severity
+from devices.carddata import CardData
+from devices.chip import ChipReader
+from devices.serial_link import number_option
+
+# Visa, Visa Electron, Mastercard, Maestro, JCB, Amex, UnionPay debit and credit
+DEFAULT_AIDS = ("A0000000031010", "A0000000032010", "A0000000041010", "A0000000043060",
+                "A0000000651010", "A000000025010801", "A000000333010101", "A000000333010102")
+CARD_FAULTS = {"mute": "mute_card", "removed": "card_removed", "blocked": "application_blocked"}
+PASSING = ("mute_card", "card_removed", "application_blocked", "chip_error", "no_card")
+
+
+class PcscChipReader(ChipReader):
+    def __init__(self, ctx=None, locator=None):
+        super().__init__(ctx, locator)
+        params = dict(self.params)
+        self.timeout = number_option(params, "timeout", float, 0.05, 60, 1.0)
+        aids = params.pop("aids", ",".join(DEFAULT_AIDS))
+        try:
+            self.aids = [bytes.fromhex(a) for a in aids.split(",") if a.strip()]
+        except ValueError:
+            raise ValueError(f"option aids={aids!r} is not a comma-separated list of hex AIDs") from None
+        if params:
+            raise ValueError(f"unknown option {sorted(params)[0]!r}")
+        self.reader_name = unquote(locator.path) if locator is not None else "0"
+        self.atr = b""
+
+    # the reader ------------------------------------------------------------------
+    def _reader(self):
+        """The named reader (or the one at that index), or None."""
+        from smartcard.Exceptions import SmartcardException
+        from smartcard.System import readers
+        try:
+            found = readers()
+        except SmartcardException:
+            return None
+        if self.reader_name.isdigit():
+            index = int(self.reader_name)
+            return found[index] if index < len(found) else None
+        return next((r for r in found if str(r) == self.reader_name), None)
+
+    def open(self) -> None:
+        try:
+            importlib.import_module("smartcard.System")  # pyscard, built against libpcsclite
+        except ImportError as exc:
+            self.raise_fault("pyscard_missing", f"pyscard cannot load: {exc}", Severity.ERROR,
+                             Action.CONFIGURATION)
+            return
+        self.opened = True
+        self.self_test()
+
+    def self_test(self):
+        if not self.opened:
+            return self.status
+        if self._reader() is None:
+            self.raise_fault("reader_missing", f"no PC/SC reader {self.reader_name!r} (is pcscd running?)",
+                             Severity.ERROR, Action.MAINTENANCE)
+        else:
+            self.clear_fault("reader_missing")
+        return self.status
+
+    def describe(self) -> dict:
+        return {**super().describe(), "reader": self.reader_name}
+
+    # reading ---------------------------------------------------------------------
+    def _connect(self):
+        """Wait up to ``timeout`` for a chip that answers; returns a pyscard connection."""
+        from smartcard.Exceptions import CardConnectionException, NoCardException
+        reader = self._reader()
+        if reader is None:
+            raise DeviceError(self.raise_fault("reader_missing", f"no PC/SC reader {self.reader_name!r}",
+                                               Severity.ERROR, Action.MAINTENANCE))
+        self.clear_fault("reader_missing")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            connection = reader.createConnection()
+            try:
+                connection.connect()
+                return connection
+            except (NoCardException, CardConnectionException):
+                _release(connection)
+                if time.monotonic() >= deadline:
+                    raise DeviceError(self._card_fault("mute_card", f"no chip answered within {self.timeout:g} s"))
+                time.sleep(0.01)
+
+    def _card_fault(self, code: str, message: str):
+        """A problem with this card, not with the reader: information, no action."""
+        return self.raise_fault(code, message, Severity.INFO, Action.NONE)
+
+    def read_card(self, key: bytes) -> CardData:
+        from smartcard.Exceptions import CardConnectionException
+        connection = self._connect()
+
+        def transmit(apdu: bytes):
+            try:
+                data, sw1, sw2 = connection.transmit(list(apdu))
+            except CardConnectionException as exc:
+                raise emv.CardRemoved(str(exc)) from None
+            return bytes(data), sw1, sw2
+
+        try:
+            self.atr = bytes(connection.getATR())
+            card = emv.read_card(transmit, key, self.aids, time.strftime("%y%m%d"))
+        except emv.ChipReadError as exc:
+            if exc.code == "expired" and exc.card is not None:
+                card = exc.card  # the policy (refuse, say why) belongs to the state machine
+            else:
+                raise DeviceError(self._card_fault(CARD_FAULTS.get(exc.code, "chip_error"), str(exc))) from None
+        except CardConnectionException as exc:
+            raise DeviceError(self._card_fault("card_removed", f"the card went away: {exc}")) from None
+        finally:
+            try:
+                connection.disconnect()
+            except CardConnectionException:
+                pass
+            _release(connection)
+        for code in PASSING:
+            self.clear_fault(code)
+        return card
+
+
+def _release(connection) -> None:
+    """Free the connection's PC/SC context now, not in a destructor after pcscd may be gone."""
+    from smartcard.Exceptions import CardConnectionException
+    try:
+        connection.release()
+    except (CardConnectionException, AttributeError):
+        pass
