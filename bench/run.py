@@ -5,6 +5,8 @@
 2. Start-up of `atm run` until it is ready, speech cache warm (target <= 2 s).
 3. A status command's round trip through the real serial drivers to the
    emulators on a pty, fast and with real baud timing (bench/serial_roundtrip.py).
+4. Chip card insertion to masked card data through pyscard -> pcscd -> vpcd,
+   for a PSE card and a 61xx-chunked card (bench/chip_read.py).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from agent import config as configmod  # noqa: E402
 from agent.output import Recorder  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
-from bench import serial_roundtrip  # noqa: E402
+from bench import chip_read, serial_roundtrip  # noqa: E402
 from fsm.clock import VirtualClock  # noqa: E402
 from hw_mocks.customer import Customer, Visit  # noqa: E402
 
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("--startup-runs", type=int, default=5)
     parser.add_argument("--serial-fast", type=int, default=serial_roundtrip.FAST_ROUNDS)
     parser.add_argument("--serial-timed", type=int, default=serial_roundtrip.TIMED_ROUNDS)
+    parser.add_argument("--chip-rounds", type=int, default=20)
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})  # CPU 0 takes more interrupts
@@ -86,6 +89,7 @@ def main() -> None:
         rate_disk = withdrawals_per_second(max(200, args.sessions // 10), os.path.join(tmp, "j.db"))
     starts = startup_seconds(args.startup_runs)
     serial = serial_roundtrip.run(args.serial_fast, args.serial_timed)
+    chip = chip_read.run(args.chip_rounds)
     print(f"withdrawal sessions/s, virtual clock, one core, journal in memory : {rate_mem:8.0f}  (target >= 2000)")
     print(f"withdrawal sessions/s, virtual clock, one core, journal on disk   : {rate_disk:8.0f}  (synchronous=FULL)")
     print(f"ratio disk/memory                                                 : {rate_disk / rate_mem:8.3f}")
@@ -101,6 +105,12 @@ def main() -> None:
         label = f"{name} theoretical wire time, {wire['bytes']} bytes x {wire['bits_per_byte']} bits"
         print(f"{label:<66}: {wire['ms']:8.3f} ms (timed median/wire {r['timed']['median_ms'] / wire['ms']:.2f})")
 
+    for name, r in chip.items():
+        for what, how in (("insert_to_data", "insertion to masked data"), ("read_only", "EMV read, card known")):
+            f = r[what]
+            label = f"chip via pcscd/vpcd, {name}, {how}"
+            print(f"{label:<66}: {f['median_ms']:8.1f} ms median (p95 {f['p95_ms']:.1f}; {f['rounds']} rounds)"
+                  + ("  (target <= 300 ms)" if what == "insert_to_data" and "PSE" in name else ""))
 
 if __name__ == "__main__":
     main()

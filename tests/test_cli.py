@@ -12,6 +12,7 @@ from agent.scenarios import SCENARIOS
 from tests.helpers import RAW_PANS
 
 ATM = os.path.join(os.path.dirname(sys.executable), "atm")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JSON_TYPES = {"state", "device", "card", "prompt", "video", "telemetry"}
 
 
@@ -19,10 +20,11 @@ def atm(*args, timeout=60):
     return subprocess.run([ATM, *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.parametrize("rig", ["rigs/sim.toml", "rigs/pcsc.toml"])
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_demo_json_is_one_typed_object_per_line_and_never_shows_a_card_number(name, tmp_path):
+def test_demo_json_is_one_typed_object_per_line_and_never_shows_a_card_number(name, rig, tmp_path):
     journal = tmp_path / "journal.db"
-    proc = atm("demo", "--scenario", name, "--json", "--journal", str(journal))
+    proc = atm("demo", "--scenario", name, "--json", "--journal", str(journal), "--rig", os.path.join(ROOT, rig))
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert records and {r["type"] for r in records} <= JSON_TYPES
