@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # software stack the agent and its tests drive, and Xvfb for display tests.
 DEB_PACKAGES := python3-venv python3-dev build-essential swig libpcsclite-dev \
 	pcscd vsmartcard-vpcd pcsc-tools espeak-ng alsa-utils sox libgl1 \
-	mosquitto mosquitto-clients xvfb
+	mosquitto mosquitto-clients xvfb x11-apps
 
 .PHONY: run test bench deps venv clean
 

@@ -201,6 +201,22 @@ def cmd_status(args) -> int:
     return 0
 
 
+# -- atm prompts ---------------------------------------------------------------
+def cmd_prompts(args) -> int:
+    """Render every prompt of every language into the WAV cache (a child process)."""
+    from agent.prompts import Catalogue, PromptCache
+    cfg = load_config(args.config)
+    cache = PromptCache(cfg.speech["cache_dir"] or None, Catalogue.load(), timeout=cfg.speech["render_timeout"])
+    if args.force:
+        cache.forget()
+    report = cache.warm()
+    print(f"speech cache {cache.directory}: {len(report.rendered)} rendered, {report.cached} cached,"
+          f" {len(report.failed)} failed ({report.seconds:.2f} s)")
+    for entry, reason in sorted(report.failed.items()):
+        print(f"  failed {entry}: {reason}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
 # -- atm emulate ---------------------------------------------------------------
 def cmd_emulate(args) -> int:
     from hw_mocks.emulate import EmulateError, serve
@@ -257,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", help="TOML config file")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    prompts = sub.add_parser("prompts", help="voice prompts: `atm prompts build` renders the WAV cache")
+    prompts.add_argument("action", choices=("build",))
+    prompts.add_argument("--config", help="TOML config file (speech.cache_dir, speech.render_timeout)")
+    prompts.add_argument("--force", action="store_true", help="render everything again")
+    prompts.set_defaults(func=cmd_prompts)
 
     emulate = sub.add_parser("emulate", help="serve one device emulator on a new pty (prints its path first)")
     emulate.add_argument("device", choices=("lcdm2000", "ict3q8"))

@@ -38,7 +38,7 @@ SECTIONS: dict[str, Spec] = {
     "atm": {
         "id": ("atm-0001", lambda v: isinstance(v, str) and bool(_ID.match(v)),
                "1-64 letters, digits, '-' or '_'"),
-        "languages": (["ja", "en"], lambda v: isinstance(v, list) and v
+        "languages": (["ja", "en", "zh", "ko"], lambda v: isinstance(v, list) and v
                       and all(isinstance(x, str) and _LANG.match(x) for x in v),
                       "a non-empty list of 2-letter language codes"),
         "currency": ("JPY", lambda v: isinstance(v, str) and len(v) == 3 and v.isupper(),
@@ -58,6 +58,14 @@ SECTIONS: dict[str, Spec] = {
             "a list of mqtt:// or mqtts:// URLs"),
         "cash_interval": (300.0, _seconds, "a number of seconds from 0.01 to 86400"),
         "keepalive": (10, lambda v: _count(v) and 5 <= v <= 600, "a whole number from 5 to 600"),
+        "failback_after": (30.0, _seconds, "a number of seconds from 0.01 to 86400"),
+        "outbox": ("", lambda v: isinstance(v, str), "a file path ('' for next to the journal)"),
+        "outbox_max_mb": (64, lambda v: _count(v) and 1 <= v <= 100_000, "a whole number of MB from 1 to 100000"),
+        "outbox_max_age": (7 * 86_400.0, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and 60 <= v <= 90 * 86_400, "a number of seconds from 60 to 7776000 (90 days)"),
+        "tls_ca": ("", lambda v: isinstance(v, str), "the CA file that signed the brokers' certificates"),
+        "tls_cert": ("", lambda v: isinstance(v, str), "this ATM's client certificate file"),
+        "tls_key": ("", lambda v: isinstance(v, str), "this ATM's private key file"),
     },
     "journal": {
         "path": (":memory:", lambda v: isinstance(v, str) and v != "", "a file path or ':memory:'"),
@@ -184,6 +192,11 @@ def from_dict(raw: dict, source: str = "<dict>", base_dir: Path | None = None, r
             and not all(is_simulated(devices[k]) for k in ("card_reader", "chip"))):
         raise ConfigError("security.card_key: the public demo key cannot be used with real card"
                           " readers; set a secret of at least 16 bytes")
+    tel = s["telemetry"]
+    if any(u.startswith("mqtts://") for u in tel["brokers"]) and not tel["tls_ca"]:
+        raise ConfigError("telemetry.tls_ca: an mqtts:// broker needs the CA file to verify it")
+    if bool(tel["tls_cert"]) != bool(tel["tls_key"]):
+        raise ConfigError("telemetry.tls_key: give tls_cert and tls_key together (mutual TLS)")
     t = s["timeouts"]
     if t["idle_cancel"] <= t["idle_help"]:
         raise ConfigError("timeouts.idle_cancel: must be longer than timeouts.idle_help")

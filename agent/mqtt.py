@@ -1,19 +1,44 @@
-"""MQTT publisher for telemetry (paho-mqtt 2.x, MQTT v5).
+"""Telemetry over MQTT 5 that never loses a message (paho-mqtt 2.x).
 
-:class:`MqttPublisher` implements the ``Publisher`` protocol of
-``agent.telemetry``. It connects in the background, never raises when the
-broker is down (one warning per outage on logger ``agent.mqtt``), keeps QoS>0
-messages queued in memory until the broker acknowledges them, and registers
-the offline status as the MQTT Will.
+:class:`MqttLink` implements the ``Publisher`` protocol of ``agent.telemetry``:
 
-Delivery is tracked by ``mid`` in ``on_publish`` (paho's ``is_published()`` is
-unreliable across reconnects). Our lock is never held while calling
-``client.publish``: paho calls ``on_publish`` with its own mutex held, and
-taking both locks in opposite orders deadlocks (paho #226, #346).
+- **Store first.** ``publish`` writes the message to the SQLite
+  :class:`~agent.outbox.Outbox` and returns; one network thread sends it. A
+  message leaves the outbox only on a PUBACK with a success reason code
+  (tracked by ``mid`` in ``on_publish``; paho's ``is_published`` is not to be
+  trusted across reconnects). Delivery is at least once: consumers drop
+  duplicates by the message ``id``.
+- **Order.** Per topic, messages go out in the order they were stored. After
+  a reconnect the backlog drains in order, flagged ``"historical": true``,
+  while live messages on topics without a backlog go out at once.
+- **Sessions (Sparkplug's ideas, in JSON).** Every CONNECT gets a new
+  ``bdSeq`` (kept in the outbox database). The Will is the retained offline
+  status carrying that ``bdSeq``, so a late Will of an older session is never
+  taken for the current one. Every connect publishes a birth message with the
+  full metadata; an intentional stop publishes the offline status itself,
+  because DISCONNECT suppresses the Will.
+- **Two sites.** Brokers are tried in order, primary first. When the broker
+  in use is lost or refuses us, the next one is tried at once; once the
+  primary has answered again for ``failback_after`` seconds, the link returns
+  to it. It is never connected to two brokers at once. Changes are reported
+  as ``broker_failover`` events.
+- **Commands.** The link subscribes to ``atm/v1/<atm_id>/cmd/+`` and hands each
+  request to ``on_command(name, payload, reply)``; ``reply(dict)`` answers on the
+  request's ResponseTopic with its CorrelationData, from any thread.
+
+paho runs with its external-loop API (``loop_read``/``loop_write``/``loop_misc``)
+on our own thread, so all of paho's callbacks run there and we choose the host
+of every connection ourselves.
 """
 from __future__ import annotations
 
+import collections
+import json
 import logging
+import os
+import select
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -22,11 +47,16 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from agent.outbox import CRITICAL, Outbox
 from agent.telemetry import Message
 
-LOGGER_NAME = "agent.mqtt"
+log = logging.getLogger("agent.mqtt")
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+WINDOW = 200          # messages in flight at once (the broker's Receive Maximum may lower it)
+PAGE = 500            # backlog rows read from the outbox at a time
 
 
 @dataclass(frozen=True)
@@ -66,195 +96,443 @@ def parse_broker_url(url: str) -> BrokerUrl:
     return BrokerUrl(parts.hostname, port or DEFAULT_PORTS[scheme], scheme == "mqtts")
 
 
-def _make_log(log) -> Callable[[int, str], None]:
-    """Accept a Logger, a one-argument callable, or None (logger agent.mqtt)."""
-    if log is None:
-        log = logging.getLogger(LOGGER_NAME)
-    if isinstance(log, (logging.Logger, logging.LoggerAdapter)):
-        return log.log
-    return lambda level, msg: log(msg)
+@dataclass(frozen=True)
+class TlsFiles:
+    """Server verification (``ca``) and the ATM's own certificate (mutual TLS)."""
+
+    ca: str
+    cert: str = ""
+    key: str = ""
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
+        if self.cert:
+            ctx.load_cert_chain(self.cert, self.key or None)
+        return ctx
 
 
-class MqttPublisher:
-    """Publishes :class:`Message` objects to an MQTT broker."""
+def _splice(payload: bytes, extra: dict) -> bytes:
+    """Add fields to a JSON object's bytes without decoding it."""
+    if not extra:
+        return payload
+    more = json.dumps(extra, separators=(",", ":"))[1:-1]
+    return payload[:-1] + (b"," if payload != b"{}" else b"") + more.encode() + b"}"
 
-    def __init__(self, urls: list[str], client_id: str, will: Message | None = None,
-                 keepalive: int = 10, log=None, tls: dict | None = None,
-                 reconnect_delay: tuple[int, int] = (1, 30)):
+
+class MqttLink:
+    """Durable, failing-over MQTT publisher and command channel of one ATM."""
+
+    def __init__(self, urls: list[str], atm_id: str, outbox: Outbox, *, keepalive: int = 10,
+                 tls: TlsFiles | None = None, failback_after: float = 30.0, connect_timeout: float = 3.0,
+                 birth: Callable[[], dict] | None = None, on_command=None, clock=time.time,
+                 make_message: Callable[..., Message] | None = None):
         if isinstance(urls, str):
             urls = [urls]
         if not urls:
-            raise ValueError("MqttPublisher needs at least one broker URL")
-        self.urls: list[BrokerUrl] = [parse_broker_url(u) for u in urls]
-        self.url = self.urls[0]  # failover to the others is not implemented yet
-        self.client_id = client_id
-        self.will = will
+            raise ValueError("MqttLink needs at least one broker URL")
+        self.urls = [parse_broker_url(u) for u in urls]
+        if any(u.tls for u in self.urls) and tls is None:
+            raise ValueError("an mqtts:// broker needs telemetry.tls_ca (and tls_cert/tls_key for mutual TLS)")
+        self.atm_id = atm_id
+        self.prefix = f"atm/v1/{atm_id}/"
+        self._status_topic = self.prefix + "status"
+        self.outbox = outbox
         self.keepalive = keepalive
-        self._log = _make_log(log)
-        self._cond = threading.Condition()
-        self._unacked: set[int] = set()
-        # on_publish can run before publish() has recorded the mid: keep such
-        # early acks, and QoS 0 mids (whose on_publish means "written"), with
-        # a timestamp so stale entries never match a reused mid (ids wrap).
-        self._early: dict[int, tuple[bool, float]] = {}
-        self._qos0: dict[int, float] = {}
-        self.acked = 0
-        self.failed = 0
-        self.dropped = 0
-        self._in_outage = False
-        self._started = self._stopped = False
-        self._first_try = threading.Event()  # set by the first connect success or failure
+        self.tls = tls
+        self.failback_after = failback_after
+        self.connect_timeout = connect_timeout
+        self.birth = birth or (lambda: {})
+        self.on_command = on_command
+        self.clock = clock
+        # Builds enveloped messages (boot, seq, id, ts): the agent's Telemetry.message.
+        self.make_message = make_message or self._bare_message
+        self.current: BrokerUrl | None = None
+        self.bdseq = 0
+        self.acked = self.refused = self.failovers = 0
+        self._live: collections.deque = collections.deque()
+        self._replies: collections.deque = collections.deque()
+        self._inflight: dict[int, int] = {}      # mid -> outbox id
+        self._held: dict[str, collections.deque] = {}
+        self._backlog: dict[str, int] = {}       # topic -> unsent backlog rows
+        self._page: collections.deque = collections.deque()
+        self._boundary = self._cursor = 0
+        self._index = 0
+        self._primary_ok_since: float | None = None
+        self._connack = threading.Event()
+        self._connack_ok = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._client: paho.Client | None = None
+        self._rebirth = False
+        self._final_sent = False
+        self._first_attempt = threading.Event()
+        self._last_upkeep = 0.0
 
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=paho.MQTTv5)
-        # No c.enable_logger(): paho 2.2 logs an ERROR on every retry while offline.
-        c.reconnect_delay_set(*reconnect_delay)
-        if will is not None:
-            c.will_set(will.topic, will.encode(), will.qos, will.retain)
-        if self.url.tls:
-            c.tls_set(**(tls or {}))
-        c.on_connect = self._on_connect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_disconnect = self._on_disconnect
-        c.on_publish = self._on_publish
-        self.client = c
+    # -- the Publisher protocol (any thread) -----------------------------------------
+    def publish(self, message: Message) -> None:
+        """Store the message (committed on return), then let the network thread send it."""
+        payload = message.encode()
+        cls = getattr(message, "durability", CRITICAL)
+        message_id = self.outbox.put(message.topic, payload, 1, message.retain, cls)
+        self._live.append((message_id, message.topic, payload, message.retain))
+        self._wake()
 
-    # -- lifecycle -------------------------------------------------------
+    def reply(self, response_topic: str, correlation: bytes | None, body: dict) -> None:
+        """Answer a command (not stored: a request is answered on its own connection)."""
+        self._replies.append((response_topic, correlation, body))
+        self._wake()
+
+    def rebirth(self) -> None:
+        self._rebirth = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full: the thread is awake anyway
+
+    # -- lifecycle ------------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self.client.is_connected()
+        return self._client is not None and self._client.is_connected() and self._connack_ok
 
     def start(self) -> None:
-        """Connect in the background; never raises for an unreachable broker."""
-        if self._started:
-            return
-        self._started = True
-        self.client.connect_async(self.url.host, self.url.port, self.keepalive)
-        self.client.loop_start()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+            self._thread.start()
 
-    def stop(self, final: Message | None = None, timeout: float = 2.0) -> bool:
-        """Publish ``final``, flush, disconnect (suppresses the Will). Idempotent.
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.connected
 
-        Returns True if everything was acknowledged before disconnecting.
-        """
-        if self._stopped:
-            return True
-        if not self._started:
-            self._stopped = True
-            return not self._unacked
-        if final is not None:
-            self.publish(final)
-        ok = self.flush(timeout)
-        self._stopped = True
-        self.client.disconnect()
-        self.client.loop_stop()
-        if not ok:
-            self._log(logging.WARNING, f"MQTT stopped with {len(self.unacked)} "
-                      f"unacknowledged message(s) to {self.url}")
-        return ok
-
-    # -- publishing ------------------------------------------------------
-    def publish(self, message: Message) -> None:
-        if self._stopped:
-            self._log(logging.WARNING, f"MQTT publisher stopped; dropped {message.topic}")
-            return
-        info = self.client.publish(message.topic, message.encode(),
-                                   message.qos, message.retain)
-        rc = info.rc
-        queued = rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
-            rc == MQTTErrorCode.MQTT_ERR_NO_CONN and message.qos > 0)
-        if not queued:  # e.g. QoS 0 while offline, or 65535 mids all in use
-            with self._cond:
-                self.dropped += 1
-            level = logging.WARNING if message.qos and self.dropped == 1 else logging.DEBUG
-            self._log(level, f"MQTT dropped {message.topic} (qos {message.qos}): "
-                      f"{paho.error_string(rc)} ({self.dropped} dropped so far)")
-            return
-        with self._cond:
-            self._prune()
-            early = self._early.pop(info.mid, None)
-            if message.qos == 0:
-                if early is None:
-                    self._qos0[info.mid] = time.monotonic()
-                return
-            self._qos0.pop(info.mid, None)
-            if early is None:
-                self._unacked.add(info.mid)
-            else:
-                self._count(early[0])
-
-    def _prune(self, max_age: float = 30.0) -> None:
-        if len(self._early) + len(self._qos0) > 256:
-            old = time.monotonic() - max_age
-            self._early = {m: v for m, v in self._early.items() if v[1] > old}
-            self._qos0 = {m: t for m, t in self._qos0.items() if t > old}
+    def wait_first_attempt(self, timeout: float) -> bool:
+        """Wait until the first connection attempt succeeded or failed; True if connected."""
+        self._first_attempt.wait(timeout)
+        return self.connected
 
     def flush(self, timeout: float) -> bool:
-        """Wait until every QoS>0 message so far is acknowledged (or refused:
-        a PUBACK with a failure reason code counts in ``failed``, not ``acked``)."""
+        """Wait until everything stored so far is acknowledged."""
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._unacked:
+        with self._idle:
+            while self.outbox.count() > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._cond.wait(left)
-            return True
+                self._idle.wait(min(left, 0.05))
+        return True
 
-    @property
-    def unacked(self) -> frozenset[int]:
-        with self._cond:
-            return frozenset(self._unacked)
+    def stop(self, final: Message | None = None, timeout: float = 3.0) -> bool:
+        """Send ``final`` (the offline status), drain, disconnect. Without ``final`` the
+        link publishes a plain offline status itself (DISCONNECT suppresses the Will)."""
+        if final is not None:
+            self._final_sent = True
+            self.publish(final)
+        ok = self.flush(timeout) if self._thread is not None else False
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout + 2)
+        self.outbox.flush_acks()
+        return ok
 
-    # -- paho callbacks (loop thread) ------------------------------------
-    def _count(self, ok: bool) -> None:
-        if ok:
-            self.acked += 1
-        else:
-            self.failed += 1
-        self._cond.notify_all()
+    # -- the network thread --------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            if not self.connected:
+                if self._connect_next():
+                    backoff = 0.0
+                else:
+                    backoff = min(max(backoff * 2, 0.2), 5.0) if self._index == 0 else 0.0
+                    self._stop.wait(backoff)
+                continue
+            try:
+                self._service()
+            except OSError as exc:
+                self._lost(f"socket error: {exc}")
+        self._goodbye()
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        ok = not reason_code.is_failure
-        if not ok:
-            self._log(logging.WARNING, f"MQTT broker refused message {mid}: {reason_code}")
-        with self._cond:
-            if mid in self._unacked:
-                self._unacked.discard(mid)
-                self._count(ok)
-            elif self._qos0.pop(mid, None) is None:
-                self._early[mid] = (ok, time.monotonic())
+    def _new_client(self) -> paho.Client:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"atm-{self.atm_id}",
+                             protocol=paho.MQTTv5)
+        client.max_inflight_messages_set(WINDOW)
+        client.max_queued_messages_set(0)
+        if self.tls is not None:
+            client.tls_set_context(self.tls.context())
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
 
-    def _outage(self, why: str) -> None:
-        if not self._in_outage:
-            self._in_outage = True
-            self._log(logging.WARNING, f"MQTT broker {self.url} {why}; "
-                      "retrying in the background, QoS 1 messages are queued")
+    def _bare_message(self, kind: str, body: dict, retain: bool = False, durability: str = CRITICAL) -> Message:
+        body = {"atm_id": self.atm_id, "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())), **body}
+        return Message(self.prefix + kind, body, 1, retain, durability)
 
-    def wait_first_attempt(self, timeout: float) -> bool:
-        """Wait until the first connection attempt has succeeded or failed; True if connected.
+    def _will(self) -> bytes:
+        return self.make_message("status", {"state": "offline", "service": "unknown", "reason": "connection_lost",
+                                            "bdSeq": self.bdseq}, retain=True).encode()
 
-        A scripted demo on the virtual clock uses this, so that its burst of
-        messages does not race the CONNACK (QoS 0 messages are dropped offline).
-        """
-        self._first_try.wait(timeout)
-        return self.connected
+    def _connect_next(self) -> bool:
+        """Try the broker at ``_index``; on failure move on to the next one."""
+        url = self.urls[self._index]
+        self.bdseq = self.outbox.next_counter("bdseq")
+        client = self._new_client()
+        client.will_set(self.prefix + "status", self._will(), qos=1, retain=True)
+        self._connack.clear()
+        self._connack_ok = False
+        try:
+            client.connect_timeout = self.connect_timeout
+            client.connect(url.host, url.port, self.keepalive, clean_start=True)
+            deadline = time.monotonic() + self.connect_timeout
+            while not self._connack.is_set() and time.monotonic() < deadline:
+                sock = client.socket()
+                if sock is None:
+                    break
+                readable, _, _ = select.select([sock], [], [], 0.05)
+                if readable:
+                    client.loop_read()
+                if client.want_write():
+                    client.loop_write()
+        except (OSError, ssl.SSLError, paho.WebsocketConnectionError) as exc:
+            return self._failed(url, f"cannot connect: {exc}")
+        if not self._connack_ok:
+            client.disconnect()
+            return self._failed(url, "no CONNACK" if not self._connack.is_set() else "refused the connection")
+        previous, self.current, self._client = self.current, url, client
+        if previous is not None and previous != url:
+            self.failovers += 1
+            self._report_failover(previous, url)
+        log.info("MQTT connected to %s (bdSeq %d)", url, self.bdseq)
+        self._on_session()
+        self._first_attempt.set()
+        return True
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        self._first_try.set()
-        if reason_code.is_failure:
-            self._outage(f"refused the connection ({reason_code})")
+    def _failed(self, url: BrokerUrl, why: str) -> bool:
+        self._first_attempt.set()
+        log.warning("MQTT broker %s unreachable: %s; messages stay in the outbox", url, why)
+        self._index = (self._index + 1) % len(self.urls)
+        return False
+
+    def _report_failover(self, old: BrokerUrl, new: BrokerUrl) -> None:
+        self._store_event({"event": "broker_failover", "from": str(old), "to": str(new)})
+
+    def _store_event(self, body: dict) -> None:
+        """An event of the link itself, stored and sent like any other."""
+        message = self.make_message("event", body)
+        payload = message.encode()
+        message_id = self.outbox.put(message.topic, payload, 1, False, CRITICAL)
+        self._live.append((message_id, message.topic, payload, False))
+
+    def _on_session(self) -> None:
+        """A new connection: birth, online status, command subscription, then the backlog."""
+        client = self._client
+        self._send_birth()
+        client.subscribe(self.prefix + "cmd/+", qos=1)
+        self._inflight.clear()
+        self._boundary = self.outbox.max_id()
+        self._cursor = 0
+        self._page.clear()
+        self._backlog = self.outbox.topic_counts(self._boundary)
+        self._held = {}
+
+    def _send_birth(self) -> None:
+        facts = self.birth()
+        birth = self.make_message("birth", {"bdSeq": self.bdseq, "broker": str(self.current), **facts},
+                                  retain=True)
+        self._client.publish(birth.topic, birth.encode(), 1, True)
+        online = self.make_message("status", {"state": "online", "service": facts.get("service", "unknown"),
+                                              "bdSeq": self.bdseq}, retain=True)
+        self._client.publish(online.topic, online.encode(), 1, True)
+
+    def _service(self) -> None:
+        client = self._client
+        if self._rebirth:
+            self._rebirth = False
+            self._send_birth()
+        while self._replies:
+            topic, correlation, body = self._replies.popleft()
+            props = Properties(PacketTypes.PUBLISH)
+            if correlation is not None:
+                props.CorrelationData = correlation
+            client.publish(topic, json.dumps(body, ensure_ascii=False).encode(), 1, False, props)
+        self._fill()
+        sock = client.socket()
+        if sock is None:
+            return self._lost("socket closed")
+        wlist = [sock] if client.want_write() else []
+        readable, writable, _ = select.select([sock, self._wake_r], wlist, [], 0.5)
+        if self._wake_r in readable:
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if sock in readable and client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return self._lost("read failed")
+        if writable and client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return self._lost("write failed")
+        if client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return self._lost("keepalive failed")
+        self._check_failback()
+        self._upkeep()
+
+    def _upkeep(self) -> None:
+        """Once a second: expire old coalescing messages, report what the bounds cost."""
+        now = time.monotonic()
+        if now - self._last_upkeep < 1.0:
             return
-        if self._in_outage:
-            self._in_outage = False
-            self._log(logging.INFO, f"MQTT connected to {self.url} again")
-        else:
-            self._log(logging.INFO, f"MQTT connected to {self.url}")
+        self._last_upkeep = now
+        self.outbox.expire()
+        report = self.outbox.take_report()
+        if report:
+            self._store_event({"event": "outbox_trimmed", **report})
 
-    def _on_connect_fail(self, client, userdata) -> None:
-        self._first_try.set()
-        self._outage("is unreachable (TCP or TLS connect failed)")
+    def _fill(self) -> None:
+        """Hand messages to paho up to the window: live ones first, unless their topic
+        still has a backlog; then the backlog in order, flagged historical."""
+        while len(self._inflight) < WINDOW:
+            item = self._next_live()
+            historical = False
+            if item is None:
+                item = self._next_backlog()
+                historical = True
+                if item is None:
+                    with self._idle:
+                        self._idle.notify_all()
+                    return
+            message_id, topic, payload, retain = item
+            extra = {"historical": True} if historical else {}
+            if topic == self._status_topic:
+                extra["bdSeq"] = self.bdseq
+            info = self._client.publish(topic, _splice(payload, extra), 1, retain)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return  # not connected any more: everything is still in the outbox
+            self._inflight[info.mid] = message_id
+
+    def _next_live(self):
+        while self._live:
+            item = self._live.popleft()
+            if item[0] <= self._boundary:
+                continue  # already part of the backlog
+            if self._backlog.get(item[1]):
+                self._held.setdefault(item[1], collections.deque()).append(item)
+                continue
+            return item
+        return None
+
+    def _next_backlog(self):
+        if not self._page:
+            rows = self.outbox.pending(after=self._cursor, limit=PAGE, upto=self._boundary)
+            if not rows:
+                return None
+            self._page.extend(rows)
+        row = self._page.popleft()
+        self._cursor = row.id
+        left = self._backlog.get(row.topic, 1) - 1
+        if left > 0:
+            self._backlog[row.topic] = left
+        else:
+            self._backlog.pop(row.topic, None)
+            held = self._held.pop(row.topic, None)
+            if held:
+                self._live.extendleft(reversed(held))
+        return row.id, row.topic, row.payload, row.retain
+
+    def _check_failback(self) -> None:
+        if self._index == 0 or self.failback_after <= 0:
+            return
+        primary = self.urls[0]
+        now = time.monotonic()
+        if getattr(self, "_last_probe", 0) + 1.0 > now:
+            return
+        self._last_probe = now
+        try:
+            socket.create_connection((primary.host, primary.port), timeout=0.5).close()
+        except OSError:
+            self._primary_ok_since = None
+            return
+        if self._primary_ok_since is None:
+            self._primary_ok_since = now
+        elif now - self._primary_ok_since >= self.failback_after:
+            log.info("MQTT primary %s healthy for %.0f s: going back to it", primary, self.failback_after)
+            self._leave("failback")
+            self._index = 0
+            self._primary_ok_since = None
+
+    def _leave(self, reason: str) -> None:
+        """Close this session on purpose: our own offline status, then DISCONNECT."""
+        client = self._client
+        offline = self.make_message("status", {"state": "offline", "service": "unknown", "reason": reason,
+                                               "bdSeq": self.bdseq}, retain=True)
+        info = client.publish(offline.topic, offline.encode(), 1, True)
+        deadline = time.monotonic() + 1.0
+        while not info.is_published() and time.monotonic() < deadline and client.socket() is not None:
+            readable, _, _ = select.select([client.socket()], [client.socket()] if client.want_write() else [],
+                                           [], 0.05)
+            if readable:
+                client.loop_read()
+            if client.want_write():
+                client.loop_write()
+        client.disconnect()
+        self._connack_ok = False
+        self._client = None
+
+    def _lost(self, why: str) -> None:
+        log.warning("MQTT lost %s: %s", self.current, why)
+        if self._client is not None:
+            try:
+                self._client.socket() and self._client.socket().close()
+            except OSError:
+                pass
+        self._client = None
+        self._connack_ok = False
+        self._inflight.clear()
+        self._index = (self._index + 1) % len(self.urls)  # the next site first
+
+    def _goodbye(self) -> None:
+        if self.connected:
+            if self._final_sent and self.outbox.count() == 0:
+                self._client.disconnect()  # the final status went out already
+                self._client = None
+            else:
+                self._leave("stopped")
+
+    # -- paho callbacks (all on this thread) ------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connack_ok = not reason_code.is_failure
+        self._connack.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not self._stopped:
-            self._outage(f"connection lost ({reason_code})")
+        self._connack_ok = False
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        message_id = self._inflight.pop(mid, None)
+        if message_id is None:
+            return  # birth, status or a reply
+        if reason_code.is_failure:
+            self.refused += 1
+            log.warning("MQTT broker refused a message (%s); it stays in the outbox", reason_code)
+            return
+        self.acked += 1
+        self.outbox.ack(message_id)
+
+    def _on_message(self, client, userdata, message) -> None:
+        name = message.topic[len(self.prefix) + len("cmd/"):]
+        props = message.properties
+        response = getattr(props, "ResponseTopic", None)
+        correlation = getattr(props, "CorrelationData", None)
+
+        def reply(body: dict) -> None:
+            if response:
+                self.reply(response, correlation, body)
+
+        if self.on_command is None:
+            return reply({"ok": False, "error": "unavailable", "reason": "no command handler"})
+        self.on_command(name, message.payload, reply)

@@ -4,6 +4,11 @@ The catalogue (``assets/prompts/<lang>.toml`` plus ``patterns.toml``) is data.
 :class:`PromptCache` renders the speech once, off the latency path, in a child
 process (``agent.render_speech``) with a timeout; ``clip()`` then only looks up
 files. A prompt that is not rendered gives ``None`` and the caller shows text.
+
+Patterns may play louder (``volume``/``escalate_volume``). Each louder
+(prompt, language, volume) is its own cached WAV, derived from the rendered one
+by a gain with a soft limiter when the cache is warmed, so playing it is a
+lookup like any other clip.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import sys
 import time
 import tomllib
 import wave
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +33,12 @@ PROMPT_IDS = (
     "transfer_caution", "card_retained", "cash_retracted", "operator_help", "welcome",
     "enter_pin", "wrong_pin", "out_of_service", "declined",
     "card_expired", "card_blocked", "card_unreadable",
+    "forgotten_card_urgent", "forgotten_cash_urgent",
 )
 PATTERN_NAMES = ("forgotten_card", "forgotten_card_deposit", "forgotten_cash")
+PATTERN_FIELDS = {"prompt", "chime", "interval", "repeats", "volume",
+                  "escalate_after", "escalate_prompt", "escalate_volume", "escalate_chime"}
+MIN_VOLUME, MAX_VOLUME = 0.1, 3.0   # gain on the rendered speech; 1.0 = as rendered
 PATTERNS_FILE = "patterns.toml"
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
 _ROOT = Path(__file__).resolve().parent.parent
@@ -57,14 +67,49 @@ class Language:
 
 
 @dataclass(frozen=True)
+class Step:
+    """What one repeat of a pattern plays."""
+
+    prompt: str
+    volume: float
+    chime: bool
+    escalated: bool
+
+
+@dataclass(frozen=True)
 class Pattern:
-    """How a prompt repeats: ``repeats`` plays, ``interval`` s between starts."""
+    """How a prompt repeats: ``repeats`` plays, ``interval`` s between starts.
+
+    From repeat ``escalate_after`` on (repeats count from 1) the pattern plays
+    ``escalate_prompt`` at ``escalate_volume`` (each defaults to the normal
+    one), with a chime first if ``escalate_chime`` (defaults to ``chime``).
+    """
 
     name: str
     prompt: str
     chime: bool
     interval: float
     repeats: int
+    volume: float = 1.0
+    escalate_after: int | None = None
+    escalate_prompt: str | None = None
+    escalate_volume: float | None = None
+    escalate_chime: bool | None = None
+
+    def step(self, repeat: int) -> Step:
+        """What repeat number ``repeat`` (1-based) plays."""
+        if self.escalate_after is not None and repeat >= self.escalate_after:
+            return Step(self.escalate_prompt or self.prompt,
+                        self.volume if self.escalate_volume is None else self.escalate_volume,
+                        self.chime if self.escalate_chime is None else self.escalate_chime, True)
+        return Step(self.prompt, self.volume, self.chime, False)
+
+    def steps(self) -> list[Step]:
+        """The distinct steps the pattern can play (normal first)."""
+        steps = [self.step(1)]
+        if self.escalate_after is not None:
+            steps.append(self.step(self.escalate_after))
+        return steps
 
 
 def _read_toml(path: Path) -> dict:
@@ -121,24 +166,64 @@ def _load_language(path: Path) -> Language:
     return Language(lang, voice, rate, prompts)
 
 
+def _volume(table: dict, key: str, file: str, where: str) -> float:
+    name = f"{where}.{key}"
+    value = float(_get(table, key, (int, float), file, where))
+    if not MIN_VOLUME <= value <= MAX_VOLUME:
+        raise PromptError(file, name, f"{value:g} is outside {MIN_VOLUME:g}..{MAX_VOLUME:g}"
+                          " (1.0 = as rendered)")
+    if abs(value * 100 - round(value * 100)) > 1e-6:
+        raise PromptError(file, name, f"{value!r} has more than two decimals")
+    return round(value, 2)
+
+
+def _prompt_ref(table: dict, key: str, prompt_ids: set, file: str, where: str) -> str:
+    prompt = _get(table, key, (str,), file, where)
+    if prompt not in prompt_ids:
+        raise PromptError(file, f"{where}.{key}", f"unknown prompt id {prompt!r}")
+    return prompt
+
+
 def _load_patterns(path: Path, prompt_ids: set) -> dict[str, Pattern]:
     data, file = _read_toml(path), path.name
     patterns = {}
     for name, table in data.items():
         if not isinstance(table, dict):
             raise PromptError(file, name, f"must be a table, got {type(table).__name__}")
-        _no_extra(table, {"prompt", "chime", "interval", "repeats"}, file, name)
-        prompt = _get(table, "prompt", (str,), file, name)
-        if prompt not in prompt_ids:
-            raise PromptError(file, f"{name}.prompt", f"unknown prompt id {prompt!r}")
+        _no_extra(table, PATTERN_FIELDS, file, name)
+        prompt = _prompt_ref(table, "prompt", prompt_ids, file, name)
         chime = _get(table, "chime", (bool,), file, name)
         interval = float(_get(table, "interval", (int, float), file, name))
         if not 0 < interval < 3600:
-            raise PromptError(file, f"{name}.interval", f"{interval} must be > 0 seconds")
+            raise PromptError(file, f"{name}.interval", f"{interval:g} must be > 0 and < 3600 seconds")
         repeats = _get(table, "repeats", (int,), file, name)
         if repeats < 1:
             raise PromptError(file, f"{name}.repeats", f"{repeats} must be >= 1")
-        patterns[name] = Pattern(name, prompt, chime, interval, repeats)
+        volume = _volume(table, "volume", file, name) if "volume" in table else 1.0
+        after = e_prompt = e_volume = e_chime = None
+        if "escalate_prompt" in table:
+            e_prompt = _prompt_ref(table, "escalate_prompt", prompt_ids, file, name)
+        if "escalate_volume" in table:
+            e_volume = _volume(table, "escalate_volume", file, name)
+        if "escalate_chime" in table:
+            e_chime = _get(table, "escalate_chime", (bool,), file, name)
+        given = [k for k in ("escalate_prompt", "escalate_volume", "escalate_chime") if k in table]
+        if "escalate_after" in table:
+            after = _get(table, "escalate_after", (int,), file, name)
+            if not 2 <= after <= repeats:
+                raise PromptError(file, f"{name}.escalate_after",
+                                  f"{after} must be from 2 to repeats ({repeats})")
+            if not given:
+                raise PromptError(file, f"{name}.escalate_after", "needs escalate_prompt,"
+                                  " escalate_volume or escalate_chime")
+            if ((e_prompt or prompt), (volume if e_volume is None else e_volume),
+                    (chime if e_chime is None else e_chime)) == (prompt, volume, chime):
+                raise PromptError(file, f"{name}.{given[0]}",
+                                  "the escalation plays the same as the normal repeats")
+        elif given:
+            raise PromptError(file, f"{name}.escalate_after", f"missing field (needed by {given[0]})")
+        patterns[name] = Pattern(name, prompt, chime, interval, repeats, volume,
+                                 after, e_prompt, e_volume, e_chime)
     for name in PATTERN_NAMES:
         if name not in patterns:
             raise PromptError(file, name, "missing pattern")
@@ -201,6 +286,53 @@ class Catalogue:
         return sorted(self._patterns)
 
 
+# --- issuer country -> language -------------------------------------------------
+
+# ISO 3166-1 numeric codes of every country (from the iso-codes package).
+ISO_3166_NUMERIC = frozenset((
+    "004 008 010 012 016 020 024 028 031 032 036 040 044 048 050 051 052 056 060 064 "
+    "068 070 072 074 076 084 086 090 092 096 100 104 108 112 116 120 124 132 136 140 "
+    "144 148 152 156 158 162 166 170 174 175 178 180 184 188 191 192 196 203 204 208 "
+    "212 214 218 222 226 231 232 233 234 238 239 242 246 248 250 254 258 260 262 266 "
+    "268 270 275 276 288 292 296 300 304 308 312 316 320 324 328 332 334 336 340 344 "
+    "348 352 356 360 364 368 372 376 380 384 388 392 398 400 404 408 410 414 417 418 "
+    "422 426 428 430 434 438 440 442 446 450 454 458 462 466 470 474 478 480 484 492 "
+    "496 498 499 500 504 508 512 516 520 524 528 531 533 534 535 540 548 554 558 562 "
+    "566 570 574 578 580 581 583 584 585 586 591 598 600 604 608 612 616 620 624 626 "
+    "630 634 638 642 643 646 652 654 659 660 662 663 666 670 674 678 682 686 688 690 "
+    "694 702 703 704 705 706 710 716 724 728 729 732 740 744 748 752 756 760 762 764 "
+    "768 772 776 780 784 788 792 795 796 798 800 804 807 818 826 831 832 833 834 840 "
+    "850 854 858 860 862 876 882 887 894 "
+).split())
+
+# Issuer countries whose customers get a language other than English.
+COUNTRY_LANGUAGES = {
+    "392": "ja",                                        # Japan
+    "156": "zh", "158": "zh", "344": "zh", "702": "zh",  # China, Taiwan, Hong Kong, Singapore
+    "410": "ko",                                        # Korea, Republic of
+}
+
+
+def language_for_country(country: str, available: list[str], default: str) -> str:
+    """The prompt language for a card of ISO 3166 numeric issuer ``country``.
+
+    ``country`` is the chip's issuer country (``"0392"``; 3 digits work too).
+    A country with a language of its own gets it if ``available``; any other
+    known country, or one whose language is not available, gets English if
+    available; an empty, malformed or unknown code gets ``default``.
+    """
+    code = (country or "").strip()
+    if not code.isascii() or not code.isdigit() or len(code) > 4 or int(code) > 999:
+        return default
+    code = f"{int(code):03d}"
+    if code not in ISO_3166_NUMERIC:
+        return default
+    lang = COUNTRY_LANGUAGES.get(code)
+    if lang is not None and lang in available:
+        return lang
+    return "en" if "en" in available else default
+
+
 # --- the WAV cache ------------------------------------------------------------
 
 def default_cache_dir() -> Path:
@@ -242,14 +374,82 @@ def write_chime(path: str | os.PathLike, rate: int = 22050) -> None:
     os.replace(tmp, path)
 
 
+LIMIT_KNEE = 0.7  # of full scale: above it, louder samples are bent softly below full scale
+
+
+def _limit(value: float, knee: float, top: float) -> int:
+    """Soft limiter: linear up to ``knee``, then a tanh curve that never reaches ``top``."""
+    size = abs(value)
+    if size > knee:
+        size = knee + (top - knee) * math.tanh((size - knee) / (top - knee))
+    return int(round(size if value >= 0 else -size))
+
+
+def scale_wav(src: str | os.PathLike, dst: str | os.PathLike, gain: float) -> None:
+    """Write ``src`` with its samples times ``gain`` to ``dst``, atomically.
+
+    16-bit PCM only (what espeak-ng and the chime give). Peaks pushed past
+    :data:`LIMIT_KNEE` are soft-limited rather than clipped, so a louder clip
+    is louder (higher RMS) without harsh distortion.
+    """
+    with wave.open(str(src), "rb") as w:
+        params = w.getparams()
+        data = w.readframes(w.getnframes())
+    if params.sampwidth != 2:
+        raise wave.Error(f"{Path(src).name}: {8 * params.sampwidth}-bit audio, only 16-bit is supported")
+    samples = array("h")
+    samples.frombytes(data[:len(data) - len(data) % 2])
+    if sys.byteorder == "big":
+        samples.byteswap()
+    top, knee = 32767.0, 32767.0 * LIMIT_KNEE
+    scaled = array("h", (_limit(x * gain, knee, top) for x in samples))
+    if sys.byteorder == "big":
+        scaled.byteswap()
+    tmp = f"{dst}.{os.getpid()}.tmp"
+    try:
+        with wave.open(tmp, "wb") as w:
+            w.setparams(params)
+            w.writeframes(scaled.tobytes())
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def wav_rms(path: str | os.PathLike) -> float:
+    """Root mean square of a 16-bit WAV's samples (0 for an empty file)."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise wave.Error("only 16-bit audio is supported")
+        samples = array("h")
+        samples.frombytes(w.readframes(w.getnframes()))
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return math.sqrt(sum(x * x for x in samples) / len(samples)) if samples else 0.0
+
+
+def _percent(volume: float) -> int:
+    return int(round(volume * 100))
+
+
+def _variant_name(base: str, volume: float) -> str:
+    return f"{base}@{volume:g}"
+
+
 @dataclass
 class WarmReport:
-    """What ``warm()`` did; names are ``"<lang>/<prompt_id>"``."""
+    """What ``warm()`` did; names are ``"<lang>/<prompt_id>"``.
+
+    ``rendered``/``cached`` count speech; ``derived`` names the louder copies
+    (``"<lang>/<prompt_id>@1.6"``, ``"chime@1.6"``) made this time. A louder
+    copy of speech that failed to render is not listed again in ``failed``.
+    """
 
     rendered: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     cached: int = 0
     seconds: float = 0.0
+    derived: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -257,7 +457,11 @@ class WarmReport:
 
 
 class PromptCache:
-    """WAV files named ``<sha256(text, voice, rate)>.wav`` in ``directory``."""
+    """WAV files named ``<sha256(text, voice, rate)>.wav`` in ``directory``.
+
+    A louder copy (volume != 1.0) is ``<key>.v<percent>.wav`` next to it, and
+    ``chime.v<percent>.wav`` for the chime.
+    """
 
     command = (sys.executable, "-m", "agent.render_speech")
 
@@ -266,29 +470,52 @@ class PromptCache:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.catalogue = catalogue
         self.timeout = timeout
-        self._clips: dict[tuple[str, str], Clip | None] = {}
-        self._chime: Clip | None = None
+        self._clips: dict[tuple[str, str, int], Clip | None] = {}
+        self._chimes: dict[int, Clip] = {}
 
-    def path(self, prompt_id: str, lang: str) -> Path:
+    def path(self, prompt_id: str, lang: str, volume: float = 1.0) -> Path:
         meta = self.catalogue.language(lang)
         key = cache_key(self.catalogue.speech(prompt_id, lang), meta.voice, meta.rate)
-        return self.directory / f"{key}.wav"
+        pct = _percent(volume)
+        return self.directory / (f"{key}.wav" if pct == 100 else f"{key}.v{pct}.wav")
+
+    def chime_path(self, volume: float = 1.0) -> Path:
+        pct = _percent(volume)
+        return self.directory / ("chime.wav" if pct == 100 else f"chime.v{pct}.wav")
 
     def _entries(self):
         for lang in self.catalogue.languages:
             for pid in self.catalogue.prompt_ids:
                 yield f"{lang}/{pid}", pid, lang
 
+    def variants(self) -> list[tuple[str, str, float]]:
+        """``(prompt_id, lang, volume)`` of every louder/softer copy a pattern plays."""
+        wanted = set()
+        for name in self.catalogue.patterns:
+            for step in self.catalogue.pattern(name).steps():
+                if _percent(step.volume) != 100:
+                    wanted.update((step.prompt, lang, step.volume) for lang in self.catalogue.languages)
+        return sorted(wanted, key=lambda v: (v[1], v[0], v[2]))
+
+    def chime_volumes(self) -> list[float]:
+        """Volumes other than 1.0 at which a pattern plays the chime."""
+        return sorted({step.volume for name in self.catalogue.patterns
+                       for step in self.catalogue.pattern(name).steps()
+                       if step.chime and _percent(step.volume) != 100})
+
     def missing(self) -> list[str]:
-        """``"<lang>/<prompt_id>"`` of every prompt without a valid WAV."""
-        return [name for name, pid, lang in self._entries()
-                if wav_duration(self.path(pid, lang)) is None]
+        """Names of every prompt (and louder copy) without a valid WAV."""
+        names = [name for name, pid, lang in self._entries()
+                 if wav_duration(self.path(pid, lang)) is None]
+        names += [_variant_name(f"{lang}/{pid}", vol) for pid, lang, vol in self.variants()
+                  if wav_duration(self.path(pid, lang, vol)) is None]
+        return names
 
     def warm(self) -> WarmReport:
         """Render every missing prompt in one child process; never raises."""
         start = time.monotonic()
         report = WarmReport()
-        self._clips.clear()
+        self.forget()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self.chime()
@@ -323,8 +550,25 @@ class PromptCache:
                     report.failed[name] = results.get(out) or "no WAV written"
                 for tmp in Path(out).parent.glob(Path(out).name + ".*.tmp.wav"):
                     tmp.unlink(missing_ok=True)  # left by a killed renderer
+        self._derive(report)
         report.seconds = time.monotonic() - start
         return report
+
+    def _derive(self, report: WarmReport) -> None:
+        """Make the missing louder copies from the rendered WAVs (and the chime)."""
+        todo = [(_variant_name("chime", vol), self.chime_path(), self.chime_path(vol), vol)
+                for vol in self.chime_volumes()]
+        todo += [(_variant_name(f"{lang}/{pid}", vol), self.path(pid, lang), self.path(pid, lang, vol), vol)
+                 for pid, lang, vol in self.variants()]
+        for name, src, dst, vol in todo:
+            if wav_duration(dst) is not None or wav_duration(src) is None:
+                continue  # already there, or its speech failed (reported already)
+            try:
+                scale_wav(src, dst, vol)
+            except (OSError, EOFError, wave.Error) as exc:
+                report.failed[name] = f"cannot make the copy at volume {vol:g}: {exc}"
+            else:
+                report.derived.append(name)
 
     def _run(self, jobs: list[dict]) -> dict[str, str]:
         """Run the renderer; return ``out -> error`` for jobs that failed."""
@@ -356,20 +600,22 @@ class PromptCache:
                 errors[job["out"]] = tail
         return errors
 
-    def clip(self, prompt_id: str, lang: str) -> Clip | None:
-        """The rendered prompt, or None (show the text instead).
+    def clip(self, prompt_id: str, lang: str, volume: float = 1.0) -> Clip | None:
+        """The rendered prompt at ``volume``, or None (show the text instead).
 
-        Memoised, misses too, until ``warm()`` or ``forget()``.
+        A volume other than 1.0 is found only if a pattern plays it (the copy
+        is made by ``warm()``). Memoised, misses too, until ``warm()`` or
+        ``forget()``.
         """
-        key = (prompt_id, lang)
+        key = (prompt_id, lang, _percent(volume))
         try:
             return self._clips[key]
         except KeyError:
             pass
         if prompt_id == "chime":
-            return self.chime()
+            return self.chime(volume)
         try:
-            path = self.path(prompt_id, lang)
+            path = self.path(prompt_id, lang, volume)
         except KeyError:
             return None
         duration = wav_duration(path)
@@ -377,19 +623,31 @@ class PromptCache:
         self._clips[key] = clip
         return clip
 
-    def chime(self) -> Clip:
-        """The two-tone chime (``prompt_id='chime'``), written on first use."""
-        if self._chime is None:
-            path = self.directory / "chime.wav"
+    def chime(self, volume: float = 1.0) -> Clip:
+        """The two-tone chime (``prompt_id='chime'``), written on first use.
+
+        At a volume other than 1.0, the louder copy (made by ``warm()``), or
+        the normal chime if that copy cannot be written.
+        """
+        pct = _percent(volume)
+        clip = self._chimes.get(pct)
+        if clip is None:
+            path = self.chime_path(volume)
             duration = wav_duration(path)
-            if duration is None:
+            if duration is None and pct != 100:
+                try:  # warm() makes it; this is only for a cache nobody warmed
+                    scale_wav(self.chime().path, path, volume)
+                except (OSError, EOFError, wave.Error):
+                    return self.chime()  # the normal chime rather than none
+                duration = wav_duration(path)
+            elif duration is None:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 write_chime(path)
                 duration = wav_duration(path)
-            self._chime = Clip("chime", "", str(path), duration)
-        return self._chime
+            clip = self._chimes[pct] = Clip("chime", "", str(path), duration)
+        return clip
 
     def forget(self) -> None:
         """Drop the memoised lookups (e.g. after another process warmed)."""
         self._clips.clear()
-        self._chime = None
+        self._chimes.clear()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agent.config import Config, ConfigError
 from agent.journal import Journal
+from agent.outbox import Outbox
 from agent.output import Recorder
 from agent.prompts import Catalogue, PromptCache
 from agent.telemetry import MemoryPublisher, Telemetry
@@ -56,8 +57,11 @@ class Agent:
         self.scheduler = Scheduler(clock)
         self.recorder = recorder or Recorder(clock)
         self.loop = EventLoop(self.scheduler)
-        self.telemetry = Telemetry(config.atm_id, clock, on_message=self._telemetry_out)
-        self.publisher = self._make_publisher(brokers if brokers is not None else config.telemetry["brokers"])
+        brokers = brokers if brokers is not None else config.telemetry["brokers"]
+        self.outbox = self._make_outbox() if brokers else None
+        boot = self.outbox.next_counter("boot") if self.outbox is not None else None
+        self.telemetry = Telemetry(config.atm_id, clock, on_message=self._telemetry_out, boot=boot)
+        self.publisher = self._make_publisher(brokers)
         self.telemetry.publishers.append(self.publisher)
         self.journal = Journal(config.journal_path, clock)
         self.catalogue = catalogue or Catalogue.load(ASSETS / "prompts")
@@ -80,14 +84,43 @@ class Agent:
         self.loop.on_error = self.atm.contain_error
         self._thread: threading.Thread | None = None
 
+    def _make_outbox(self) -> Outbox:
+        """The durable outbox: the configured file, else next to the journal."""
+        tel = self.config.telemetry
+        path = tel["outbox"] or (":memory:" if self.config.journal_path == ":memory:"
+                                 else self.config.journal_path + "-outbox.db")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return Outbox(path, max_bytes=tel["outbox_max_mb"] * 1024 * 1024, max_age=tel["outbox_max_age"])
+
     def _make_publisher(self, brokers: list[str]):
-        """MQTT when brokers are given (the Will marks the ATM offline), else memory."""
+        """MQTT through the durable outbox when brokers are given, else memory."""
         if not brokers:
             return MemoryPublisher()
-        from agent.mqtt import MqttPublisher
-        return MqttPublisher(brokers, client_id=f"atm-{self.config.atm_id}",
-                             will=self.telemetry.status_message(False, "unknown"),
-                             keepalive=self.config.telemetry["keepalive"])
+        from agent.mqtt import MqttLink, TlsFiles
+        from agent.remote import CommandHandler
+        tel = self.config.telemetry
+        tls = TlsFiles(tel["tls_ca"], tel["tls_cert"], tel["tls_key"]) if tel["tls_ca"] else None
+        link = MqttLink(brokers, self.config.atm_id, self.outbox, keepalive=tel["keepalive"], tls=tls,
+                        failback_after=tel["failback_after"], birth=self.birth,
+                        make_message=self.telemetry.message)
+        link.on_command = CommandHandler(self.loop.post, link.rebirth)
+        return link
+
+    def birth(self) -> dict:
+        """What the monitoring centre needs to know on every (re)connect (any thread)."""
+        from agent import __version__
+        atm = getattr(self, "atm", None)
+        return {
+            "firmware": __version__,
+            "boot": self.telemetry.boot,
+            "rig": self.config.rig or "(config devices)",
+            "devices": {k: {"locator": d.locator, "status": d.status.value} for k, d in self.devices.items()},
+            "cassettes": [c.as_dict() for c in self.devices["dispenser"].cassettes],
+            "service": atm.service if atm and atm.state != "starting" else "starting",
+            "functions": list(atm.functions) if atm else [],
+            "languages": self.config.languages,
+        }
 
     def _create_devices(self) -> dict:
         ctx = DeviceContext(scheduler=self.scheduler, emit=self._device_event)
@@ -158,7 +191,7 @@ class Agent:
             if self._thread.is_alive():  # never close what the loop may still be using
                 log.error("the state machine did not stop within 10 s; devices left open")
                 return
-        final = self.telemetry.status_message(False, self.atm.service)
+        final = self.telemetry.status_message(False, self.atm.service, reason="stopped")
         stop = getattr(self.publisher, "stop", None)
         if stop is not None:
             stop(final)
@@ -175,6 +208,8 @@ class Agent:
             except Exception:  # closing must not hide the other devices' close
                 log.exception("closing %s", device.kind)
         self.journal.close()
+        if self.outbox is not None:
+            self.outbox.close()
 
     def replenish(self, cassettes) -> None:
         """A cash van loads these cassettes (thread-safe)."""

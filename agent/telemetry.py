@@ -20,8 +20,9 @@ TOPIC_ROOT = "atm/v1"
 class Message:
     topic: str
     payload: dict
-    qos: int = 0
+    qos: int = 1
     retain: bool = False
+    durability: str = "critical"   # "critical": never dropped; "coalesce": the latest per topic is enough
 
     def encode(self) -> bytes:
         return json.dumps(self.payload, ensure_ascii=False, separators=(",", ":")).encode()
@@ -48,23 +49,27 @@ class Telemetry:
     """Builds and publishes the four message kinds of the ATM."""
 
     def __init__(self, atm_id: str, clock, publishers: list[Publisher] | None = None,
-                 on_message: Callable[[Message], None] | None = None):
+                 on_message: Callable[[Message], None] | None = None, boot: int | None = None):
         self.atm_id = atm_id
         self.clock = clock
         self.publishers: list[Publisher] = list(publishers or [])
         self.on_message = on_message
         self._seq = itertools.count(1)
         self.prefix = f"{TOPIC_ROOT}/{atm_id}/"
-        self._boot = uuid.uuid4().hex[:16]  # with seq, makes every message id unique
+        # ``boot`` counts agent starts (kept by the outbox); without an outbox a random
+        # one keeps (boot, seq) unique. Message ids are "<atm_id>-<boot>-<seq>".
+        self.boot = boot if boot is not None else uuid.uuid4().int % 10 ** 12
+        self._id_prefix = f"{atm_id}-{self.boot}-"
 
     def envelope(self, body: dict) -> dict:
         seq = next(self._seq)
         return {"atm_id": self.atm_id,
                 "ts": self.clock.utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "seq": seq, "id": f"{self._boot}-{seq}", **body}
+                "boot": self.boot, "seq": seq, "id": f"{self._id_prefix}{seq}", **body}
 
-    def message(self, kind: str, body: dict, qos: int, retain: bool = False) -> Message:
-        return Message(self.prefix + kind, self.envelope(body), qos, retain)
+    def message(self, kind: str, body: dict, qos: int = 1, retain: bool = False,
+                durability: str = "critical") -> Message:
+        return Message(self.prefix + kind, self.envelope(body), qos, retain, durability)
 
     def send(self, message: Message) -> None:
         for publisher in self.publishers:
@@ -72,18 +77,23 @@ class Telemetry:
         if self.on_message is not None:
             self.on_message(message)
 
-    def status_message(self, online: bool, service: str) -> Message:
-        return self.message("status", {"state": "online" if online else "offline",
-                                       "service": service}, qos=1, retain=True)
+    def status_message(self, online: bool, service: str, reason: str = "") -> Message:
+        body = {"state": "online" if online else "offline", "service": service}
+        if reason:
+            body["reason"] = reason
+        return self.message("status", body, retain=True, durability="coalesce")
 
     def status(self, online: bool, service: str) -> None:
         self.send(self.status_message(online, service))
 
     def fault(self, fault: dict) -> None:
-        self.send(self.message("fault", fault, qos=1))
+        self.send(self.message("fault", fault))
 
     def cash(self, cassettes: list[dict]) -> None:
-        self.send(self.message("cash", {"cassettes": cassettes}, qos=1))
+        self.send(self.message("cash", {"cassettes": cassettes}, durability="coalesce"))
 
     def event(self, summary: dict) -> None:
-        self.send(self.message("event", summary, qos=0))
+        self.send(self.message("event", summary))
+
+    def heartbeat(self, body: dict) -> None:
+        self.send(self.message("heartbeat", body, durability="coalesce"))

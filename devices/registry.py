@@ -32,6 +32,9 @@ _BACKENDS: dict[tuple[str, str], str] = {
     ("dispenser", "lcdm2000+emu"): "hw_mocks.serial_rigs:EmulatedLcdm2000",
     ("card_reader", "ict3q8"): "devices.ict3q8:Ict3q8CardReader",
     ("card_reader", "ict3q8+emu"): "hw_mocks.serial_rigs:EmulatedIct3q8",
+    ("proximity", "gpiozero-distance"): "devices.presence_gpio:DistanceProximity",
+    ("proximity", "gpiozero-pir"): "devices.presence_gpio:MotionProximity",
+    ("proximity", "trace"): "hw_mocks.sim_presence:TraceProximity",
     ("chip", "pcsc"): "devices.pcsc_chip:PcscChipReader",
     ("chip", "pcsc+emu"): "hw_mocks.pcsc_rig:EmulatedPcscChip",
 }

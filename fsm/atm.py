@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from transitions import Machine
 
 from devices.base import Action, DeviceError
+from fsm.operator import OperatorCommands
 from fsm.service import available_functions, service_state
 from fsm.session import Session
 from fsm.session_flow import SessionFlow
@@ -51,7 +52,7 @@ class Settings:
     help_video: str = ""
 
 
-class ATM(SessionFlow):
+class ATM(SessionFlow, OperatorCommands):
     def __init__(self, settings: Settings, devices: dict, scheduler, journal, telemetry,
                  prompter, host, post, out):
         self.cfg = settings
@@ -155,7 +156,7 @@ class ATM(SessionFlow):
         self.self_test_passed() if self.functions else self.self_test_failed()
 
     def refresh_service(self, announce: bool = True) -> None:
-        self.functions = available_functions(self.devices)
+        self.functions = [] if self.held else available_functions(self.devices)
         service = service_state(self.functions)
         if service != self.service:
             self.service = service
@@ -209,6 +210,8 @@ class ATM(SessionFlow):
             self._replenish(data["cassettes"])
         elif name == "abort":
             self.abort_session(data["reason"])
+        elif name == "remote":
+            self.remote_command(data["command"], data["args"], data["reply"])
         else:
             log.warning("unknown event %r ignored", name)
 

@@ -1,9 +1,16 @@
 """Plays voice prompts and repeat patterns without blocking the state machine.
 
-A pattern (from the prompt catalogue) says which prompt to repeat, how often
-and whether a chime comes first. Repeats are timers on the scheduler, so the
-state machine stays responsive and ``stop()`` silences the speaker at once.
+A pattern (from the prompt catalogue) says which prompt to repeat, how often,
+whether a chime comes first and how it escalates: from a given repeat on it may
+play other words, louder, with a chime. Repeats are timers on the scheduler, so
+the state machine stays responsive and ``stop()`` silences the speaker at once.
 When a prompt has no rendered audio, its text goes to the screen instead.
+
+Every play is recorded as a ``prompt`` event with ``action="play"``, the
+``prompt`` id actually played, ``language``, ``pattern`` (None for ``say``),
+``repeat`` (from 1; 0 for ``say``), ``volume`` (the loudness played; see
+:meth:`Prompter._play`), ``spoken`` and, for patterns, ``chime`` and
+``escalated``.
 """
 from __future__ import annotations
 
@@ -13,15 +20,16 @@ class Prompter:
         self.scheduler = scheduler
         self.speaker = speaker
         self.display = display
-        self.library = library      # clip(id, lang), chime(), pattern(name), display(id, lang)
+        # clip(id, lang[, volume]), chime([volume]), pattern(name), display(id, lang)
+        self.library = library
         self.out = out              # out(type, **fields)
         self.active: str | None = None
         self._timers: list = []
         self._plays = 0
 
-    def say(self, prompt_id: str, language: str) -> None:
+    def say(self, prompt_id: str, language: str, volume: float = 1.0) -> None:
         """Play one prompt now (interrupting whatever plays)."""
-        self._play(prompt_id, language, pattern=None, repeat=0)
+        self._play(prompt_id, language, pattern=None, repeat=0, volume=volume)
 
     def start(self, pattern_name: str, language: str) -> None:
         """Start a repeat pattern unless it is already running."""
@@ -37,29 +45,55 @@ class Prompter:
         if self.active != pattern.name:
             return
         self._plays += 1
+        repeat = self._plays
+        step = pattern.step(repeat)
+        extra = {"chime": False, "escalated": step.escalated}
         delay = 0.0
-        if pattern.chime:
-            chime = self.library.chime()
+        if step.chime:
+            chime = self._chime(step.volume)
             if chime is not None and self.speaker.usable:
                 self.speaker.play(chime)
                 delay = chime.duration
+                extra["chime"] = True
         if delay:
             self._timers.append(self.scheduler.call_later(
-                delay, self._play, pattern.prompt, language, pattern.name, self._plays))
+                delay, self._play, step.prompt, language, pattern.name, repeat, step.volume, extra))
         else:
-            self._play(pattern.prompt, language, pattern.name, self._plays)
-        if self._plays < pattern.repeats:
+            self._play(step.prompt, language, pattern.name, repeat, step.volume, extra)
+        if repeat < pattern.repeats:
             self._timers.append(self.scheduler.call_later(pattern.interval, self._cycle, pattern, language))
 
-    def _play(self, prompt_id: str, language: str, pattern: str | None, repeat: int) -> None:
-        clip = self.library.clip(prompt_id, language)
+    def _clip(self, prompt_id: str, language: str, volume: float):
+        if volume == 1.0:  # the plain call, for libraries that know no volumes
+            return self.library.clip(prompt_id, language)
+        return self.library.clip(prompt_id, language, volume=volume)
+
+    def _chime(self, volume: float):
+        chime = self.library.chime(volume=volume) if volume != 1.0 else None
+        return chime if chime is not None else self.library.chime()
+
+    def _play(self, prompt_id: str, language: str, pattern: str | None, repeat: int,
+              volume: float = 1.0, extra: dict | None = None) -> None:
+        """Play (or show) one prompt and record it.
+
+        A louder copy that is missing from the cache falls back to the prompt at
+        normal loudness (better than silence): the event then says
+        ``volume=1.0`` and ``requested_volume``.
+        """
+        fields = dict(extra or {})
+        clip = self._clip(prompt_id, language, volume)
+        played = volume
+        if clip is None and volume != 1.0:
+            clip = self.library.clip(prompt_id, language)
+            if clip is not None:
+                played, fields["requested_volume"] = 1.0, volume
         spoken = clip is not None and self.speaker.usable
         if spoken:
             self.speaker.play(clip)
         else:
             self.display.show("prompt", self.library.display(prompt_id, language), prompt=prompt_id)
         self.out("prompt", action="play", prompt=prompt_id, language=language,
-                 pattern=pattern, repeat=repeat, spoken=spoken)
+                 pattern=pattern, repeat=repeat, volume=played, spoken=spoken, **fields)
 
     def stop(self, reason: str) -> None:
         """Silence the speaker and cancel pending repeats."""

@@ -7,6 +7,7 @@ by name (``on_enter_<state>``, conditions and ``before`` callbacks in
 """
 from __future__ import annotations
 
+from agent.prompts import language_for_country
 from devices.base import Action, DeviceError
 from devices.carddata import CardDataError
 from fsm.session import Session
@@ -104,10 +105,8 @@ class SessionFlow:
         return card, ""
 
     def _language_for(self, card) -> str:
-        langs = self.cfg.languages
-        if card.country in ("0392", "392") and "ja" in langs:
-            return "ja"
-        return "en" if card.country and "en" in langs else langs[0]
+        """The card's issuer country decides, until the customer chooses."""
+        return language_for_country(card.country, self.cfg.languages, self.cfg.languages[0])
 
     def on_enter_pin_entry(self, event) -> None:
         self.dev("keypad").set_mode("pin")

@@ -1,30 +1,91 @@
 """``sim://`` display: headless, records the screens and the video frames shown.
 
-Video playback really decodes the file with OpenCV, one frame per 1/fps
-seconds on the scheduler's clock, so a virtual-clock test sees exactly which
-frames a customer would have seen, and when.
+A video is "shown" on the scheduler's clock at its native frame rate: frame ``k``
+(counted from the start, across loops) at ``start + k / fps``, recorded in
+``frames_shown`` as ``(time, index in the file)``. That schedule is known in
+advance, so nothing runs per frame: the records are written when someone looks
+(``frames_shown``), when the video stops, and at the end of each pass through
+the file (one timer per pass, which also ends a video that does not loop). By
+default nothing is decoded — only the frame rate and count are read, once per
+file — so scenario runs on a virtual clock stay cheap.
+
+``sim://?decode=1`` also decodes each frame as it is recorded (sequentially, one
+at a time, on the caller's thread), draws the overlays the real window draws, and
+keeps the last ``keep`` images (default 8) in ``frames`` as ``(time, index, image)``;
+``width`` and ``height`` set the canvas (default: the video's own size).
 """
 from __future__ import annotations
+
+import collections
+import math
+import os
 
 import cv2
 
 from devices.base import Severity
-from devices.display import Display
+from devices.display import Display, resolve_video, seconds_left, video_canvas
 from hw_mocks.history import History
+
+_PROBES: dict[tuple, tuple[float, int, int, int] | None] = {}
+
+
+def probe(path: str) -> tuple[float, int, int, int] | None:
+    """``(fps, frame count, width, height)`` of a video, or None; read once per file version."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key not in _PROBES:
+        cap = cv2.VideoCapture(path)
+        info = None
+        if cap.isOpened():
+            fps, count = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            if fps > 0 and count <= 0:  # no count in the container: count the frames once
+                count = 0
+                while cap.grab():
+                    count += 1
+            if fps > 0 and count > 0:
+                info = (fps, count, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                        int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        cap.release()
+        _PROBES[key] = info
+    return _PROBES[key]
+
+
+class _Play:
+    __slots__ = ("path", "language", "loop", "cancel_at", "t0", "fps", "count", "size",
+                 "next_k", "shown", "cap", "cap_index")
+
+    def __init__(self, path, language, loop, cancel_at, t0, fps, count, size):
+        self.path, self.language, self.loop, self.cancel_at = path, language, loop, cancel_at
+        self.t0, self.fps, self.count, self.size = t0, fps, count, size
+        self.next_k = 0      # the next frame to record
+        self.shown = 0
+        self.cap = None      # decode=1 only
+        self.cap_index = 0   # index of the frame the capture reads next
+
+    def time_of(self, k: int) -> float:
+        return self.t0 + k / self.fps
+
+    def last_due(self, now: float) -> int:
+        """The last frame due at ``now`` (-1: none yet)."""
+        k = math.floor((now - self.t0) * self.fps + 1e-9)
+        return k if self.loop else min(k, self.count - 1)
 
 
 class SimDisplay(Display):
     def __init__(self, ctx=None, locator=None):
         super().__init__(ctx, locator)
         self.screens: list[dict] = History()
-        self.frames_shown: list[tuple[float, int]] = History()
-        self._cap = None
+        self._frames_shown: list[tuple[float, int]] = History()
+        self.frame_count = 0            # every frame recorded, including those History trimmed
+        self.decode = self.params.get("decode", "0") in ("1", "true", "yes")
+        self.frames: collections.deque = collections.deque(maxlen=int(self.params.get("keep", 8)))
+        w, h = self.params.get("width"), self.params.get("height")
+        self.size = (int(w), int(h)) if w and h else None
+        self._play: _Play | None = None
         self._timer = None
-        self._index = 0
-        self._loop = True
-        self._period = 0.1
-        self._path = ""
-        self._play_started = 0
 
     def _now(self) -> float:
         return self.ctx.scheduler.clock.now() if self.ctx.scheduler is not None else 0.0
@@ -33,48 +94,104 @@ class SimDisplay(Display):
         self.screens.append({"t": self._now(), "screen": screen, "text": text, "fields": fields})
         self.emit("screen", screen=screen, text=text, fields=fields)
 
-    def play_video(self, path: str, loop: bool = True) -> None:
+    def play_video(self, path: str, loop: bool = True, language: str | None = None,
+                   cancel_at: float | None = None) -> None:
         if self.ctx.scheduler is None:
             raise RuntimeError("SimDisplay needs a scheduler to play video")
         self.stop_video()
-        cap = cv2.VideoCapture(path)
-        fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0
-        if not cap.isOpened() or fps <= 0:
-            cap.release()
+        path, language = resolve_video(path, language)
+        info = probe(path)
+        if info is None:
             self.raise_fault("video_missing", f"cannot play {path}", Severity.WARNING)
             return
         self.clear_fault("video_missing")
-        self._cap, self._period, self._loop, self._path, self._index = cap, 1.0 / fps, loop, path, 0
-        self._play_started = len(self.frames_shown)
-        self.emit("video_started", path=path)
-        self._tick()
+        fps, count, w, h = info
+        self._play = _Play(path, language, loop, cancel_at, self._now(), fps, count, self.size or (w, h))
+        self.emit("video_started", path=path, language=language)
+        self._record()
+        self._arm(1)
 
-    def _tick(self) -> None:
-        ok = self._cap.grab()
-        if not ok and self._loop and self._index:
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            self._index = 0
-            ok = self._cap.grab()
-        if not ok:
-            return self.stop_video()
-        self.frames_shown.append((self._now(), self._index))
-        self._index += 1
-        self._timer = self.ctx.scheduler.call_later(self._period, self._tick)
-        return None
+    def _arm(self, passes: int) -> None:
+        """A timer at the end of pass ``passes`` through the file."""
+        play = self._play
+        self._timer = self.ctx.scheduler.call_later(
+            max(0.0, play.time_of(passes * play.count) - self._now()), self._pass_done, passes)
+
+    def _pass_done(self, passes: int) -> None:
+        self._timer = None
+        self._record()
+        if self._play.loop:
+            self._arm(passes + 1)
+        else:
+            self.stop_video()
+
+    def _record(self) -> None:
+        """Write the records of the frames due by now."""
+        play = self._play
+        last = play.last_due(self._now())
+        k = play.next_k
+        if last < k:
+            return
+        n = last - k + 1
+        play.shown += n
+        self.frame_count += n
+        cap = self._frames_shown.cap
+        if n > 2 * cap:  # only the newest ones would be kept anyway
+            k = last - cap + 1
+        append, fps, t0, count = self._frames_shown.append, play.fps, play.t0, play.count
+        first_kept = last - self.frames.maxlen if self.decode else last
+        for k in range(k, last + 1):
+            t = t0 + k / fps
+            append((t, k % count))
+            if k > first_kept:
+                self._decode(play, k, t)
+        play.next_k = last + 1
+
+    def _decode(self, play: _Play, k: int, t: float) -> None:
+        """Decode frame ``k`` (the capture only moves forward, or back to the start) and
+        keep it as shown: with the overlays, at the canvas size."""
+        index = k % play.count
+        if play.cap is None:
+            play.cap = cv2.VideoCapture(play.path)
+        if index < play.cap_index:
+            play.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            play.cap_index = 0
+        while play.cap_index < index:
+            play.cap.grab()
+            play.cap_index += 1
+        ok, image = play.cap.read()
+        play.cap_index += 1
+        if ok:
+            left = seconds_left(play.cancel_at, t)
+            self.frames.append((t, index, video_canvas(image, play.size, play.language, left)))
+
+    @property
+    def frames_shown(self) -> list[tuple[float, int]]:
+        """``(time, index)`` of the frames shown (bounded: the newest 10,000 to 20,000)."""
+        if self._play is not None:
+            self._record()
+        return self._frames_shown
 
     def stop_video(self) -> None:
-        if self._cap is None:
+        play = self._play
+        if play is None:
             return
+        self._record()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._cap.release()
-        self._cap = None
-        self.emit("video_stopped", path=self._path, frames=len(self.frames_shown) - self._play_started)
+        if play.cap is not None:
+            play.cap.release()
+        self._play = None
+        self.emit("video_stopped", path=play.path, frames=play.shown)
 
     @property
     def video_playing(self) -> bool:
-        return self._cap is not None
+        return self._play is not None
+
+    @property
+    def video_language(self) -> str | None:
+        return self._play.language if self._play is not None else None
 
     def close(self) -> None:
         self.stop_video()

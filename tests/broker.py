@@ -1,10 +1,27 @@
 """Test helpers: a real ``mosquitto`` child process and a collecting subscriber.
 
 Everything listens on 127.0.0.1 only, on a free port.
+
+Plain MQTT (the default)::
+
+    with Mosquitto() as broker:            # broker.url == "mqtt://127.0.0.1:<port>"
+        ...
+
+Mutual TLS with per-ATM ACLs (see ``tests/tls.py`` and ``docs/mosquitto/``)::
+
+    pki = make_pki(tmp_path, atm_ids=("atm-0001", "atm-0002"))
+    with Mosquitto(tls=pki, acl=ACL_TEXT) as broker:   # broker.url == "mqtts://127.0.0.1:<port>"
+        client = make_client(broker, "atm-0001")       # paho client with atm-0001's cert
+        with Subscriber(broker, "atm/v1/#", cert="monitor") as sub:
+            ...
+
+``stop()`` (SIGTERM), ``kill()`` (SIGKILL) and ``start()`` again on the same port simulate
+broker outages.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -14,10 +31,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+
+if TYPE_CHECKING:
+    from tests.tls import CertKey, Pki
 
 HOST = "127.0.0.1"
 
@@ -37,23 +57,79 @@ def find_mosquitto() -> str:
     return path
 
 
-class Mosquitto:
-    """A mosquitto broker on 127.0.0.1:<free port>, with its own config file."""
+def mosquitto_version() -> tuple[int, ...]:
+    """The installed mosquitto's version, e.g. (2, 0, 11)."""
+    out = subprocess.run([find_mosquitto(), "-h"], capture_output=True, text=True).stdout
+    for word in out.split():
+        if word[:1].isdigit() and "." in word:
+            return tuple(int(p) for p in word.split(".") if p.isdigit())
+    raise RuntimeError(f"cannot tell the mosquitto version from: {out[:200]!r}")
 
-    def __init__(self, port: int | None = None):
+
+class Mosquitto:
+    """A mosquitto broker on 127.0.0.1:<free port>, with its own config file.
+
+    Without ``tls``: a plain MQTT listener, anonymous clients allowed (``mqtt://``).
+
+    With ``tls`` (a :class:`tests.tls.Pki`): a TLS listener (``mqtts://``) using the Pki's
+    CA, server certificate and key; ``require_certificate`` makes it mutual TLS,
+    ``use_identity_as_username`` makes the client certificate's CN the MQTT username (what
+    ``%u`` in ACL patterns and ``user`` lines refer to). ``allow_anonymous`` defaults to True
+    without TLS and False with it.
+
+    ``acl``: the text of an ACL file (``str``) or the path of one (``os.PathLike``);
+    written/passed as ``acl_file``. Without it every client may use every topic.
+
+    ``persistence``: keep retained messages, sessions and their queues in a database in
+    the broker's temp dir, so they survive ``stop()``/``start()``.
+    """
+
+    def __init__(self, port: int | None = None, *, tls: "Pki | None" = None,
+                 require_certificate: bool = True, acl: "str | os.PathLike | None" = None,
+                 use_identity_as_username: bool = True, allow_anonymous: bool | None = None,
+                 persistence: bool = False):
         self.exe = find_mosquitto()
         self.port = port or free_port()
         self.host = HOST
+        self.tls = tls
         self._dir = tempfile.TemporaryDirectory(prefix="mosquitto-")
         self.conf = Path(self._dir.name) / "mosquitto.conf"
         self.logfile = Path(self._dir.name) / "mosquitto.log"
-        self.conf.write_text(f"listener {self.port} {HOST}\nallow_anonymous true\n"
-                             "persistence false\n")
+        self.acl_file: Path | None = None
+        if isinstance(acl, str):
+            self.acl_file = Path(self._dir.name) / "acl"
+            self.acl_file.write_text(acl)
+        elif acl is not None:
+            self.acl_file = Path(acl)
+        if allow_anonymous is None:
+            allow_anonymous = tls is None
+        lines = [f"listener {self.port} {HOST}"]
+        if os.geteuid() == 0:
+            # Stay root: mosquitto would otherwise switch to the "mosquitto" user before
+            # reading the ACL, and could not read it or the (0600) keys in our temp dirs.
+            lines.insert(0, "user root")
+        if tls is not None:
+            lines += [f"cafile {tls.ca_cert}",
+                      f"certfile {tls.server.cert}",
+                      f"keyfile {tls.server.key}",
+                      f"require_certificate {str(require_certificate).lower()}",
+                      f"use_identity_as_username {str(use_identity_as_username).lower()}"]
+        lines.append(f"allow_anonymous {str(allow_anonymous).lower()}")
+        if persistence:
+            # Kept across stop()/kill()/start(), removed by close(). mosquitto writes it on a
+            # clean exit (SIGTERM) and every autosave_interval (default 1800 s): a SIGKILL
+            # loses what was not saved, as it would in production.
+            lines += ["persistence true", f"persistence_location {self._dir.name}/"]
+        else:
+            lines.append("persistence false")
+        if self.acl_file is not None:
+            lines.append(f"acl_file {self.acl_file}")
+        self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://{HOST}:{self.port}"
+        return f"{'mqtts' if self.tls is not None else 'mqtt'}://{HOST}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -92,6 +168,15 @@ class Mosquitto:
             proc.kill()
             proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: the broker dies without closing anything gracefully (an outage).
+        ``start()`` brings it back on the same port."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.kill()
+        proc.wait()
+
     def restart(self) -> "Mosquitto":
         self.stop()
         return self.start()
@@ -101,6 +186,19 @@ class Mosquitto:
             return self.logfile.read_text(errors="replace")
         except OSError:
             return ""
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
+        """Wait until the broker's log (it runs with -v) contains ``text``; return that line.
+        AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log().splitlines():
+                if text in line:
+                    return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the mosquitto log within {timeout}s:\n"
+                                     f"{self.log()[-3000:]}")
+            time.sleep(0.02)
 
     def close(self) -> None:
         self.stop()
@@ -124,22 +222,57 @@ class Received:
         return json.loads(self.payload)
 
 
-class Subscriber:
-    """A paho client that collects messages matching ``topic`` into ``messages``."""
+def make_client(broker: "Mosquitto | int", cert: "str | CertKey | None" = None, *,
+                ca: "str | os.PathLike | None" = None, client_id: str = "",
+                protocol: int = paho.MQTTv5) -> paho.Client:
+    """A (not yet connected) paho client for ``broker``; connect with
+    ``client.connect(HOST, port)``.
 
-    def __init__(self, broker: Mosquitto | int, topic: str = "#", client_id: str = ""):
+    For a TLS broker the client verifies the broker against ``ca`` (default: the broker's
+    CA) including the host name, and presents ``cert``: a CN from the broker's Pki, a
+    :class:`tests.tls.CertKey`, or None for no client certificate.
+    """
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    pki = broker.tls if isinstance(broker, Mosquitto) else None
+    if pki is None and (cert is not None or ca is not None):
+        raise ValueError("client certificates need a TLS broker (Mosquitto(tls=...))")
+    if pki is not None:
+        if isinstance(cert, str):
+            cert = pki.client(cert)
+        c.tls_set(ca_certs=str(ca or pki.ca_cert),
+                  certfile=str(cert.cert) if cert is not None else None,
+                  keyfile=str(cert.key) if cert is not None else None)
+    return c
+
+
+class Subscriber:
+    """A paho client that collects messages matching ``topic`` into ``messages``.
+
+    For a TLS broker it connects with client certificate ``cert`` (a CN from the broker's
+    Pki or a CertKey); by default the Pki's ``monitor`` certificate when there is one.
+    """
+
+    def __init__(self, broker: Mosquitto | int, topic: str = "#", client_id: str = "", *,
+                 cert: "str | CertKey | None" = None):
         port = broker.port if isinstance(broker, Mosquitto) else broker
         self.topic = topic
         self.messages: list[Received] = []
+        self.suback: list = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=paho.MQTTv5)
+        pki = broker.tls if isinstance(broker, Mosquitto) else None
+        if pki is not None and cert is None and "monitor" in pki.clients:
+            cert = "monitor"
+        c = make_client(broker, cert, client_id=client_id)
         c.on_connect = lambda cl, ud, fl, rc, pr: cl.subscribe(topic, qos=1)
-        c.on_subscribe = lambda *a: self._subscribed.set()
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         self.client = c
         self.port = port
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self.suback = list(reason_codes)
+        self._subscribed.set()
 
     def start(self, timeout: float = 5.0) -> "Subscriber":
         self.client.connect(HOST, self.port, keepalive=30)
@@ -147,6 +280,10 @@ class Subscriber:
         if not self._subscribed.wait(timeout):
             self.stop()
             raise RuntimeError(f"subscriber: no SUBACK for {self.topic!r} within {timeout}s")
+        refused = [rc for rc in self.suback if rc.is_failure]
+        if refused:
+            self.stop()
+            raise RuntimeError(f"subscriber: {self.topic!r} refused by the broker: {refused}")
         return self
 
     def stop(self) -> None:

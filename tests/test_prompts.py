@@ -32,7 +32,7 @@ def warmed(tmp_path_factory, catalogue):
 def test_japanese_forgotten_card_is_a_real_wav(warmed):
     cache, report = warmed
     assert report.ok, report.failed
-    assert len(report.rendered) == 2 * len(PROMPT_IDS)
+    assert len(report.rendered) == 4 * len(PROMPT_IDS)
     clip = cache.clip("forgotten_card", "ja")
     assert clip is not None and clip.language == "ja"
     with wave.open(clip.path, "rb") as w:
@@ -46,7 +46,7 @@ def test_cache_is_keyed_and_second_warm_renders_nothing(warmed, catalogue):
     cache, _ = warmed
     report = cache.warm()
     assert report.rendered == [] and report.failed == {}
-    assert report.cached == 2 * len(PROMPT_IDS)
+    assert report.cached == 4 * len(PROMPT_IDS)
     assert cache.missing() == []
     ja = catalogue.language("ja")
     key = cache_key(catalogue.speech("forgotten_card", "ja"), ja.voice, ja.rate)
@@ -56,7 +56,7 @@ def test_cache_is_keyed_and_second_warm_renders_nothing(warmed, catalogue):
 
 
 def test_display_keeps_kanji_and_speech_is_kana(catalogue):
-    assert catalogue.languages == ["en", "ja"]
+    assert catalogue.languages == ["en", "ja", "ko", "zh"]
     assert catalogue.display("forgotten_card", "ja") == \
         "お客さま、お忘れものはございませんか？カードをお取りください。"
     assert "詐欺" in catalogue.display("transfer_caution", "ja")
@@ -133,7 +133,7 @@ def test_hanging_renderer_is_reported_not_raised(tmp_path, catalogue, warmed):
     report = cache.warm()
     assert time.monotonic() - start < 5
     assert report.rendered == ["en/card_blocked"]  # the first in order, finished before the hang
-    assert len(report.failed) == 2 * len(PROMPT_IDS) - 1
+    assert len(report.failed) == 4 * len(PROMPT_IDS) - 1
     assert all("timed out after 1 s" in reason for reason in report.failed.values())
     assert cache.clip("forgotten_card", "ja") is None  # caller shows the text
     assert cache.chime().duration > 0  # the chime needs no speech engine

@@ -1,6 +1,9 @@
-"""The help video: the committed file decodes, the headless display records the
-frames it shows, and the real OpenCV window plays it under Xvfb."""
+"""The help videos: the committed files decode, are what the script draws and differ per
+language; the headless display records the frames it shows on the clock (and draws them only
+when asked); the real OpenCV window plays them under Xvfb, checked on screenshots."""
+import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -11,9 +14,38 @@ import pytest
 
 from agent.runtime import HELP_VIDEO
 from devices.base import DeviceContext, DeviceStatus
+from devices.display import VIDEO_TEXTS, overlay_boxes, resolve_video, video_canvas
 from devices.registry import create_device
 from fsm.clock import Scheduler, VirtualClock
 from fsm.loop import EventLoop
+from hw_mocks import sim_display
+
+VIDEO_DIR = HELP_VIDEO.parent
+LANGS = ("ja", "en", "zh", "ko")
+_spec = importlib.util.spec_from_file_location("make_help_video", VIDEO_DIR / "make_help_video.py")
+make_help_video = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_help_video)
+
+
+def _frames(path, indices=None):
+    """Decoded frames of a video: all of them, or {index: frame} for ``indices``."""
+    cap = cv2.VideoCapture(str(path))
+    out, i = ([] if indices is None else {}), 0
+    while indices is None or i <= max(indices):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if indices is None:
+            out.append(frame)
+        elif i in indices:
+            out[i] = frame
+        i += 1
+    cap.release()
+    return out
+
+
+def _mad(a, b) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
 def test_help_video_is_small_and_decodes():
@@ -67,26 +99,204 @@ def test_sim_display_missing_video_is_a_fault_not_a_crash(tmp_path):
     assert display.faults["video_missing"].severity.value == "warning"
 
 
-@pytest.fixture
+def test_per_language_videos_exist_decode_differ_and_are_what_the_script_draws(tmp_path):
+    assert (VIDEO_DIR / "help.mp4").read_bytes() == (VIDEO_DIR / "help_ja.mp4").read_bytes()
+    middles = {}
+    for lang in LANGS:
+        path = VIDEO_DIR / f"help_{lang}.mp4"
+        assert path.stat().st_size <= 600 * 1024
+        cap = cv2.VideoCapture(str(path))
+        assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10, abs=0.5)
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 95
+        cap.release()
+        frames = _frames(path)
+        assert len(frames) == 95 and frames[0].shape == (360, 640, 3)
+        middles[lang] = frames[60]  # step 3: call the operator
+    for a in LANGS:
+        for b in LANGS:
+            if a < b:  # the text panel differs between any two languages
+                assert _mad(middles[a][70:330, 280:], middles[b][70:330, 280:]) > 2, (a, b)
+    # deterministic: drawing again gives the committed bytes
+    make_help_video.main(["--out-dir", str(tmp_path)])
+    for name in ["help.mp4"] + [f"help_{lang}.mp4" for lang in LANGS]:
+        assert (tmp_path / name).read_bytes() == (VIDEO_DIR / name).read_bytes(), name
+
+
+def test_the_built_in_font_has_every_glyph_the_videos_and_overlays_use():
+    assert set(make_help_video.TEXTS) == set(LANGS) == set(VIDEO_TEXTS)
+    assert make_help_video.missing_glyphs("係員 \u0e01") == ["\u0e01"]  # Thai: not in the font
+    for lang in LANGS:
+        strings = make_help_video.all_strings(lang) + [VIDEO_TEXTS[lang]["hint"],
+                                                       VIDEO_TEXTS[lang]["countdown"].format(n=10)]
+        assert [s for s in strings if make_help_video.missing_glyphs(s)] == [], lang
+
+
+def test_resolve_video_picks_the_language_file():
+    base = str(VIDEO_DIR / "help.mp4")
+    assert resolve_video(base) == (base, "ja")
+    assert resolve_video(base, "en") == (str(VIDEO_DIR / "help_en.mp4"), "en")
+    assert resolve_video(str(VIDEO_DIR / "help_zh.mp4"), "ko") == (str(VIDEO_DIR / "help_ko.mp4"), "ko")
+    assert resolve_video(str(VIDEO_DIR / "help_zh.mp4")) == (str(VIDEO_DIR / "help_zh.mp4"), "zh")
+    assert resolve_video(base, "fr") == (base, "ja")  # no French video: the default one, in Japanese
+
+
+def test_sim_display_records_frames_at_the_native_rate_without_decoding(monkeypatch):
+    clock, sched, display, events = _sim_display()
+    display.play_video(str(HELP_VIDEO), language="en", cancel_at=30.0)  # warm the probe cache
+    display.stop_video()
+    opened = []
+    real = cv2.VideoCapture
+    monkeypatch.setattr(sim_display.cv2, "VideoCapture", lambda *a: opened.append(a) or real(*a))
+    start, before = clock.now(), len(display.frames_shown)
+    display.show_video(str(HELP_VIDEO), language="en", cancel_at=start + 30.0)
+    EventLoop(sched, dispatch=lambda n, d: None).run_until_idle(max_time=start + 20.0)
+    assert display.video_playing and display.video_language == "en"
+    shown = display.frames_shown[before:]
+    times = np.array([t for t, _ in shown]) - start
+    assert len(shown) == 191 and times[-1] == pytest.approx(19.0)   # 10 fps, looped twice
+    assert np.allclose(np.diff(times), 0.1) and np.allclose(times, np.arange(191) / 10)  # no drift
+    assert [i for _, i in shown] == [k % 95 for k in range(191)]
+    assert opened == [] and len(display.frames) == 0  # nothing decoded, nothing opened
+    display.stop_video()
+    assert events[-2] == ("video_started", {"path": str(VIDEO_DIR / "help_en.mp4"), "language": "en"})
+    assert events[-1] == ("video_stopped", {"path": str(VIDEO_DIR / "help_en.mp4"), "frames": 191})
+
+
+def test_sim_display_memory_stays_bounded_on_a_long_run():
+    clock, sched, display, _ = _sim_display()
+    display.play_video(str(HELP_VIDEO))
+    started = time.perf_counter()
+    for _ in range(12):  # three hours of virtual time, looked at every quarter of an hour
+        clock.advance(900)
+        sched.run_due()
+        assert len(display.frames_shown) <= 2 * display.frames_shown.cap
+    display.stop_video()
+    assert time.perf_counter() - started < 1.0
+    assert display.frame_count == 3 * 3600 * 10 + 1
+    assert display.frames_shown[-1] == (pytest.approx(10800.0), (3 * 3600 * 10) % 95)
+
+
+def test_sim_display_decodes_and_draws_the_overlays_when_asked():
+    clock = VirtualClock()
+    sched = Scheduler(clock)
+    display = create_device("display", "sim://?decode=1&keep=12", DeviceContext(scheduler=sched))
+    display.open()
+    display.play_video(str(HELP_VIDEO), language="ko", cancel_at=5.0)
+    clock.advance_to(1.05)
+    assert len(display.frames_shown) == 11
+    kept = list(display.frames)
+    assert [i for _, i, _ in kept] == list(range(11))
+    expected = _frames(VIDEO_DIR / "help_ko.mp4", {0, 10})
+    assert np.array_equal(kept[0][2], video_canvas(expected[0], (640, 360), "ko", 5))
+    assert np.array_equal(kept[10][2], video_canvas(expected[10], (640, 360), "ko", 4))
+    x, y, w, h = overlay_boxes((640, 360), "ko", 5)["countdown"]
+    assert _mad(kept[0][2][y:y + h, x:x + w], kept[10][2][y:y + h, x:x + w]) > 0.5  # 5 s, then 4 s
+    assert _mad(kept[10][2], expected[10]) > 1  # the overlays are there
+    clock.advance_to(10.0)  # the video looped: frame 0 again, decoded after going back to the start
+    assert display.frames_shown[-1] == (pytest.approx(10.0), 5)
+    assert display.frames[-1][1] == 5 and len(display.frames) == 12
+    assert np.array_equal(display.frames[-1][2],
+                          video_canvas(_frames(VIDEO_DIR / "help_ko.mp4", {5})[5], (640, 360), "ko", 0))
+    display.close()
+    assert not display.video_playing
+
+
+# -- the real window under Xvfb -------------------------------------------------
+
+@pytest.fixture(scope="module")
 def xvfb():
+    """One Xvfb for the module: HighGUI's toolkit keeps its first X connection for the
+    life of the process, so every window here must use the same server."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed")
     read, write = os.pipe()
     proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x720x24",
                              "-nolisten", "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)
     os.close(write)
-    number = os.read(read, 16).decode().strip()
+    number = b""
+    # Xvfb writes the number and the newline separately: closing the pipe after the number
+    # alone makes its second write fail, and Xvfb exits ("Cannot write display number").
+    while not number.endswith(b"\n"):
+        chunk = os.read(read, 16)
+        if not chunk:
+            break
+        number += chunk
     os.close(read)
+    saved = {k: os.environ.get(k) for k in ("DISPLAY", "QT_LOGGING_RULES")}
+    os.environ["DISPLAY"] = f":{number.decode().strip()}"
+    os.environ["QT_LOGGING_RULES"] = "*.debug=false;qt.qpa.*=false;default.warning=false"
     try:
-        yield f":{number}"
+        if proc.poll() is not None:
+            pytest.fail("Xvfb did not start")
+        yield os.environ["DISPLAY"]
     finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         proc.terminate()
         proc.wait(5)
 
 
-def test_opencv_window_plays_the_video_under_xvfb(xvfb, monkeypatch):
-    monkeypatch.setenv("DISPLAY", xvfb)
-    monkeypatch.setenv("QT_LOGGING_RULES", "*.debug=false;qt.qpa.*=false;default.warning=false")
+def read_xwd(data: bytes) -> np.ndarray:
+    """A BGR image from an X window dump (ZPixmap, 24 or 32 bits per pixel)."""
+    header = np.frombuffer(data[:100], ">u4").astype(np.int64)
+    header_size, _, fmt, _, width, height, _, byte_order, _, _, _, bpp, bpl = header[:13]
+    masks, ncolors = header[14:17], header[19]
+    assert fmt == 2 and bpp in (24, 32), (fmt, bpp)
+    nb, start = int(bpp) // 8, int(header_size + 12 * ncolors)
+    raw = np.frombuffer(data, np.uint8, int(bpl * height), start).reshape(height, bpl)
+    raw = raw[:, :width * nb].reshape(height, width, nb).astype(np.uint32)
+    order = range(nb) if byte_order == 0 else range(nb - 1, -1, -1)
+    pixels = sum(raw[:, :, b] << (8 * i) for i, b in enumerate(order))
+    channels = []
+    for mask in masks[::-1]:  # blue, green, red
+        shift = (int(mask) & -int(mask)).bit_length() - 1
+        channels.append(((pixels >> shift) & 0xFF).astype(np.uint8))
+    return np.dstack(channels)
+
+
+def screenshot(display_name: str) -> np.ndarray:
+    dump = subprocess.run(["xwd", "-root", "-silent", "-display", display_name],
+                          capture_output=True, check=True, timeout=10).stdout
+    return read_xwd(dump)
+
+
+def window_rect(display_name: str) -> tuple[int, int, int, int]:
+    info = subprocess.run(["xwininfo", "-name", "ATM", "-display", display_name],
+                          capture_output=True, text=True, check=True, timeout=10).stdout
+    get = lambda key: int(re.search(rf"{key}:\s+(-?\d+)", info).group(1))  # noqa: E731
+    return get("Absolute upper-left X"), get("Absolute upper-left Y"), get("Width"), get("Height")
+
+
+def wait_for(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def window(xvfb):
+    if shutil.which("xwd") is None or shutil.which("xwininfo") is None:
+        pytest.skip("xwd and xwininfo (x11-apps, x11-utils) are needed for screenshots")
+    events = []
+    display = create_device("display", "opencv://?width=640&height=360",
+                            DeviceContext(emit=lambda k, n, d: events.append((n, d))))
+    display.open()
+    try:
+        display.show("menu", "Choose", options=["balance"])
+        assert wait_for(lambda: display.screen_shown_at > 0)
+        assert wait_for(lambda: window_rect(xvfb)[2:] == (640, 360))
+        yield display, events
+    finally:
+        display.close()
+
+
+def test_opencv_window_plays_the_video_under_xvfb(xvfb):
     display = create_device("display", "opencv://?width=640&height=360", DeviceContext())
     display.open()
     try:
@@ -98,6 +308,73 @@ def test_opencv_window_plays_the_video_under_xvfb(xvfb, monkeypatch):
         assert display.frames_shown >= 10 and display.status is DeviceStatus.ONLINE
         display.stop_video()
         assert not display.video_playing
+    finally:
+        display.close()
+
+
+def test_opencv_window_shows_the_frames_with_overlays_and_stops_at_once(xvfb, window):
+    display, events = window
+    x, y, w, h = window_rect(xvfb)
+    menu = display._canvas("menu", "Choose", {"options": ["balance"]})
+    assert wait_for(lambda: _mad(screenshot(xvfb)[y:y + h, x:x + w], menu) < 2)  # a new window paints late
+
+    display.show_video(str(HELP_VIDEO), language="ja", cancel_at=time.monotonic() + 4.5)
+    frames = _frames(VIDEO_DIR / "help_ja.mp4")
+    box = overlay_boxes((640, 360), "ja", 4)["countdown"]
+
+    def matched_shot():
+        """A screenshot and the frame record it shows: the best of the frames shown around it."""
+        for _ in range(10):
+            before = display.frames_shown
+            shot = screenshot(xvfb)[y:y + h, x:x + w]
+            recent = list(display.shown)[-(display.frames_shown - before + 3):]
+            scored = sorted((_mad(shot, video_canvas(frames[f.index], (640, 360), "ja", f.left)), f)
+                            for f in recent)
+            if scored and scored[0][0] < 3:
+                return shot, scored[0][1]
+        pytest.fail(f"the window shows none of the frames just shown (best {scored[0][0]:.1f})")
+
+    assert wait_for(lambda: display.frames_shown >= 3)
+    shot1, first = matched_shot()
+    time.sleep(1.1)
+    shot2, second = matched_shot()
+    assert first.left is not None and second.left is not None and second.left < first.left  # counting down
+    bx, by, bw, bh = box
+    assert _mad(shot1[by:by + bh, bx:bx + bw], shot2[by:by + bh, bx:bx + bw]) > 0.5
+    assert _mad(shot2, frames[second.index]) > 1  # the overlays are on the screen, not the bare frame
+
+    shown = list(display.shown)
+    dues = np.array([f.due for f in shown])
+    k = np.round((dues - dues[0]) * 10)
+    assert np.allclose(dues - dues[0], k / 10)                # due on an absolute 10 fps schedule
+    assert np.median([f.t - f.due for f in shown]) < 0.02     # and shown on time
+    assert display.frames_dropped == int(k[-1]) + 1 - len(shown)  # every gap is counted as dropped
+
+    stopped = time.monotonic()
+    display.stop_video()
+    assert not display.video_playing
+    while True:
+        taken = time.monotonic()
+        if _mad(screenshot(xvfb)[y:y + h, x:x + w], menu) < 2:
+            break
+        assert taken - stopped < 1.0, "the menu did not come back"
+    assert taken - stopped < 0.1                     # the first screenshot after the stop shows it
+    assert display.screen_shown_at - stopped < 0.1
+    assert [n for n, _ in events if n.startswith("video")] == ["video_started", "video_stopped"]
+    assert events[-1][1]["frames"] == display.frames_shown
+
+
+def test_opencv_window_goes_fullscreen_without_a_window_manager(xvfb):
+    display = create_device("display", "opencv://?fullscreen=1&width=640&height=360", DeviceContext())
+    display.open()
+    try:
+        assert wait_for(lambda: display.screen_shown_at > 0)
+        assert display.size == (1280, 720)  # drawn at the screen's size
+        assert wait_for(lambda: window_rect(xvfb) == (0, 0, 1280, 720))
+        display.play_video(str(HELP_VIDEO), language="zh")
+        assert wait_for(lambda: display.frames_shown >= 2)
+        frame = _frames(VIDEO_DIR / "help_zh.mp4", {display.shown[-1].index})
+        assert len(frame) == 1  # the Chinese file plays
     finally:
         display.close()
 

@@ -1,0 +1,85 @@
+"""Remote commands from the monitoring centre (MQTT 5 request/response).
+
+A request arrives on ``atm/v1/<atm_id>/cmd/<name>`` with a JSON object body,
+a ResponseTopic and CorrelationData. :func:`parse_request` checks it against
+the allow-list and the fields each command takes; a bad request is answered
+at once with ``{"ok": false, "error": ..., "reason": ...}`` and nothing runs.
+A good one is posted to the state machine's loop, which runs it and answers.
+"""
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from devices.registry import DEVICE_KINDS
+
+# name -> {field: (type, required)}
+COMMANDS: dict[str, dict[str, tuple[type, bool]]] = {
+    "status": {},
+    "selftest": {"device": (str, False)},
+    "out_of_service": {"reason": (str, False)},
+    "in_service": {},
+    "rebirth": {},
+    "cash": {},
+}
+MAX_BODY = 4096
+
+
+class BadRequest(ValueError):
+    def __init__(self, error: str, reason: str):
+        super().__init__(reason)
+        self.error = error
+        self.reason = reason
+
+    def response(self, command: str) -> dict:
+        return {"ok": False, "command": command, "error": self.error, "reason": self.reason}
+
+
+def parse_request(name: str, payload: bytes) -> dict:
+    """The request's arguments, or BadRequest."""
+    if name not in COMMANDS:
+        raise BadRequest("unknown_command", f"{name!r} is not a command (allowed: {', '.join(COMMANDS)})")
+    if len(payload) > MAX_BODY:
+        raise BadRequest("malformed", f"the body is {len(payload)} bytes (at most {MAX_BODY})")
+    try:
+        body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest("malformed_json", f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("malformed", "the body must be a JSON object")
+    spec = COMMANDS[name]
+    unknown = sorted(set(body) - set(spec))
+    if unknown:
+        raise BadRequest("unknown_field", f"{name} takes no field {unknown[0]!r} (fields: {', '.join(spec) or 'none'})")
+    for field, (kind, required) in spec.items():
+        if field not in body:
+            if required:
+                raise BadRequest("missing_field", f"{name} needs {field!r}")
+            continue
+        if not isinstance(body[field], kind) or isinstance(body[field], bool):
+            raise BadRequest("bad_field", f"{field!r} must be a {kind.__name__}")
+    if name == "selftest" and body.get("device", "all") not in (*DEVICE_KINDS, "all"):
+        raise BadRequest("bad_field", f"device {body['device']!r} is not one of {', '.join(DEVICE_KINDS)}")
+    if name == "out_of_service" and len(body.get("reason", "")) > 200:
+        raise BadRequest("bad_field", "reason is longer than 200 characters")
+    return body
+
+
+class CommandHandler:
+    """Validates on the network thread; runs on the loop thread (``rebirth`` on the link)."""
+
+    def __init__(self, post: Callable[..., None], rebirth: Callable[[], None]):
+        self.post = post
+        self.rebirth = rebirth
+
+    def __call__(self, name: str, payload: bytes, reply: Callable[[dict], None]) -> None:
+        try:
+            args = parse_request(name, payload)
+        except BadRequest as exc:
+            reply(exc.response(name))
+            return
+        if name == "rebirth":
+            self.rebirth()
+            reply({"ok": True, "command": name})
+            return
+        self.post("remote", command=name, args=args, reply=reply)
