@@ -161,6 +161,7 @@ class MqttLink:
         self._connack = threading.Event()
         self._connack_ok = False
         self._wake_r, self._wake_w = os.pipe()
+        self._woken = False
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._stop = threading.Event()
@@ -191,6 +192,9 @@ class MqttLink:
         self._wake()
 
     def _wake(self) -> None:
+        if self._woken:
+            return  # a wake-up is already pending
+        self._woken = True
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
@@ -374,6 +378,9 @@ class MqttLink:
                 os.read(self._wake_r, 4096)
             except BlockingIOError:
                 pass
+            # After reading: whatever was queued before this is taken by the next _fill,
+            # and a publish from now on writes to the pipe again.
+            self._woken = False
         if sock in readable and client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return self._lost("read failed")
         if writable and client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -429,8 +436,11 @@ class MqttLink:
 
     def _next_backlog(self):
         if not self._page:
+            if self._cursor >= self._boundary:
+                return None  # the backlog is fixed at connect time: nothing more will come
             rows = self.outbox.pending(after=self._cursor, limit=PAGE, upto=self._boundary)
             if not rows:
+                self._cursor = self._boundary
                 return None
             self._page.extend(rows)
         row = self._page.popleft()

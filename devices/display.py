@@ -477,7 +477,17 @@ class OpenCVDisplay(Display):
                     if video is not None:
                         self._end(video)
                     cv2.destroyWindow(self.WINDOW)
-                    cv2.waitKey(1)
+                    # Let the toolkit really delete it: a window of the same name created
+                    # while the old one is still pending deletion may never paint.
+                    deadline = time.monotonic() + 1.0
+                    while time.monotonic() < deadline:
+                        cv2.waitKey(5)
+                        try:
+                            if cv2.getWindowProperty(self.WINDOW, cv2.WND_PROP_AUTOSIZE) < 0:
+                                break
+                        except cv2.error:
+                            break
+                    print("closed after", round(1.0 - (deadline - time.monotonic()), 3))
                     return
                 if kind == "screen":
                     screen = self._canvas(*request[1:])

@@ -70,9 +70,15 @@ class _GpioProximity(PolledProximity):
         self._sensor = None
         self._wanted = False
 
+    @property
+    def sensor(self):
+        """The gpiozero device (None while the device is not open)."""
+        return self._sensor
+
     def open(self) -> None:
         self._wanted = True
-        self._start()
+        if self._sensor is None:
+            self._start()
 
     def _start(self) -> None:
         try:
@@ -145,6 +151,7 @@ class DistanceProximity(_GpioProximity):
         self.readings += 1
 
     def _make_sensor(self, gpiozero):
+        self._readings.clear()  # nothing left over from before a close
         sensor_class = _recording(gpiozero.DistanceSensor, self._record)
         return sensor_class(echo=self.echo, trigger=self.trigger, queue_len=1, partial=True,
                             max_distance=self.max_distance,

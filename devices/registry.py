@@ -61,7 +61,7 @@ class Locator:
         if not parts.scheme:
             raise LocatorError(f"{text!r} has no backend scheme")
         path = (parts.netloc + parts.path) if parts.netloc else parts.path
-        return cls(text, parts.scheme.lower(), path, dict(parse_qsl(parts.query)))
+        return cls(text, parts.scheme.lower(), path, dict(parse_qsl(parts.query, keep_blank_values=True)))
 
 
 def register_backend(kind: str, scheme: str, target: str) -> None:

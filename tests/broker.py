@@ -87,7 +87,7 @@ class Mosquitto:
     def __init__(self, port: int | None = None, *, tls: "Pki | None" = None,
                  require_certificate: bool = True, acl: "str | os.PathLike | None" = None,
                  use_identity_as_username: bool = True, allow_anonymous: bool | None = None,
-                 persistence: bool = False):
+                 persistence: bool = False, extra: str = ""):
         self.exe = find_mosquitto()
         self.port = port or free_port()
         self.host = HOST
@@ -124,6 +124,8 @@ class Mosquitto:
             lines.append("persistence false")
         if self.acl_file is not None:
             lines.append(f"acl_file {self.acl_file}")
+        if extra:  # more mosquitto.conf lines, e.g. "max_queued_messages 0" for benchmarks
+            lines.append(extra)
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
 

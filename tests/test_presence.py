@@ -355,9 +355,9 @@ def test_pir_present_while_motion_was_seen_within_hold(mock_factory, vctx, devic
 
     def until(motion: bool) -> None:
         deadline = time.monotonic() + 3.0
-        while dev._sensor.motion_detected != motion and time.monotonic() < deadline:
+        while dev.sensor.motion_detected != motion and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert dev._sensor.motion_detected == motion
+        assert dev.sensor.motion_detected == motion
 
     run_until(vctx, 1.0)
     pin.drive_high()

@@ -1,0 +1,155 @@
+"""Remote commands: MQTT 5 request/response against a running agent, and their timing in a session."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent import config as configmod
+from agent.output import Recorder
+from agent.remote import BadRequest, parse_request
+from agent.runtime import Agent
+from fsm.clock import RealClock
+from hw_mocks.customer import Visit
+from tests.broker import HOST
+from tests.helpers import run_visits
+
+ATM = "atm-0001"
+
+
+class Requester:
+    """The monitoring centre's side: send a command, wait for its answer."""
+
+    def __init__(self, broker):
+        self.answers: dict[bytes, dict] = {}
+        self.births: list[dict] = []
+        self.cond = threading.Condition()
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id="centre-cmd", protocol=paho.MQTTv5)
+        c.on_message = self._on_message
+        c.connect(HOST, broker.port)
+        c.subscribe(f"atm/v1/{ATM}/reply/#", qos=1)
+        c.subscribe(f"atm/v1/{ATM}/birth", qos=1)
+        c.loop_start()
+        time.sleep(0.2)
+        self.client = c
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.cond:
+            if msg.topic.endswith("/birth"):
+                self.births.append(json.loads(msg.payload))
+            else:
+                self.answers[msg.properties.CorrelationData] = json.loads(msg.payload)
+            self.cond.notify_all()
+
+    def ask(self, command: str, body: bytes | dict = b"{}", timeout: float = 5.0) -> dict:
+        correlation = uuid.uuid4().bytes
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = f"atm/v1/{ATM}/reply/centre"
+        props.CorrelationData = correlation
+        payload = json.dumps(body).encode() if isinstance(body, dict) else body
+        self.client.publish(f"atm/v1/{ATM}/cmd/{command}", payload, qos=1, properties=props)
+        with self.cond:
+            assert self.cond.wait_for(lambda: correlation in self.answers, timeout), f"no answer to {command}"
+            return self.answers[correlation]
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def running(mosquitto, tmp_path):
+    cfg = configmod.from_dict({"journal": {"path": str(tmp_path / "j.db")}})
+    clock = RealClock()
+    agent = Agent(cfg, clock, Recorder(clock, keep=False), brokers=[mosquitto.url])
+    agent.warm_prompts()
+    agent.start()
+    agent.start_thread()
+    assert agent.publisher.wait_connected(5)
+    deadline = time.monotonic() + 5
+    while agent.atm.state != "idle" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    requester = Requester(mosquitto)
+    yield agent, requester
+    requester.stop()
+    agent.stop()
+
+
+def test_each_command_answers_on_the_response_topic(running):
+    agent, centre = running
+    status = centre.ask("status")
+    assert status["ok"] and status["state"] == "idle" and status["service"] == "in_service"
+    assert status["devices"]["dispenser"]["status"] == "online"
+    cash = centre.ask("cash")
+    assert [c["id"] for c in cash["cassettes"]] == ["A", "B"]
+    tested = centre.ask("selftest", {"device": "dispenser"})
+    assert tested["ok"] and tested["results"] == {"dispenser": "online"}
+    births = len(centre.births)
+    assert centre.ask("rebirth")["ok"]
+    deadline = time.monotonic() + 3
+    while len(centre.births) == births and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(centre.births) > births and centre.births[-1]["bdSeq"] == agent.publisher.bdseq
+
+
+def test_out_of_service_and_back_when_idle_take_effect_at_once(running):
+    agent, centre = running
+    answer = centre.ask("out_of_service", {"reason": "cash van due"})
+    assert answer["ok"] and answer["effective"] == "now"
+    assert centre.ask("status")["state"] == "out_of_service"
+    assert centre.ask("out_of_service")["error"] == "not_permitted"
+    answer = centre.ask("in_service")
+    assert answer["ok"] and answer["effective"] == "now"
+    assert centre.ask("status")["state"] == "idle"
+    assert centre.ask("in_service")["error"] == "not_permitted"
+
+
+@pytest.mark.parametrize("command, body, error", [
+    ("status", b"{not json", "malformed_json"),
+    ("status", b"[1, 2]", "malformed"),
+    ("reboot", b"{}", "unknown_command"),
+    ("selftest", {"device": "toaster"}, "bad_field"),
+    ("selftest", {"device": 7}, "bad_field"),
+    ("out_of_service", {"reason": "x", "until": "tomorrow"}, "unknown_field"),
+])
+def test_bad_requests_get_an_error_and_change_nothing(running, command, body, error):
+    agent, centre = running
+    answer = centre.ask(command, body)
+    assert answer["ok"] is False and answer["error"] == error and answer["reason"]
+    assert agent.atm.state == "idle" and not agent.atm.held
+
+
+def test_parse_request_checks_fields():
+    assert parse_request("selftest", b"") == {}
+    with pytest.raises(BadRequest, match="200 characters"):
+        parse_request("out_of_service", json.dumps({"reason": "x" * 201}).encode())
+    with pytest.raises(BadRequest, match="bytes"):
+        parse_request("status", b"{" + b" " * 5000 + b"}")
+
+
+def test_out_of_service_requested_mid_session_waits_for_the_session_to_end():
+    answers = []
+
+    def request(agent):  # during the customer's PIN entry
+        agent.atm.remote_command("out_of_service", {"reason": "audit"}, answers.append)
+
+    def selftest(agent):
+        agent.atm.remote_command("selftest", {}, answers.append)
+
+    run = run_visits([Visit("withdrawal", amount=20_000), Visit("balance", card="domestic2")],
+                     setup=lambda a: (a.scheduler.call_later(6.0, request, a),
+                                      a.scheduler.call_later(6.2, selftest, a)))
+    assert answers[0] == {"ok": True, "command": "out_of_service", "effective": "after_session"}
+    assert answers[1]["ok"] is False and answers[1]["error"] == "not_permitted"
+    outcomes = [s["outcome"] for s in run.sessions()]
+    assert outcomes == ["completed"]  # the withdrawal finished; the next customer was not served
+    states = [r["state"] for r in run.agent.recorder.of_type("state")]
+    assert states[-1] == "out_of_service" and "dispensing" in states
+    assert states.index("dispensing") < len(states) - 1 - states[::-1].index("out_of_service")
