@@ -37,7 +37,7 @@ def scheme(locator: str) -> str:
 def is_simulated(locator: str) -> bool:
     """In-process simulation or emulator: no real device, no real card."""
     s = scheme(locator)
-    return s == "sim" or s.endswith("+emu")
+    return s in ("sim", "trace") or s.endswith("+emu")
 
 
 def is_emulated(locator: str) -> bool:

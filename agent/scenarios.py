@@ -22,6 +22,7 @@ class Scenario:
     config: dict = field(default_factory=dict)       # overrides for the config file
     setup: Callable[[object], None] | None = None     # agent -> None, before the first visit
     epilogue: Callable[[object], None] | None = None  # agent -> None, after the last visit
+    linger: float = 5.0                               # virtual seconds to run on after the last visit
 
 
 class ScenarioRun:
@@ -54,7 +55,7 @@ class ScenarioRun:
             return
         if self.scenario.epilogue:
             self.scenario.epilogue(self.agent)
-        self.agent.scheduler.call_later(5.0, self.agent.loop.stop)
+        self.agent.scheduler.call_later(self.scenario.linger, self.agent.loop.stop)
 
     # what the checks look at -------------------------------------------------
     def sessions(self) -> list[dict]:
@@ -169,6 +170,62 @@ def _check_cash_low(run):
     return problems
 
 
+def _check_forgotten_card_deposit(run):
+    problems: list[str] = []
+    expect(outcomes(run) == ["card_retained"], f"outcomes {outcomes(run)}", problems)
+    played = {p["prompt"] for p in run.prompts("forgotten_card_deposit")}
+    expect(len(run.prompts("forgotten_card_deposit")) >= 2, "deposit pattern not repeated", problems)
+    expect(not run.prompts("forgotten_card"), "the withdrawal pattern was used after a deposit", problems)
+    expect("forgotten_card" not in played, f"played {sorted(played)}", problems)
+    retained = [e for e in run.telemetry("event") if e.get("event") == "card_retained"]
+    expect(len(retained) == 1 and retained[0]["function"] == "deposit", f"card_retained events {retained}",
+           problems)
+    return problems
+
+
+def _check_customer_returns(run):
+    problems: list[str] = []
+    expect(outcomes(run) == ["completed"], f"outcomes {outcomes(run)}", problems)
+    expect(len(run.prompts("forgotten_card")) >= 1, "the prompt never started", problems)
+    stops = [p for p in run.agent.recorder.of_type("prompt") if p.get("action") == "stop"
+             and p.get("reason") == "customer_returned"]
+    expect(len(stops) == 1, f"prompt stops {stops}", problems)
+    expect(len(run.agent.devices["card_reader"].captured) == 0, "the card was captured", problems)
+    return problems
+
+
+def _check_no_prompt(run, sessions: int):
+    problems: list[str] = []
+    expect(len(outcomes(run)) == sessions, f"outcomes {outcomes(run)}", problems)
+    forgotten = [p for p in run.prompts() if p.get("pattern")]
+    expect(not forgotten, f"forgotten-item prompts played: {forgotten}", problems)
+    return problems
+
+
+def _check_passer_by(run):
+    problems = _check_no_prompt(run, 0)
+    seen = [r for r in run.agent.recorder.of_type("device") if r.get("event") == "presence" and r.get("present")]
+    expect(bool(seen), "the sensor never saw the passer who stopped", problems)
+    return problems
+
+
+def _check_sensor_glitch(run):
+    problems = _check_no_prompt(run, 1)
+    expect(outcomes(run) == ["completed"], f"outcomes {outcomes(run)}", problems)
+    faults = [(f["code"], f["state"]) for f in run.telemetry("fault") if f["device"] == "proximity"]
+    expect(("no_readings", "raised") in faults and faults[-1] == ("no_readings", "cleared"),
+           f"sensor faults {faults}", problems)
+    return problems
+
+
+def _sensor_fails(agent):
+    agent.devices["proximity"].inject("failure")
+
+
+def _sensor_recovers(agent):
+    agent.devices["proximity"].remove("failure")
+
+
 SCENARIOS = {s.name: s for s in [
     Scenario("withdrawal", "A customer withdraws 30,000 yen and takes card and cash.",
              [Visit("withdrawal", amount=30_000)], _completed("withdrawal", _withdrawal_more)),
@@ -191,4 +248,16 @@ SCENARIOS = {s.name: s for s in [
              [Visit("withdrawal", amount=40_000)], _check_cash_low,
              config={"cassettes": [{"id": "A", "denomination": 10_000, "count": 53, "low": 50},
                                    {"id": "B", "denomination": 1_000, "count": 1000, "low": 100}]}),
+    Scenario("forgotten-card-deposit", "After a deposit the customer walks away without the card:"
+             " the deposit pattern (chime, more often, more urgent) calls them back, then the card is retained.",
+             [Visit("deposit", forget_card=True)], _check_forgotten_card_deposit),
+    Scenario("customer-returns", "The customer walks away from the card, hears the prompt, comes back"
+             " and takes the card.", [Visit("balance", forget_card=True, come_back_after=6.0)],
+             _check_customer_returns),
+    Scenario("passer-by", "Nobody uses the ATM; people walk past the distance sensor and one stops briefly.",
+             [], _check_passer_by, config={"devices": {"proximity": "trace://passers-by"}}, linger=40.0),
+    Scenario("sensor-glitch", "The presence sensor stops reporting during a session: no prompt, the"
+             " ATM relies on its time-outs; the fault is raised and cleared.",
+             [Visit("balance", forget_card=True, come_back_after=4.0)], _check_sensor_glitch,
+             setup=_sensor_fails, epilogue=_sensor_recovers),
 ]}
