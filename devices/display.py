@@ -291,11 +291,13 @@ class _Playback:
 _gui_lock = threading.Lock()
 _gui_jobs: "queue.SimpleQueue" = queue.SimpleQueue()
 _gui_thread: threading.Thread | None = None
+_gui_window = False   # the window exists (only the GUI thread touches this)
 
 
 def _gui_worker() -> None:
-    """Runs one OpenCV window after the other. HighGUI's toolkit (Qt here) is bound to the
-    thread that first used it: a window opened later from another thread never shows."""
+    """Serves one OpenCV display after the other, in one window. HighGUI's toolkit (Qt here)
+    is bound to the thread that first used it: a window opened later from another thread
+    never shows."""
     while True:
         display = _gui_jobs.get()
         try:
@@ -312,8 +314,9 @@ class OpenCVDisplay(Display):
 
     One thread owns the window: every cv2 GUI call happens there, and callers
     only queue requests, so ``show`` and ``play_video`` never block. That thread
-    lives as long as the process and serves one open display at a time (a display
-    opened while another is open waits for it to close). The thread
+    and its window live as long as the process and serve one open display at a
+    time (a display opened while another is open waits for it to close; a closed
+    one leaves the window blank). The thread
     waits on the request queue (at most ``SLICE`` seconds, then pumps the GUI
     events), so a stop takes effect within milliseconds. Video frames are decoded
     on that thread and shown on an absolute schedule at the file's frame rate; a
@@ -440,9 +443,15 @@ class OpenCVDisplay(Display):
         return True
 
     def _run(self) -> None:
+        global _gui_window
         import cv2
+        import numpy as np
         try:
-            cv2.namedWindow(self.WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)
+            if not _gui_window:  # one window for the life of the process (see "close" below)
+                cv2.namedWindow(self.WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)
+                _gui_window = True
+            elif not self.fullscreen:
+                cv2.setWindowProperty(self.WINDOW, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_NORMAL)
             if self.fullscreen:
                 # Draw at the screen's size and cover it even when no window manager honours
                 # the fullscreen request (a bare X kiosk); otherwise width x height, scaled.
@@ -476,18 +485,10 @@ class OpenCVDisplay(Display):
                 if kind == "close":
                     if video is not None:
                         self._end(video)
-                    cv2.destroyWindow(self.WINDOW)
-                    # Let the toolkit really delete it: a window of the same name created
-                    # while the old one is still pending deletion may never paint.
-                    deadline = time.monotonic() + 1.0
-                    while time.monotonic() < deadline:
-                        cv2.waitKey(5)
-                        try:
-                            if cv2.getWindowProperty(self.WINDOW, cv2.WND_PROP_AUTOSIZE) < 0:
-                                break
-                        except cv2.error:
-                            break
-                    print("closed after", round(1.0 - (deadline - time.monotonic()), 3))
+                    # The window stays (blank) for the next display of this process: a
+                    # second top-level window of HighGUI's Qt sometimes never paints.
+                    cv2.imshow(self.WINDOW, np.zeros((self.size[1], self.size[0], 3), np.uint8))
+                    cv2.waitKey(1)
                     return
                 if kind == "screen":
                     screen = self._canvas(*request[1:])

@@ -167,9 +167,10 @@ def test_demo_messages_match_the_schemas(broker, name):
         live = [m for m in sub.messages if not m.retain]  # retained ones are the previous run's
     seen = check_wire(live, "atm-0001")
     assert seen["birth"] == 1 and seen["status"] >= 3 and seen["cash"] >= 1
-    assert seen["event:session"] >= 1
     printed = [json.loads(line) for line in proc.stdout.splitlines()]
     telemetry = [r for r in printed if r["type"] == "telemetry"]
+    sessions = [r for r in telemetry if r["payload"].get("event") == "session"]
+    assert seen["event:session"] == len(sessions)  # a scenario may have none (passer-by)
     for record in telemetry:
         kind = record["topic"].rsplit("/", 1)[1]
         assert_valid(f"{kind}.schema.json", record["payload"], f"--json {record['topic']}")
@@ -308,7 +309,10 @@ def test_command_requests_and_responses_match_the_schemas(broker):
         try:
             agent.start()
             agent.start_thread()
-            assert _wait(lambda: agent.publisher.connected and agent.atm.state == "idle")
+            assert _wait(lambda: agent.publisher.connected and agent.atm.state == "idle", timeout=10)
+            # The link subscribes to cmd/+ after the birth: a stored message arriving means the
+            # SUBSCRIBE went before it, so no request can overtake it.
+            sub.wait_for(lambda m: kind_of(m.topic) == "cash", timeout=10)
             for name, body in GOOD:
                 if isinstance(body, dict):
                     assert_valid(f"command-request.schema.json#/$defs/{name}", body, name)
