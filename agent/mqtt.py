@@ -311,11 +311,11 @@ class MqttLink:
             client.disconnect()
             return self._failed(url, "no CONNACK" if not self._connack.is_set() else "refused the connection")
         previous, self.current, self._client = self.current, url, client
-        if previous is not None and previous != url:
-            self.failovers += 1
-            self._report_failover(previous, url)
         log.info("MQTT connected to %s (bdSeq %d)", url, self.bdseq)
         self._on_session()
+        if previous is not None and previous != url:  # after the backlog's boundary: a live event
+            self.failovers += 1
+            self._report_failover(previous, url)
         self._first_attempt.set()
         return True
 
@@ -338,8 +338,8 @@ class MqttLink:
     def _on_session(self) -> None:
         """A new connection: birth, online status, command subscription, then the backlog."""
         client = self._client
+        client.subscribe(self.prefix + "cmd/+", qos=1)  # before the birth, as Sparkplug does
         self._send_birth()
-        client.subscribe(self.prefix + "cmd/+", qos=1)
         self._inflight.clear()
         self._boundary = self.outbox.max_id()
         self._cursor = 0
@@ -416,6 +416,8 @@ class MqttLink:
                     return
             message_id, topic, payload, retain = item
             extra = {"historical": True} if historical else {}
+            if historical:
+                retain = False  # an old state must never overwrite the retained current one
             if topic == self._status_topic:
                 extra["bdSeq"] = self.bdseq
             info = self._client.publish(topic, _splice(payload, extra), 1, retain)
@@ -544,5 +546,5 @@ class MqttLink:
                 self.reply(response, correlation, body)
 
         if self.on_command is None:
-            return reply({"ok": False, "error": "unavailable", "reason": "no command handler"})
+            return reply({"ok": False, "command": name, "error": "unavailable", "reason": "no command handler"})
         self.on_command(name, message.payload, reply)

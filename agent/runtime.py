@@ -114,7 +114,7 @@ class Agent:
         return {
             "firmware": __version__,
             "boot": self.telemetry.boot,
-            "rig": self.config.rig or "(config devices)",
+            "rig": Path(self.config.rig).stem if self.config.rig else "(config devices)",
             "devices": {k: {"locator": d.locator, "status": d.status.value} for k, d in self.devices.items()},
             "cassettes": [c.as_dict() for c in self.devices["dispenser"].cassettes],
             "service": atm.service if atm and atm.state != "starting" else "starting",
@@ -167,7 +167,13 @@ class Agent:
         start = getattr(self.publisher, "start", None)
         if start is not None:
             start()
-        self.scheduler.call_later(0, self.atm.start)
+        self.scheduler.call_later(0, self._start_atm)
+
+    def _start_atm(self) -> None:
+        self.atm.start()
+        rebirth = getattr(self.publisher, "rebirth", None)
+        if rebirth is not None:  # the first birth went out before the devices were up
+            rebirth()
 
     def start_thread(self) -> None:
         """Real clock: run the loop on its own thread."""

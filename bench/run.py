@@ -9,6 +9,8 @@
    for a PSE card and a 61xx-chunked card (bench/chip_read.py).
 5. Durable telemetry against local mosquitto brokers: throughput against raw
    paho, fault latency under load, backlog drain, failover (bench/telemetry.py).
+6. "Customer left" to the first audio sample written to ALSA, cached prompts
+   against pyttsx3 on demand (bench/voice_latency.py).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from agent import config as configmod  # noqa: E402
 from agent.output import Recorder  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
-from bench import chip_read, serial_roundtrip, telemetry  # noqa: E402
+from bench import chip_read, serial_roundtrip, telemetry, voice_latency  # noqa: E402
 from fsm.clock import VirtualClock  # noqa: E402
 from hw_mocks.customer import Customer, Visit  # noqa: E402
 
@@ -93,6 +95,7 @@ def main() -> None:
     serial = serial_roundtrip.run(args.serial_fast, args.serial_timed)
     chip = chip_read.run(args.chip_rounds)
     mqtt = telemetry.run()
+    voice = voice_latency.run()
     print(f"withdrawal sessions/s, virtual clock, one core, journal in memory : {rate_mem:8.0f}  (target >= 2000)")
     print(f"withdrawal sessions/s, virtual clock, one core, journal on disk   : {rate_disk:8.0f}  (synchronous=FULL)")
     print(f"ratio disk/memory                                                 : {rate_disk / rate_mem:8.3f}")
@@ -115,6 +118,7 @@ def main() -> None:
             print(f"{label:<66}: {f['median_ms']:8.1f} ms median (p95 {f['p95_ms']:.1f}; {f['rounds']} rounds)"
                   + ("  (target <= 300 ms)" if what == "insert_to_data" and "PSE" in name else ""))
     telemetry.report(mqtt)
+    voice_latency.report(voice)
 
 if __name__ == "__main__":
     main()

@@ -515,6 +515,7 @@ class OpenCVDisplay(Display):
                 # can drop the first image and stay black until the next one.
                 cv2.imshow(self.WINDOW, screen)
                 cv2.waitKey(1)
+                import sys; print("DBG imshow screen", id(self) % 1000, round(time.monotonic(), 3), screen.mean(), cv2.getWindowImageRect(self.WINDOW), file=sys.stderr)
                 refresh_at = time.monotonic() + self.REFRESH
                 if redraw:
                     self.screen_shown_at = time.monotonic()

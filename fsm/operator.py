@@ -19,7 +19,11 @@ class OperatorCommands:
         if handler is None:
             return reply({"ok": False, "command": command, "error": "unknown_command",
                           "reason": f"{command!r} is not a command"})
-        result = handler(args)
+        try:
+            result = handler(args)
+        except Exception as exc:  # answer, then let the loop's containment log it
+            reply({"ok": False, "command": command, "error": "internal", "reason": repr(exc)})
+            raise
         self.journal.event(None, "remote_command", command=command, args=args, ok=result.get("ok", True))
         reply({"ok": True, "command": command, **result})
 
@@ -28,7 +32,7 @@ class OperatorCommands:
 
     def _cmd_status(self, args: dict) -> dict:
         return {"state": self.state, "service": self.service, "functions": self.functions,
-                "held": self.held, "session_active": self._busy(),
+                "held": self.held, "hold_reason": self.hold_reason, "session_active": self._busy(),
                 "devices": {k: {"status": d.status.value, "faults": sorted(d.faults)}
                             for k, d in self.devices.items()}}
 

@@ -153,6 +153,26 @@ def test_no_card_data_fits_an_event_or_a_fault():
     assert problems("event.schema.json", {**session, "event": "card_swallowed"})  # the list is closed
 
 
+def test_the_examples_in_telemetry_md_match_a_schema():
+    text = (ROOT / "docs" / "telemetry.md").read_text()
+    examples = []
+    for block in re.findall(r"```json\n(.*?)```", text, re.S):
+        pending = ""
+        for line in block.splitlines():  # one object per line, or one spread over several
+            pending += line
+            try:
+                examples.append(json.loads(pending))
+                pending = ""
+            except json.JSONDecodeError:
+                continue
+        assert not pending, f"unparsable example in docs/telemetry.md: {pending[:80]}"
+    assert len(examples) >= 10
+    for example in examples:
+        refs = [f"{k}.schema.json" for k in TELEMETRY_KINDS] if "atm_id" in example else [
+            "command-response.schema.json"]
+        assert any(not problems(ref, example) for ref in refs), example
+
+
 # -- every demo scenario through a real broker ---------------------------------------------------
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_demo_messages_match_the_schemas(broker, name):
@@ -166,7 +186,7 @@ def test_demo_messages_match_the_schemas(broker, name):
                      and m.json()["state"] == "offline")
         live = [m for m in sub.messages if not m.retain]  # retained ones are the previous run's
     seen = check_wire(live, "atm-0001")
-    assert seen["birth"] == 1 and seen["status"] >= 3 and seen["cash"] >= 1
+    assert seen["birth"] == 2 and seen["status"] >= 3 and seen["cash"] >= 1
     printed = [json.loads(line) for line in proc.stdout.splitlines()]
     telemetry = [r for r in printed if r["type"] == "telemetry"]
     sessions = [r for r in telemetry if r["payload"].get("event") == "session"]
