@@ -158,9 +158,22 @@ class SessionFlow:
 
     def on_enter_menu(self, event) -> None:
         # self.functions is current: every fault, refill and session end refreshes it.
-        self.dev("keypad").set_mode("choice", self.functions)
-        self.show("menu", options=list(self.functions))
+        languages = [f"lang:{lang}" for lang in self.cfg.languages]
+        self.dev("keypad").set_mode("choice", [*self.functions, *languages])
+        self.show("menu", options=list(self.functions), languages=list(self.cfg.languages),
+                  language=self.session.language)
         self._arm_idle()
+
+    def chose_language(self, event) -> bool:
+        """The customer picks a language on the menu: everything from now on uses it."""
+        value = event.kwargs.get("value", "")
+        if not value.startswith("lang:") or value[5:] not in self.cfg.languages:
+            return False
+        self.session.language = value[5:]
+        self.journal.step(self.sid, "language", language=self.session.language)
+        self.show("menu", options=list(self.functions), languages=list(self.cfg.languages),
+                  language=self.session.language)
+        return True
 
     def _chose(self, event, function: str) -> bool:
         if event.kwargs.get("value") != function or function not in self.functions:

@@ -49,6 +49,7 @@ TRANSITIONS = [
     T(trigger="host_replied", source="verifying_pin", dest="pin_entry", conditions="reply_wrong_pin"),
     T(trigger="host_replied", source="verifying_pin", dest="ejecting_card", before="host_declined"),
 
+    T(trigger="chosen", source="menu", dest=None, conditions="chose_language"),
     T(trigger="chosen", source="menu", dest="amount_entry", conditions="chose_withdrawal"),
     T(trigger="chosen", source="menu", dest="accepting_notes", conditions="chose_deposit"),
     T(trigger="chosen", source="menu", dest="authorising", conditions="chose_balance"),

@@ -30,6 +30,7 @@ class Visit:
     forget_card: bool = False
     forget_cash: bool = False
     come_back_after: float | None = None  # walks away, then returns for the item
+    language: str | None = None        # picks this language on the menu first
     label: str = ""
 
 
@@ -98,6 +99,8 @@ class Customer:
                 return self._type("0000")
             return self._type(v.pin)
         if screen == "menu":
+            if v.language and self._fields.get("language") != v.language:
+                return self._act(self.dev["keypad"].customer_enter, f"lang:{v.language}")
             options = self._fields.get("options", [])
             choice = v.function if v.function in options else "cancel"
             return self._act(self.dev["keypad"].customer_enter, choice)

@@ -79,3 +79,22 @@ def test_the_help_video_waits_for_real_idleness_and_stops_on_input():
     assert len(started) == 1 and abs(started[0] - (menu + idle)) < 1e-6
     key = [t for t in times(run, "device", device="keypad", event="key") if t > started[0]][0]
     assert stopped and stopped[0] == key
+
+
+def test_the_customers_language_choice_wins_over_the_cards_country():
+    run = run_visits([Visit("withdrawal", language="ko", forget_card=True)])
+    plays = run.prompts("forgotten_card")
+    assert plays and all(p["language"] == "ko" for p in plays)
+    menus = [r for r in run.agent.recorder.of_type("device") if r.get("screen") == "menu"]
+    assert menus[0]["fields"]["language"] == "ja" and menus[-1]["fields"]["language"] == "ko"
+
+
+def test_an_overseas_chinese_card_hears_chinese():
+    from hw_mocks import cards
+    card = cards.SimCard("6200000000000005", country="0156", label="SIM UNIONPAY")
+    cards.CARDS["unionpay"] = card
+    try:
+        run = run_visits([Visit("balance", card="unionpay", forget_card=True)])
+    finally:
+        del cards.CARDS["unionpay"]
+    assert run.prompts("forgotten_card") and all(p["language"] == "zh" for p in run.prompts("forgotten_card"))
