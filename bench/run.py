@@ -11,6 +11,8 @@
    paho, fault latency under load, backlog drain, failover (bench/telemetry.py).
 6. "Customer left" to the first audio sample written to ALSA, cached prompts
    against pyttsx3 on demand (bench/voice_latency.py).
+7. The help video on the real window under Xvfb: timeout to first frame, and
+   sustained 720p playback, frames dropped and CPU (bench/video_playback.py).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from agent import config as configmod  # noqa: E402
 from agent.output import Recorder  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
-from bench import chip_read, serial_roundtrip, telemetry, voice_latency  # noqa: E402
+from bench import chip_read, serial_roundtrip, telemetry, video_playback, voice_latency  # noqa: E402
 from fsm.clock import VirtualClock  # noqa: E402
 from hw_mocks.customer import Customer, Visit  # noqa: E402
 
@@ -96,6 +98,7 @@ def main() -> None:
     chip = chip_read.run(args.chip_rounds)
     mqtt = telemetry.run()
     voice = voice_latency.run()
+    video = video_playback.run()
     print(f"withdrawal sessions/s, virtual clock, one core, journal in memory : {rate_mem:8.0f}  (target >= 2000)")
     print(f"withdrawal sessions/s, virtual clock, one core, journal on disk   : {rate_disk:8.0f}  (synchronous=FULL)")
     print(f"ratio disk/memory                                                 : {rate_disk / rate_mem:8.3f}")
@@ -119,6 +122,7 @@ def main() -> None:
                   + ("  (target <= 300 ms)" if what == "insert_to_data" and "PSE" in name else ""))
     telemetry.report(mqtt)
     voice_latency.report(voice)
+    video_playback.report(video)
 
 if __name__ == "__main__":
     main()

@@ -214,8 +214,8 @@ def x_screen_size(display: str) -> tuple[int, int] | None:
         return None
     name, cookie = _x_cookie(number)
     pad = lambda b: b + bytes(-len(b) % 4)  # noqa: E731
-    request = b"l\0" + (11).to_bytes(2, "little") + (0).to_bytes(2, "little") \
-        + len(name).to_bytes(2, "little") + len(cookie).to_bytes(2, "little") + b"\0\0" + pad(name) + pad(cookie)
+    u16 = lambda n: n.to_bytes(2, "little")  # noqa: E731
+    request = b"l\0" + u16(11) + u16(0) + u16(len(name)) + u16(len(cookie)) + b"\0\0" + pad(name) + pad(cookie)
     try:
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(1)
@@ -233,7 +233,8 @@ def x_screen_size(display: str) -> tuple[int, int] | None:
         return None
     vendor_len, n_formats = int.from_bytes(reply[24:26], "little"), reply[29]
     screen = 40 + vendor_len + (-vendor_len % 4) + 8 * n_formats
-    w, h = int.from_bytes(reply[screen + 20:screen + 22], "little"), int.from_bytes(reply[screen + 22:screen + 24], "little")
+    w = int.from_bytes(reply[screen + 20:screen + 22], "little")
+    h = int.from_bytes(reply[screen + 22:screen + 24], "little")
     return (w, h) if w and h else None
 
 
@@ -372,6 +373,12 @@ class OpenCVDisplay(Display):
         self._playing.clear()
         self._requests.put(("stop",))
 
+    def recreate_window(self) -> None:
+        """Replace the window with a new one. For a window that stays blank: HighGUI's Qt
+        sometimes misses the X server's MapNotify for a new window when no window manager
+        runs, and then never paints it (seen under load on Xvfb)."""
+        self._requests.put(("recreate",))
+
     @property
     def video_playing(self) -> bool:
         return self._playing.is_set()
@@ -417,7 +424,8 @@ class OpenCVDisplay(Display):
         self.emit("video_stopped", path=video.path, frames=video.shown, dropped=video.dropped)
 
     def _ended(self, seq: int) -> None:
-        """The window thread ended play ``seq`` by itself: no longer playing, unless a newer one was asked for."""
+        """The window thread ended play ``seq`` by itself: no longer playing, unless a newer
+        play was asked for meanwhile."""
         if seq == self._seq:
             self._playing.clear()
 
@@ -442,27 +450,38 @@ class OpenCVDisplay(Display):
         self.shown.append(FrameShown(time.monotonic(), index, left, due))
         return True
 
-    def _run(self) -> None:
+    def _window(self, recreate: bool = False) -> None:
+        """Make the window ready for this display (window thread only)."""
         global _gui_window
+        import cv2
+        if recreate and _gui_window:
+            cv2.destroyWindow(self.WINDOW)
+            cv2.waitKey(5)
+            _gui_window = False
+        if not _gui_window:  # one window for the life of the process (see "close" below)
+            cv2.namedWindow(self.WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)
+            _gui_window = True
+            for _ in range(10):  # let the toolkit see the window mapped before it is resized
+                cv2.waitKey(5)
+        elif not self.fullscreen:
+            cv2.setWindowProperty(self.WINDOW, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_NORMAL)
+        if self.fullscreen:
+            # Draw at the screen's size and cover it even when no window manager honours
+            # the fullscreen request (a bare X kiosk); otherwise width x height, scaled.
+            screen_size = x_screen_size(os.environ.get("DISPLAY", ""))
+            if screen_size:
+                self.size = screen_size
+                cv2.moveWindow(self.WINDOW, 0, 0)
+            cv2.resizeWindow(self.WINDOW, *self.size)
+            cv2.setWindowProperty(self.WINDOW, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
+        else:
+            cv2.resizeWindow(self.WINDOW, *self.size)
+
+    def _run(self) -> None:
         import cv2
         import numpy as np
         try:
-            if not _gui_window:  # one window for the life of the process (see "close" below)
-                cv2.namedWindow(self.WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)
-                _gui_window = True
-            elif not self.fullscreen:
-                cv2.setWindowProperty(self.WINDOW, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_NORMAL)
-            if self.fullscreen:
-                # Draw at the screen's size and cover it even when no window manager honours
-                # the fullscreen request (a bare X kiosk); otherwise width x height, scaled.
-                screen_size = x_screen_size(os.environ.get("DISPLAY", ""))
-                if screen_size:
-                    self.size = screen_size
-                    cv2.moveWindow(self.WINDOW, 0, 0)
-                cv2.resizeWindow(self.WINDOW, *self.size)
-                cv2.setWindowProperty(self.WINDOW, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
-            else:
-                cv2.resizeWindow(self.WINDOW, *self.size)
+            self._window()
         except cv2.error as exc:
             self.raise_fault("no_display", f"cannot open a window: {exc}", Severity.ERROR)
             return
@@ -490,7 +509,10 @@ class OpenCVDisplay(Display):
                     cv2.imshow(self.WINDOW, np.zeros((self.size[1], self.size[0], 3), np.uint8))
                     cv2.waitKey(1)
                     return
-                if kind == "screen":
+                if kind == "recreate":
+                    self._window(recreate=True)
+                    redraw = video is None
+                elif kind == "screen":
                     screen = self._canvas(*request[1:])
                     redraw = video is None  # else shown when the video stops
                 elif kind == "play":
@@ -515,7 +537,6 @@ class OpenCVDisplay(Display):
                 # can drop the first image and stay black until the next one.
                 cv2.imshow(self.WINDOW, screen)
                 cv2.waitKey(1)
-                import sys; print("DBG imshow screen", id(self) % 1000, round(time.monotonic(), 3), screen.mean(), cv2.getWindowImageRect(self.WINDOW), file=sys.stderr)
                 refresh_at = time.monotonic() + self.REFRESH
                 if redraw:
                     self.screen_shown_at = time.monotonic()

@@ -379,7 +379,9 @@ class ATM(SessionFlow, OperatorCommands):
         if self.cfg.help_video and display.usable:
             self._video_on = True
             self.journal.step(self.sid, "help_video")
-            display.play_video(self.cfg.help_video, loop=True)
+            lang = self.session.language if self.session else self.cfg.languages[0]
+            display.play_video(self.cfg.help_video, loop=True, language=lang,
+                               cancel_at=self._last_input + self.t["idle_cancel"])
 
     def _stop_video(self, reason: str) -> None:
         if self._video_on:
