@@ -5,6 +5,7 @@ a ResponseTopic and CorrelationData. :func:`parse_request` checks it against
 the allow-list and the fields each command takes; a bad request is answered
 at once with ``{"ok": false, "error": ..., "reason": ...}`` and nothing runs.
 A good one is posted to the state machine's loop, which runs it and answers.
+Every request, refused or not, leaves a ``remote_command`` row in the journal.
 """
 from __future__ import annotations
 
@@ -77,9 +78,11 @@ class CommandHandler:
             args = parse_request(name, payload)
         except BadRequest as exc:
             reply(exc.response(name))
+            self.post("remote_audit", command=name[:64], ok=False, error=exc.error)
             return
         if name == "rebirth":
             self.rebirth()
             reply({"ok": True, "command": name})
+            self.post("remote_audit", command=name, ok=True, error="")
             return
         self.post("remote", command=name, args=args, reply=reply)

@@ -212,6 +212,9 @@ class ATM(SessionFlow, OperatorCommands):
             self.abort_session(data["reason"])
         elif name == "remote":
             self.remote_command(data["command"], data["args"], data["reply"])
+        elif name == "remote_audit":  # answered on the network thread: only journalled here
+            self.journal.event(None, "remote_command", command=data["command"], ok=data["ok"],
+                               error=data["error"])
         else:
             log.warning("unknown event %r ignored", name)
 

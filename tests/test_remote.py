@@ -124,6 +124,13 @@ def test_bad_requests_get_an_error_and_change_nothing(running, command, body, er
     answer = centre.ask(command, body)
     assert answer["ok"] is False and answer["error"] == error and answer["reason"]
     assert agent.atm.state == "idle" and not agent.atm.held
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # the refusal is journalled on the loop thread
+        rows = [e.data for e in agent.journal.entries() if e.name == "remote_command"]
+        if rows:
+            break
+        time.sleep(0.02)
+    assert rows[-1] == {"command": command, "ok": False, "error": error}
 
 
 def test_parse_request_checks_fields():
