@@ -5,7 +5,7 @@ success reason code. Rows keep their insertion order (``rowid``), which is the
 send order, so order per topic survives outages and restarts.
 
 **Durability.** The database is in WAL mode. Messages that must never be lost
-(``critical``: faults, security and session events, command audit) are
+(``critical``: faults and events, such as session summaries and card retentions) are
 committed with ``synchronous=FULL``: the WAL is fsynced before ``put`` returns,
 so they survive a power cut. Messages that are superseded by the next one
 anyway (``coalesce``: cash levels, heartbeats, status) are committed with
