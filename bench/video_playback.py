@@ -10,9 +10,7 @@
 """
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,26 +25,15 @@ import cv2  # noqa: E402
 
 from devices.base import DeviceContext  # noqa: E402
 from devices.registry import create_device  # noqa: E402
+from tests import xvfb  # noqa: E402
 
 HELP = ROOT / "assets" / "video" / "help_ja.mp4"
 
 
 def start_xvfb() -> subprocess.Popen:
-    """An Xvfb on a free display; sets DISPLAY. Dies with this process."""
-    read, write = os.pipe()
-    libc = ctypes.CDLL(None, use_errno=True)
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stderr=subprocess.DEVNULL,
-                            preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))
-    os.close(write)
-    number = b""
-    while not number.endswith(b"\n"):
-        chunk = os.read(read, 16)
-        if not chunk:
-            break
-        number += chunk
-    os.close(read)
-    os.environ["DISPLAY"] = f":{number.decode().strip()}"
+    """An Xvfb on a free display; sets DISPLAY."""
+    proc, display = xvfb.start_xvfb()
+    os.environ["DISPLAY"] = display
     os.environ["QT_LOGGING_RULES"] = "*.debug=false;qt.qpa.*=false;default.warning=false"
     return proc
 

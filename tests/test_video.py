@@ -1,12 +1,10 @@
 """The help videos: the committed files decode, are what the script draws and differ per
 language; the headless display records the frames it shows on the clock (and draws them only
 when asked); the real OpenCV window plays them under Xvfb, checked on screenshots."""
-import ctypes
 import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 
@@ -21,6 +19,7 @@ from devices.registry import create_device
 from fsm.clock import Scheduler, VirtualClock
 from fsm.loop import EventLoop
 from hw_mocks import sim_display
+from tests.xvfb import start_xvfb
 
 VIDEO_DIR = HELP_VIDEO.parent
 LANGS = ("ja", "en", "zh", "ko")
@@ -225,24 +224,9 @@ def xvfb():
     life of the process, so every window here must use the same server."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed")
-    read, write = os.pipe()
-    libc = ctypes.CDLL(None, use_errno=True)
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x720x24",
-                             "-nolisten", "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL,
-                            # dies with this process, even one that aborts (prctl PR_SET_PDEATHSIG)
-                            preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))
-    os.close(write)
-    number = b""
-    # Xvfb writes the number and the newline separately: closing the pipe after the number
-    # alone makes its second write fail, and Xvfb exits ("Cannot write display number").
-    while not number.endswith(b"\n"):
-        chunk = os.read(read, 16)
-        if not chunk:
-            break
-        number += chunk
-    os.close(read)
+    proc, display = start_xvfb()
     saved = {k: os.environ.get(k) for k in ("DISPLAY", "QT_LOGGING_RULES")}
-    os.environ["DISPLAY"] = f":{number.decode().strip()}"
+    os.environ["DISPLAY"] = display
     os.environ["QT_LOGGING_RULES"] = "*.debug=false;qt.qpa.*=false;default.warning=false"
     try:
         if proc.poll() is not None:
