@@ -113,9 +113,10 @@ class SerialEmulator:
             raise ValueError(f"{self.name} emulator has no fault {name!r} (known: {', '.join(known)})")
 
     def power_loss(self, after: int = 0) -> None:
-        """Cut the power ``after`` units of work into the next command (notes for a
-        dispenser, steps for a reader); the device then stays silent until
-        :meth:`power_on`. ``after=0`` cuts it at once."""
+        """Cut the power ``after`` units of work from now (notes for a dispenser, card
+        moves for a reader), in whichever commands do them: status polls in between do
+        none, so a test can arm it before a dispense that comes after a few polls. The
+        device then stays silent until :meth:`power_on`. ``after=0`` cuts it at once."""
         with self.lock:
             if after <= 0:
                 self._power_off()
