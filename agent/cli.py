@@ -104,9 +104,8 @@ def cmd_demo(args) -> int:
     recorder.sinks.append(_printer(args.json))
     agent = make_agent(cfg, clock, recorder, args.mqtt)
     agent.warm_prompts()
-    if hasattr(agent.publisher, "wait_first_attempt"):
-        agent.publisher.start()
-        agent.publisher.wait_first_attempt(5.0)
+    agent.publisher.start()  # connect before the scenario starts
+    agent.publisher.wait_first_attempt(5.0)
     problems = ScenarioRun(scenario, agent).run()
     agent.stop()
     if problems:
@@ -149,7 +148,7 @@ def cmd_run(args) -> int:
         Crowd(agent, cfg, seed=args.seed).start(first_within=3.0)
     agent.start_thread()
     if ready.wait(10):
-        say(f"ready: ATM {cfg.atm_id} is {agent.atm.service} (Ctrl-C to stop)")
+        say(f"ready: ATM {cfg.atm_id} is {agent.atm.service.service} (Ctrl-C to stop)")
     deadline = clock.now() + args.duration if args.duration else None
     while not stop.wait(0.5) and agent.running:
         if deadline is not None and clock.now() >= deadline:
@@ -172,12 +171,12 @@ def status_report(cfg: configmod.Config) -> dict:
     try:
         for device in agent.devices.values():
             device.self_test()
-        agent.atm.refresh_service(announce=False)
+        agent.atm.service.refresh(announce=False)
         return {
             "atm_id": cfg.atm_id,
             "rig": cfg.rig or "(config devices)",
-            "service": agent.atm.service,
-            "functions": agent.atm.functions,
+            "service": agent.atm.service.service,
+            "functions": agent.atm.service.functions,
             "devices": {k: d.describe() for k, d in agent.devices.items()},
             "cassettes": [c.as_dict() for c in agent.devices["dispenser"].cassettes],
             "journal": cfg.journal_path,

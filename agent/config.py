@@ -124,6 +124,7 @@ class Config:
     speech: dict[str, Any]
     source: str = "<defaults>"
     rig: str = ""                 # the rig file the devices came from ('' for none)
+    host: str = "sim://"          # the bank host backend
 
 
 def _section(name: str, raw: Any, spec: Spec) -> dict[str, Any]:

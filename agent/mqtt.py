@@ -51,7 +51,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.outbox import CRITICAL, Outbox
-from agent.telemetry import Message
+from agent.telemetry import Message, Publisher
 
 log = logging.getLogger("agent.mqtt")
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -119,12 +119,12 @@ def _splice(payload: bytes, extra: dict) -> bytes:
     return payload[:-1] + (b"," if payload != b"{}" else b"") + more.encode() + b"}"
 
 
-class MqttLink:
+class MqttLink(Publisher):
     """Durable, failing-over MQTT publisher and command channel of one ATM."""
 
     def __init__(self, urls: list[str], atm_id: str, outbox: Outbox, *, keepalive: int = 10,
                  tls: TlsFiles | None = None, failback_after: float = 30.0, connect_timeout: float = 3.0,
-                 birth: Callable[[], dict] | None = None, on_command=None, clock=time.time,
+                 birth: dict | None = None, on_command=None, clock=time.time,
                  make_message: Callable[..., Message] | None = None):
         if isinstance(urls, str):
             urls = [urls]
@@ -141,7 +141,7 @@ class MqttLink:
         self.tls = tls
         self.failback_after = failback_after
         self.connect_timeout = connect_timeout
-        self.birth = birth or (lambda: {})
+        self._birth: dict = dict(birth or {})   # the latest snapshot the loop handed over
         self.on_command = on_command
         self.clock = clock
         # Builds enveloped messages (boot, seq, id, ts): the agent's Telemetry.message.
@@ -190,6 +190,10 @@ class MqttLink:
     def rebirth(self) -> None:
         self._rebirth = True
         self._wake()
+
+    def set_birth(self, facts: dict) -> None:
+        """A new snapshot for the next birth (any thread; the network thread only reads it)."""
+        self._birth = dict(facts)
 
     def _wake(self) -> None:
         if self._woken:
@@ -348,7 +352,7 @@ class MqttLink:
         self._held = {}
 
     def _send_birth(self) -> None:
-        facts = self.birth()
+        facts = self._birth
         birth = self.make_message("birth", {"bdSeq": self.bdseq, "broker": str(self.current), **facts},
                                   retain=True)
         self._client.publish(birth.topic, birth.encode(), 1, True)

@@ -13,6 +13,7 @@ import json
 from typing import Callable
 
 from devices.registry import DEVICE_KINDS
+from fsm.events import RemoteAudit, RemoteRequest
 
 # name -> {field: (type, required)}
 COMMANDS: dict[str, dict[str, tuple[type, bool]]] = {
@@ -78,11 +79,11 @@ class CommandHandler:
             args = parse_request(name, payload)
         except BadRequest as exc:
             reply(exc.response(name))
-            self.post("remote_audit", command=name[:64], ok=False, error=exc.error)
+            self.post(RemoteAudit(name[:64], False, exc.error))
             return
         if name == "rebirth":
             self.rebirth()
             reply({"ok": True, "command": name})
-            self.post("remote_audit", command=name, ok=True, error="")
+            self.post(RemoteAudit(name, True, ""))
             return
-        self.post("remote", command=name, args=args, reply=reply)
+        self.post(RemoteRequest(name, args, reply))

@@ -1,8 +1,11 @@
 """Builds and runs one ATM: devices, event loop, journal, telemetry, voice.
 
-:class:`Agent` wires the parts together from a :class:`~agent.config.Config`.
-The clock decides the mode: a virtual clock for demos and tests, the real
-clock for ``atm run`` and kiosks.
+:class:`Agent` is the composition root: it builds the clock's scheduler, the
+loop's inbox, the journal, the telemetry and its publisher, the devices and
+their command queues, the bank host, the voice and the state machine, in
+that order, and then the loop, with nothing patched afterwards. The clock
+decides the mode: a virtual clock for demos and tests, the real clock for
+``atm run`` and kiosks.
 """
 from __future__ import annotations
 
@@ -16,13 +19,18 @@ from agent.outbox import Outbox
 from agent.output import Recorder
 from agent.prompts import Catalogue, PromptCache
 from agent.telemetry import MemoryPublisher, Telemetry
+from agent.host import create_host
+from agent.telemetry import Publisher
 from devices.base import DeviceContext
-from devices.registry import DEVICE_KINDS, create_device
+from devices.commands import Activity, CommandQueue, WorkerScheduler
+from devices.deviceset import DeviceSet
+from devices.registry import LocatorError, create_device
+from fsm import events as ev
 from fsm.atm import ATM, Settings
 from fsm.clock import Scheduler
-from fsm.loop import EventLoop
+from fsm.commands import DeviceCommands
+from fsm.loop import EventLoop, Inbox
 from fsm.prompter import Prompter
-from hw_mocks.bank_host import demo_host
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,13 @@ class VoiceLibrary:
             return ""
 
 
+# Devices whose commands can take a while (serial lines, pcscd, a camera): their timers
+# and polls run on their own worker. The others answer at once by contract (a screen on
+# its own thread, aplay in a child process, a keypad buffer, a sensor sampled in memory).
+QUEUED_KINDS = ("card_reader", "chip", "dispenser", "acceptor", "camera")
+STOP_TIMEOUT = 30.0  # seconds a stopping agent waits for the open session to close
+
+
 class Agent:
     """One ATM on one clock."""
 
@@ -56,11 +71,12 @@ class Agent:
         self.clock = clock
         self.scheduler = Scheduler(clock)
         self.recorder = recorder or Recorder(clock)
-        self.loop = EventLoop(self.scheduler)
+        self.inbox = Inbox()
         brokers = brokers if brokers is not None else config.telemetry["brokers"]
         self.outbox = self._make_outbox() if brokers else None
         boot = self.outbox.next_counter("boot") if self.outbox is not None else None
         self.telemetry = Telemetry(config.atm_id, clock, on_message=self._telemetry_out, boot=boot)
+        self.telemetry.birth_facts = self._static_birth()
         self.publisher = self._make_publisher(brokers)
         self.telemetry.publishers.append(self.publisher)
         self.journal = Journal(config.journal_path, clock)
@@ -68,21 +84,29 @@ class Agent:
         self.prompts = PromptCache(config.speech["cache_dir"] or None, self.catalogue,
                                    timeout=config.speech["render_timeout"])
         self.voice = VoiceLibrary(self.catalogue, self.prompts)
-        self.host = demo_host(self.scheduler, config.card_key)
+        self.activity = Activity()
+        self.queues: dict[str, CommandQueue] = {}
         self.devices = self._create_devices()
-        self.prompter = Prompter(self.scheduler, self.devices["speaker"], self.devices["display"],
+        try:
+            self.host = create_host(config.host, self.scheduler, config.card_key)
+        except LocatorError as exc:
+            self._close_devices()
+            raise ConfigError(f"host: {config.host!r}: {exc}") from None
+        self.prompter = Prompter(self.scheduler, self.devices.speaker, self.devices.display,
                                  self.voice, self.recorder)
+        self.commands = DeviceCommands(self.queues, self.journal, self.inbox.post)
         t = config.timeouts
         settings = Settings(
             atm_id=config.atm_id, languages=config.languages, card_key=config.card_key, timeouts=t,
             pin_attempts=config.session["pin_attempts"], max_withdrawal=config.session["max_withdrawal"],
             magstripe_fallback=config.session["magstripe_fallback"],
             cash_interval=config.telemetry["cash_interval"], help_video=str(HELP_VIDEO))
-        self.atm = ATM(settings, self.devices, self.scheduler, self.journal, self.telemetry,
-                       self.prompter, self.host, self.loop.post, self.recorder)
-        self.loop.dispatch = self.atm.handle
-        self.loop.on_error = self.atm.contain_error
+        self.atm = ATM(settings, self.devices, self.scheduler, self.commands, self.journal, self.telemetry,
+                       self.prompter, self.host, self.inbox.post, self.recorder)
+        self.loop = EventLoop(self.scheduler, self.inbox, self.atm.handle, self.atm.contain_error,
+                              activity=self.activity if clock.virtual else None)
         self._thread: threading.Thread | None = None
+        self.atm.publish_birth()  # the first birth may go out before the loop runs
 
     def _make_outbox(self) -> Outbox:
         """The durable outbox: the configured file, else next to the journal."""
@@ -93,7 +117,7 @@ class Agent:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return Outbox(path, max_bytes=tel["outbox_max_mb"] * 1024 * 1024, max_age=tel["outbox_max_age"])
 
-    def _make_publisher(self, brokers: list[str]):
+    def _make_publisher(self, brokers: list[str]) -> Publisher:
         """MQTT through the durable outbox when brokers are given, else memory."""
         if not brokers:
             return MemoryPublisher()
@@ -102,41 +126,42 @@ class Agent:
         tel = self.config.telemetry
         tls = TlsFiles(tel["tls_ca"], tel["tls_cert"], tel["tls_key"]) if tel["tls_ca"] else None
         link = MqttLink(brokers, self.config.atm_id, self.outbox, keepalive=tel["keepalive"], tls=tls,
-                        failback_after=tel["failback_after"], birth=self.birth,
+                        failback_after=tel["failback_after"], birth={**self.telemetry.birth_facts,
+                                                                     "service": "starting"},
                         make_message=self.telemetry.message)
-        link.on_command = CommandHandler(self.loop.post, link.rebirth)
+        link.on_command = CommandHandler(self.inbox.post, link.rebirth)
         return link
 
-    def birth(self) -> dict:
-        """What the monitoring centre needs to know on every (re)connect (any thread)."""
+    def _static_birth(self) -> dict:
+        """The birth's facts that do not change while the agent runs."""
         from agent import __version__
-        atm = getattr(self, "atm", None)
         return {
             "firmware": __version__,
             "boot": self.telemetry.boot,
             "rig": Path(self.config.rig).stem if self.config.rig else "(config devices)",
-            "devices": {k: {"locator": d.locator, "status": d.status.value} for k, d in self.devices.items()},
-            "cassettes": [c.as_dict() for c in self.devices["dispenser"].cassettes],
-            "service": atm.service if atm and atm.state != "starting" else "starting",
-            "functions": list(atm.functions) if atm else [],
             "languages": self.config.languages,
         }
 
-    def _create_devices(self) -> dict:
-        ctx = DeviceContext(scheduler=self.scheduler, emit=self._device_event)
+    def _create_devices(self) -> DeviceSet:
+        peers: dict = {}
         devices = {}
-        for kind in DEVICE_KINDS:
+        for kind in DeviceSet.kinds():
+            queue = CommandQueue(kind, self.activity)
+            self.queues[kind] = queue
+            scheduler = WorkerScheduler(self.scheduler, queue) if kind in QUEUED_KINDS else self.scheduler
+            ctx = DeviceContext(scheduler=scheduler, emit=self._device_event, peers=peers)
             try:
                 devices[kind] = create_device(kind, self.config.devices[kind], ctx)
             except ValueError as exc:  # a bad locator option: name the device and the option
                 for device in devices.values():
                     device.close()
+                self._stop_queues()
                 raise ConfigError(f"devices.{kind}: {self.config.devices[kind]!r}: {exc}") from None
-        ctx.peers.update(devices)
-        return devices
+        peers.update(devices)
+        return DeviceSet(**devices)
 
     def _device_event(self, kind: str, event: str, data: dict) -> None:
-        self.loop.post("device", kind=kind, event=event, data=data)
+        self.inbox.post(ev.device_event(kind, event, data))
 
     def _telemetry_out(self, message) -> None:
         self.recorder("telemetry", topic=message.topic, payload=message.payload,
@@ -147,7 +172,7 @@ class Agent:
         """Render missing prompts (a child process); report failures as a fault."""
         report = self.prompts.warm()
         if not report.ok:
-            self.devices["speaker"].raise_fault(
+            self.devices.speaker.raise_fault(
                 "prompts_unrendered", f"{len(report.failed)} prompts could not be rendered;"
                 " their text is shown instead")
         return report
@@ -157,23 +182,20 @@ class Agent:
         for device in self.devices.values():
             device.open()
         cassettes = self.journal.load_cassettes() or self.config.cassettes
-        self.devices["dispenser"].load_cassettes(cassettes)
+        self.devices.dispenser.load_cassettes(cassettes)
         if persist:
-            self.journal.save_cassettes(self.devices["dispenser"].cassettes)
+            self.journal.save_cassettes(self.devices.dispenser.cassettes)
 
     def start(self) -> None:
         """Open the devices and let the state machine run its start-up (on the loop)."""
         self.open()
-        start = getattr(self.publisher, "start", None)
-        if start is not None:
-            start()
+        self.atm.publish_birth()  # the devices are open, the cassettes loaded
+        self.publisher.start()
         self.scheduler.call_later(0, self._start_atm)
 
     def _start_atm(self) -> None:
         self.atm.start()
-        rebirth = getattr(self.publisher, "rebirth", None)
-        if rebirth is not None:  # the first birth went out before the devices were up
-            rebirth()
+        self.publisher.rebirth()  # the first birth went out before the devices were up
 
     def start_thread(self) -> None:
         """Real clock: run the loop on its own thread."""
@@ -186,41 +208,47 @@ class Agent:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
-        """Hand back a card that is inside, stop the loop, publish the offline
-        status and close everything."""
-        self.loop.post("abort", reason="shutdown")
+        """Close the open session (card back, cash retracted, escrow returned), stop the
+        loop, publish the offline status and close everything."""
+        self.loop.post(ev.StopRequested("shutdown", done=self.loop.stop))
         if self._thread is None:
-            self.loop.run_until_idle(max_time=self.clock.now())  # virtual clock: run it now
-        self.loop.stop()
-        if self._thread is not None:
+            self.loop.run_until_idle(max_time=self.clock.now())  # virtual clock: now, without moving time
+            self.loop.stop()
+        else:
+            self._thread.join(timeout=STOP_TIMEOUT)
+            self.loop.stop()
             self._thread.join(timeout=10)
             if self._thread.is_alive():  # never close what the loop may still be using
-                log.error("the state machine did not stop within 10 s; devices left open")
+                log.error("the state machine did not stop in time; devices left open")
                 return
-        final = self.telemetry.status_message(False, self.atm.service, reason="stopped")
-        stop = getattr(self.publisher, "stop", None)
-        if stop is not None:
-            stop(final)
-        else:
-            self.publisher.publish(final)
+        final = self.telemetry.status_message(False, self.atm.service.service, reason="stopped")
+        self.publisher.stop(final)
         self._telemetry_out(final)
         self.close()
 
-    def close(self) -> None:
-        """Close the devices and the journal."""
+    def _stop_queues(self) -> None:
+        for queue in self.queues.values():
+            queue.stop()
+
+    def _close_devices(self) -> None:
+        self._stop_queues()
         for device in self.devices.values():
             try:
                 device.close()
             except Exception:  # closing must not hide the other devices' close
                 log.exception("closing %s", device.kind)
+
+    def close(self) -> None:
+        """Finish the devices' queued work, close them and the journal."""
+        self._close_devices()
         self.journal.close()
         if self.outbox is not None:
             self.outbox.close()
 
     def replenish(self, cassettes) -> None:
         """A cash van loads these cassettes (thread-safe)."""
-        self.loop.post("replenish", cassettes=list(cassettes))
+        self.loop.post(ev.ReplenishRequested(tuple(cassettes)))
 
     def maintenance(self, kind: str) -> None:
         """A field engineer's reset of one device (thread-safe)."""
-        self.loop.post("maintenance", device=kind)
+        self.loop.post(ev.MaintenanceRequested(kind))

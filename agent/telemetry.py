@@ -7,11 +7,12 @@ slots in as a publisher that stores first and forwards later.
 """
 from __future__ import annotations
 
+import abc
 import itertools
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable
 
 TOPIC_ROOT = "atm/v1"
 
@@ -28,18 +29,42 @@ class Message:
         return json.dumps(self.payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class Publisher(Protocol):
+class Publisher(abc.ABC):
+    """Where telemetry goes: started and stopped with the agent, told each new birth."""
+
+    @abc.abstractmethod
     def publish(self, message: Message) -> None: ...
 
+    def start(self) -> None:
+        """Begin delivering (a network thread, say)."""
 
-class MemoryPublisher:
+    def stop(self, final: Message) -> None:
+        """Deliver ``final`` (the offline status) and stop."""
+        self.publish(final)
+
+    def rebirth(self) -> None:
+        """Send the birth again (the devices are up, or a centre asked)."""
+
+    def wait_first_attempt(self, timeout: float) -> bool:
+        """Wait for the first delivery attempt (a connection); True when it succeeded."""
+        return True
+
+    def set_birth(self, facts: dict) -> None:
+        """The loop's latest snapshot for the birth message."""
+
+
+class MemoryPublisher(Publisher):
     """Keeps every message in a list (tests, demos without a broker)."""
 
     def __init__(self):
         self.messages: list[Message] = []
+        self.birth: dict = {}
 
     def publish(self, message: Message) -> None:
         self.messages.append(message)
+
+    def set_birth(self, facts: dict) -> None:
+        self.birth = dict(facts)
 
     def topics(self, suffix: str) -> list[dict]:
         return [m.payload for m in self.messages if m.topic.endswith("/" + suffix)]
@@ -60,6 +85,7 @@ class Telemetry:
         # one keeps (boot, seq) unique. Message ids are "<atm_id>-<boot>-<seq>".
         self.boot = boot if boot is not None else uuid.uuid4().int % 10 ** 12
         self._id_prefix = f"{atm_id}-{self.boot}-"
+        self.birth_facts: dict = {}   # what never changes while the agent runs (firmware, rig)
 
     def envelope(self, body: dict) -> dict:
         seq = next(self._seq)
@@ -94,6 +120,12 @@ class Telemetry:
 
     def event(self, summary: dict) -> None:
         self.send(self.message("event", summary))
+
+    def birth_changed(self, snapshot: dict) -> None:
+        """The state machine's latest facts for the birth, merged over the static ones."""
+        facts = {**self.birth_facts, **snapshot}
+        for publisher in self.publishers:
+            publisher.set_birth(facts)
 
     def heartbeat(self, body: dict) -> None:
         self.send(self.message("heartbeat", body, durability="coalesce"))

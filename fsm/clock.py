@@ -87,24 +87,27 @@ class Scheduler:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def run_due(self) -> int:
-        """Run every timer whose deadline has passed; return how many ran."""
+    def run_due(self, limit: int | None = None) -> int:
+        """Run the timers whose deadline has passed (at most ``limit``); return how many ran."""
         ran = 0
         now = self.clock.now()
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and (limit is None or ran < limit):
             _, _, timer = heapq.heappop(heap)
             if not timer.cancelled:
                 timer.cancelled = True
                 ran += 1
-                if self.on_error is None:
-                    timer.callback(*timer.args)
-                    continue
-                try:
-                    timer.callback(*timer.args)
-                except Exception as exc:
-                    self.on_error(exc, f"timer {getattr(timer.callback, '__name__', timer.callback)}")
+                self._call(timer)
         return ran
+
+    def _call(self, timer: Timer) -> None:
+        if self.on_error is None:
+            timer.callback(*timer.args)
+            return
+        try:
+            timer.callback(*timer.args)
+        except Exception as exc:
+            self.on_error(exc, f"timer {getattr(timer.callback, '__name__', timer.callback)}")
 
     def clear(self) -> None:
         for _, _, timer in self._heap:

@@ -1,33 +1,76 @@
 """The one thread that owns the state machine.
 
-Device threads and timers never touch the machine: they ``post`` events, and
-the loop hands them one by one to the dispatcher on its own thread.
+Device threads, device workers, the host and the network thread never touch
+the machine: they ``post`` typed events (see :mod:`fsm.events`) to the
+:class:`Inbox`, and the :class:`EventLoop` hands them one by one to the
+dispatcher on its own thread, with the timers that fall due in between.
+
+On the virtual clock the loop waits for the device workers to finish what
+they run before it moves time on (``activity``), so a scenario gives the same
+output on every run; on the real clock it never waits for a device.
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-from typing import Callable
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from fsm.clock import Scheduler
 
 log = logging.getLogger(__name__)
 
-Event = tuple[str, dict]
+
+class _Wake:
+    """Wakes a blocked loop; dispatched to nobody."""
+
+
+WAKE = _Wake()
+
+
+class Activity(Protocol):
+    """Work running outside the loop that the virtual clock must wait for."""
+
+    @property
+    def busy(self) -> int: ...
+
+    def wait_idle(self, timeout: float | None = None) -> bool: ...
+
+
+class Inbox:
+    """The loop's thread-safe queue of events."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+
+    def post(self, event: object) -> None:
+        """Thread-safe: queue an event for the state machine."""
+        self._queue.put(event)
+
+    def get(self, timeout: float | None = None) -> object:
+        return self._queue.get(timeout=timeout)
+
+    def get_nowait(self) -> object:
+        return self._queue.get_nowait()
+
+    def empty(self) -> bool:
+        return self._queue.empty()
 
 
 class EventLoop:
     """Runs posted events and due timers on a single thread."""
 
-    def __init__(self, scheduler: Scheduler, dispatch: Callable[[str, dict], None] | None = None,
-                 on_error: Callable[[Exception, str], None] | None = None):
+    def __init__(self, scheduler: Scheduler, inbox: Inbox, dispatch: Callable[[object], None],
+                 on_error: Callable[[Exception, str], None] | None = None,
+                 activity: Activity | None = None) -> None:
         self.scheduler = scheduler
         self.clock = scheduler.clock
+        self.inbox = inbox
         self.dispatch = dispatch
         self.on_error = on_error      # contains an error of one event or timer
+        self.activity = activity
         self.failed: Exception | None = None
-        self._queue: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
         self._stop = threading.Event()
         scheduler.on_error = self._error
 
@@ -43,65 +86,73 @@ class EventLoop:
             self.failed = second
             self._stop.set()
 
-    def post(self, name: str, **data) -> None:
+    def post(self, event: object) -> None:
         """Thread-safe: queue an event for the state machine."""
-        self._queue.put((name, data))
+        self.inbox.post(event)
 
     def stop(self) -> None:
         self._stop.set()
-        self._queue.put(("_wake", {}))
+        self.inbox.post(WAKE)
 
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
 
+    def _run_one(self, event: object) -> None:
+        if event is WAKE:
+            return
+        try:
+            self.dispatch(event)
+        except Exception as exc:
+            self._error(exc, f"event {type(event).__name__}")
+
     def _drain(self) -> None:
-        q = self._queue
-        dispatch = self.dispatch
-        while not q.empty():  # this thread is the only consumer
-            name, data = q.get_nowait()
-            if name == "_wake":
-                continue
-            try:
-                dispatch(name, data)
-            except Exception as exc:
-                self._error(exc, f"event {name}")
+        inbox = self.inbox
+        while not inbox.empty():  # this thread is the only consumer
+            self._run_one(inbox.get_nowait())
+
+    def _settle(self) -> None:
+        """Virtual clock: run events one at a time, each after the devices' work has
+        finished, until neither the inbox nor a device has anything left."""
+        activity = self.activity
+        while not self._stop.is_set():
+            if activity is not None:
+                while activity.busy and not activity.wait_idle(timeout=1.0):
+                    if self._stop.is_set():
+                        return
+            if self.inbox.empty():
+                return
+            self._run_one(self.inbox.get_nowait())
 
     def run_until_idle(self, max_time: float | None = None) -> None:
         """Virtual clock: jump from deadline to deadline until nothing is left.
 
-        Stops when no events and no timers remain, when ``stop()`` is called, or
-        when the next deadline lies beyond ``max_time``.
+        Stops when no events, no device work and no timers remain, when
+        ``stop()`` is called, or when the next deadline lies beyond ``max_time``.
         """
         clock = self.clock
         while not self._stop.is_set():
-            self._drain()
+            self._settle()
             deadline = self.scheduler.next_deadline()
-            if deadline is None:
-                if self._queue.empty():
-                    return
-                continue
+            if deadline is None or self._stop.is_set():
+                return
             if max_time is not None and deadline > max_time:
                 return
             clock.advance_to(deadline)
-            self.scheduler.run_due()
+            self.scheduler.run_due(limit=1)  # one at a time: each timer's device work settles first
 
     def run_forever(self) -> None:
-        """Real clock: block on the queue until the next timer is due."""
+        """Real clock: block on the inbox until the next timer is due."""
         clock = self.clock
         while not self._stop.is_set():
             self.scheduler.run_due()
             deadline = self.scheduler.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - clock.now())
             try:
-                name, data = self._queue.get(timeout=timeout)
+                event: Any = self.inbox.get(timeout=timeout)
             except queue.Empty:
                 continue
-            if name != "_wake":
-                try:
-                    self.dispatch(name, data)
-                except Exception as exc:
-                    self._error(exc, f"event {name}")
+            self._run_one(event)
             self._drain()
         if self.failed is None:
             self._drain()  # events posted just before stop() (a shutdown's abort) still run

@@ -1,81 +1,132 @@
-"""Commands from the monitoring centre, run on the loop thread (see ``agent.remote``).
+"""Operator and engineer commands, run on the loop thread.
 
+Remote commands come from the monitoring centre (see ``agent.remote``);
 ``out_of_service`` and ``in_service`` take effect at once when no session is
-running, and otherwise when the current session ends: never mid-dispense.
+running, and otherwise when the current session ends: never mid-dispense. A
+device reset and a replenishment may move notes, so they are journalled.
 """
 from __future__ import annotations
 
-from devices.base import DeviceError
+from collections.abc import Callable
+from typing import Any
+
+from devices.commands import Completion
+from fsm.events import MaintenanceRequested, RemoteAudit, RemoteRequest, ReplenishRequested
+from fsm.states import State
+
+Reply = Callable[[dict[str, Any]], None]
 
 
 class OperatorCommands:
-    """Mixin of :class:`fsm.atm.ATM`."""
+    """What the monitoring centre and field engineers may ask of the ATM."""
 
-    held = False          # the monitoring centre took the ATM out of service
-    hold_reason = ""
+    def __init__(self, atm: Any) -> None:
+        self.atm = atm
+        self.handlers: dict[str, Callable[[dict[str, Any], Reply], dict[str, Any] | None]] = {
+            "status": self.status, "cash": self.cash, "selftest": self.selftest,
+            "out_of_service": self.out_of_service, "in_service": self.in_service,
+        }
 
-    def remote_command(self, command: str, args: dict, reply) -> None:
-        handler = getattr(self, f"_cmd_{command}", None)
+    # -- remote requests ---------------------------------------------------------
+    def remote(self, request: RemoteRequest) -> None:
+        self.remote_command(request.command, dict(request.args), request.reply)
+
+    def remote_command(self, command: str, args: dict[str, Any], reply: Reply) -> None:
+        """Run one command and answer it; the answer may come later (a self-test)."""
+        handler = self.handlers.get(command)
         if handler is None:
             return reply({"ok": False, "command": command, "error": "unknown_command",
                           "reason": f"{command!r} is not a command"})
+
+        def answer(result: dict[str, Any]) -> None:
+            self.atm.journal.event(None, "remote_command", command=command, args=args,
+                                   ok=result.get("ok", True))
+            reply({"ok": True, "command": command, **result})
         try:
-            result = handler(args)
+            result = handler(args, answer)
         except Exception as exc:  # answer, then let the loop's containment log it
             reply({"ok": False, "command": command, "error": "internal", "reason": repr(exc)})
             raise
-        self.journal.event(None, "remote_command", command=command, args=args, ok=result.get("ok", True))
-        reply({"ok": True, "command": command, **result})
+        if result is not None:
+            answer(result)
 
-    def _busy(self) -> bool:
-        return self.session is not None or self.state not in ("idle", "out_of_service")
+    def audit(self, event: RemoteAudit) -> None:
+        """A request answered on the network thread: only journalled here."""
+        self.atm.journal.event(None, "remote_command", command=event.command, ok=event.ok, error=event.error)
 
-    def _cmd_status(self, args: dict) -> dict:
-        return {"state": self.state, "service": self.service, "functions": self.functions,
-                "held": self.held, "hold_reason": self.hold_reason, "session_active": self._busy(),
+    @property
+    def busy(self) -> bool:
+        atm = self.atm
+        return atm.session is not None or atm.state not in (State.IDLE, State.OUT_OF_SERVICE)
+
+    def status(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:
+        atm, service = self.atm, self.atm.service
+        return {"state": atm.state, "service": service.service, "functions": service.functions,
+                "held": service.held, "hold_reason": service.hold_reason, "session_active": self.busy,
                 "devices": {k: {"status": d.status.value, "faults": sorted(d.faults)}
-                            for k, d in self.devices.items()}}
+                            for k, d in atm.devices.items()}}
 
-    def _cmd_cash(self, args: dict) -> dict:
-        return {"cassettes": [c.as_dict() for c in self.dev("dispenser").cassettes]}
+    def cash(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:
+        return {"cassettes": [c.as_dict() for c in self.atm.devices.dispenser.cassettes]}
 
-    def _cmd_selftest(self, args: dict) -> dict:
-        if self._busy():
+    def selftest(self, args: dict[str, Any], answer: Reply) -> dict[str, Any] | None:
+        if self.busy:
             return {"ok": False, "error": "not_permitted", "reason": "a customer session is running"}
-        kinds = list(self.devices) if args.get("device", "all") == "all" else [args["device"]]
-        results = {}
-        for kind in kinds:
-            try:
-                results[kind] = self.devices[kind].self_test().value
-            except DeviceError as exc:
-                results[kind] = f"error: {exc.fault.code}"
-        self.refresh_service()
-        self._follow_service()
-        return {"results": results, "service": self.service}
+        atm = self.atm
+        kinds = list(atm.devices) if args.get("device", "all") == "all" else [args["device"]]
 
-    def _cmd_out_of_service(self, args: dict) -> dict:
-        if self.held:
+        def done(results: dict[str, str]) -> None:
+            atm.service.refresh()
+            atm.follow_service()
+            answer({"results": results, "service": atm.service.service})
+        atm.flows.startup.self_test(kinds, done)
+        return None
+
+    def out_of_service(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:
+        service = self.atm.service
+        if service.held:
             return {"ok": False, "error": "not_permitted", "reason": "already out of service by request"}
-        self.held, self.hold_reason = True, args.get("reason", "")
-        when = "after_session" if self._busy() else "now"
-        if when == "now":
-            self.refresh_service()
-            self._follow_service()
-        return {"effective": when}
+        service.hold(args.get("reason", ""))
+        return {"effective": self._apply()}
 
-    def _cmd_in_service(self, args: dict) -> dict:
-        if not self.held:
+    def in_service(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:
+        service = self.atm.service
+        if not service.held:
             return {"ok": False, "error": "not_permitted", "reason": "not out of service by request"}
-        self.held, self.hold_reason = False, ""
-        when = "after_session" if self._busy() else "now"
-        if when == "now":
-            self.refresh_service()
-            self._follow_service()
-        return {"effective": when, "service": self.service}
+        service.release()
+        effective = self._apply()
+        return {"effective": effective, "service": service.service}
 
-    def _follow_service(self) -> None:
-        """Between sessions, move to the state the service calls for."""
-        if self.state == "idle" and not self.can_serve():
-            self.service_lost()
-        elif self.state == "out_of_service" and self.can_serve():
-            self.service_restored()
+    def _apply(self) -> str:
+        """A hold changed: now between sessions, else when the session ends."""
+        if self.busy:
+            return "after_session"
+        self.atm.service.refresh()
+        self.atm.follow_service()
+        return "now"
+
+    # -- engineer actions --------------------------------------------------------
+    def maintenance(self, event: MaintenanceRequested) -> None:
+        """An engineer resets a device; a reset may move notes (purge), so it is journalled."""
+        device = self.atm.devices[event.device]
+        action = getattr(device, "reset", device.self_test)
+        self.atm.commands.run(event.device, f"maintenance_reset_{event.device}", action, None)
+
+    def replenish(self, event: ReplenishRequested) -> None:
+        """A cash van swaps the cassettes (only between sessions)."""
+        atm = self.atm
+        if atm.session is not None:
+            atm.scheduler.call_later(5.0, atm.post, event)
+            return
+        dispenser = atm.devices.dispenser
+        intent = atm.journal.intent(None, "replenish", before=[c.as_dict() for c in dispenser.cassettes])
+        dispenser.load_cassettes(list(event.cassettes))
+        atm.journal.outcome(intent, None, "replenish", cassettes=dispenser.cassettes, ok=True,
+                            after=[c.as_dict() for c in dispenser.cassettes])
+        dispenser.clear_fault("count_unknown")  # the cassettes were counted and reloaded
+
+        def tested(completion: Completion) -> None:
+            atm.publish_cash()
+            atm.service.refresh()
+            atm.follow_service()
+        atm.commands.send("dispenser", "self_test", dispenser.self_test, then=tested)

@@ -15,6 +15,7 @@ class Session:
     function: str | None = None      # withdrawal / deposit / balance / transfer
     amount: int = 0
     plan: dict | None = None         # notes per cassette for a withdrawal
+    offered_plan: dict | None = None  # the plan for the amount being entered (before it is taken)
     pin_tries: int = 0
     host_request: int | None = None
     money_request: int | None = None  # the host request that moved money, for a reversal

@@ -1,20 +1,47 @@
 """States and transitions of the ATM, as data for ``transitions.Machine``.
 
-Each row: trigger, source(s), destination (None = internal), conditions.
-Rows with the same trigger and source are tried in order; the first whose
-conditions hold wins.
+Each row: trigger, source(s), destination (None = internal), conditions, and
+the effects (``prepare`` / ``before`` / ``after``). Conditions are pure: they
+read the session and the event, nothing else, so the order of rows with the
+same trigger and source only decides which destination wins. Callback names
+are resolved against the session-flow parts (see :mod:`fsm.flows`).
 """
 from __future__ import annotations
 
-STATES = [
-    "starting", "out_of_service", "idle",
-    "reading_card", "pin_entry", "verifying_pin", "menu",
-    "transfer_caution", "amount_entry", "authorising", "dispensing",
-    "accepting_notes", "confirming_deposit", "storing",
-    "ejecting_card", "card_at_gate", "retaining_card",
-    "presenting_cash", "cash_at_gate", "retracting_cash",
-    "ending",
-]
+import enum
+
+
+class State(str, enum.Enum):
+    """Every state of the ATM."""
+
+    STARTING = "starting"
+    OUT_OF_SERVICE = "out_of_service"
+    IDLE = "idle"
+    READING_CARD = "reading_card"
+    PIN_ENTRY = "pin_entry"
+    VERIFYING_PIN = "verifying_pin"
+    MENU = "menu"
+    TRANSFER_CAUTION = "transfer_caution"
+    AMOUNT_ENTRY = "amount_entry"
+    AUTHORISING = "authorising"
+    DISPENSING = "dispensing"
+    ACCEPTING_NOTES = "accepting_notes"
+    CONFIRMING_DEPOSIT = "confirming_deposit"
+    STORING = "storing"
+    EJECTING_CARD = "ejecting_card"
+    CARD_AT_GATE = "card_at_gate"
+    RETAINING_CARD = "retaining_card"
+    PRESENTING_CASH = "presenting_cash"
+    CASH_AT_GATE = "cash_at_gate"
+    RETRACTING_CASH = "retracting_cash"
+    ENDING = "ending"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+S = State
+STATES = [s.value for s in State]
 
 # States that wait for the customer: the idle-help timers run in them.
 INPUT_STATES = ("pin_entry", "menu", "transfer_caution", "amount_entry",
@@ -29,6 +56,11 @@ IN_SESSION = tuple(s for s in STATES if s not in ("starting", "out_of_service", 
 CARD_INSIDE = IN_SESSION[:IN_SESSION.index("ejecting_card")]
 # Later states: an abort goes straight to the end of the session.
 CARD_OUTSIDE = tuple(s for s in IN_SESSION if s not in CARD_INSIDE and s != "ending")
+# States that wait for a device command's completion: nothing else may start there.
+COMMAND_STATES = ("reading_card", "dispensing", "storing", "ejecting_card", "retaining_card",
+                  "presenting_cash", "retracting_cash", "ending")
+# Deposit states where notes may sit in the escrow.
+ESCROW_STATES = ("accepting_notes", "confirming_deposit")
 
 T = dict
 TRANSITIONS = [
@@ -43,23 +75,27 @@ TRANSITIONS = [
     T(trigger="card_stuck", source=["reading_card", "ejecting_card"], dest="ending"),
 
     T(trigger="pin_entered", source="pin_entry", dest="verifying_pin"),
-    T(trigger="host_replied", source="verifying_pin", dest=None, unless="is_current_reply"),
     T(trigger="host_replied", source="verifying_pin", dest="menu", conditions="reply_ok"),
-    T(trigger="host_replied", source="verifying_pin", dest="retaining_card", conditions="pin_tries_used_up"),
-    T(trigger="host_replied", source="verifying_pin", dest="pin_entry", conditions="reply_wrong_pin"),
+    T(trigger="host_replied", source="verifying_pin", dest="retaining_card", conditions="last_pin_try",
+      before="pin_tries_exceeded"),
+    T(trigger="host_replied", source="verifying_pin", dest="pin_entry", conditions="wrong_pin",
+      before="wrong_pin_again"),
     T(trigger="host_replied", source="verifying_pin", dest="ejecting_card", before="host_declined"),
 
-    T(trigger="chosen", source="menu", dest=None, conditions="chose_language"),
-    T(trigger="chosen", source="menu", dest="amount_entry", conditions="chose_withdrawal"),
-    T(trigger="chosen", source="menu", dest="accepting_notes", conditions="chose_deposit"),
-    T(trigger="chosen", source="menu", dest="authorising", conditions="chose_balance"),
-    T(trigger="chosen", source="menu", dest="transfer_caution", conditions="chose_transfer"),
+    T(trigger="chosen", source="menu", dest=None, conditions="chose_language", after="change_language"),
+    T(trigger="chosen", source="menu", dest="amount_entry", conditions="chose_withdrawal",
+      before="take_function"),
+    T(trigger="chosen", source="menu", dest="accepting_notes", conditions="chose_deposit",
+      before="take_function"),
+    T(trigger="chosen", source="menu", dest="authorising", conditions="chose_balance", before="take_function"),
+    T(trigger="chosen", source="menu", dest="transfer_caution", conditions="chose_transfer",
+      before="take_function"),
     T(trigger="chosen", source="transfer_caution", dest="amount_entry", conditions="chose_confirm"),
 
-    T(trigger="amount_entered", source="amount_entry", dest="authorising", conditions="amount_ok"),
+    T(trigger="amount_entered", source="amount_entry", dest="authorising", prepare="plan_amount",
+      conditions="amount_ok", before="take_amount"),
     T(trigger="amount_entered", source="amount_entry", dest=None, after="refuse_amount"),
 
-    T(trigger="host_replied", source="authorising", dest=None, unless="is_current_reply"),
     T(trigger="host_replied", source="authorising", dest="dispensing",
       conditions=["reply_ok", "is_withdrawal"]),
     T(trigger="host_replied", source="authorising", dest="storing", conditions=["reply_ok", "is_deposit"]),

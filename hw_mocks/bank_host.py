@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from devices.carddata import card_token
+from fsm.ports import BankHost
 from hw_mocks.cards import SimCard
 from hw_mocks.faults import FaultInjection
 from hw_mocks.history import History
@@ -33,7 +34,7 @@ class HostReply:
     balance: int | None = None
 
 
-class SimBankHost(FaultInjection):
+class SimBankHost(FaultInjection, BankHost):
     INJECTABLE = ("timeout", "decline")
 
     def __init__(self, scheduler, key: bytes, latency: float = 0.2):
@@ -100,10 +101,10 @@ DEMO_PIN = "1234"
 DEMO_BALANCE = 1_000_000
 
 
-def demo_host(scheduler, key: bytes) -> SimBankHost:
+def demo_host(scheduler, key: bytes, latency: float = 0.2) -> SimBankHost:
     """A host that knows every test card in ``hw_mocks.cards`` (PIN 1234)."""
     from hw_mocks.cards import CARDS
-    host = SimBankHost(scheduler, key)
+    host = SimBankHost(scheduler, key, latency)
     for card in CARDS.values():
         host.add_account(card, DEMO_PIN, DEMO_BALANCE)
     return host

@@ -117,7 +117,7 @@ def test_bad_url_raises(url, tmp_path):
 # -- messages, envelope, birth ----------------------------------------------------------------
 def test_fault_and_cash_arrive_with_envelope_after_the_birth(mosquitto, links):
     with Subscriber(mosquitto, f"atm/v1/{ATM}/#") as sub:
-        link, tel = links(mosquitto.url, birth=lambda: {"firmware": "9.9", "service": "in_service"})
+        link, tel = links(mosquitto.url, birth={"firmware": "9.9", "service": "in_service"})
         link.start()
         assert link.wait_connected(5)
         tel.fault({"device": "dispenser", "code": "JAM"})

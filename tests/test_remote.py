@@ -123,7 +123,7 @@ def test_bad_requests_get_an_error_and_change_nothing(running, command, body, er
     agent, centre = running
     answer = centre.ask(command, body)
     assert answer["ok"] is False and answer["error"] == error and answer["reason"]
-    assert agent.atm.state == "idle" and not agent.atm.held
+    assert agent.atm.state == "idle" and not agent.atm.service.held
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:  # the refusal is journalled on the loop thread
         rows = [e.data for e in agent.journal.entries() if e.name == "remote_command"]
@@ -145,10 +145,10 @@ def test_out_of_service_requested_mid_session_waits_for_the_session_to_end():
     answers = []
 
     def request(agent):  # during the customer's PIN entry
-        agent.atm.remote_command("out_of_service", {"reason": "audit"}, answers.append)
+        agent.atm.operator.remote_command("out_of_service", {"reason": "audit"}, answers.append)
 
     def selftest(agent):
-        agent.atm.remote_command("selftest", {}, answers.append)
+        agent.atm.operator.remote_command("selftest", {}, answers.append)
 
     run = run_visits([Visit("withdrawal", amount=20_000), Visit("balance", card="domestic2")],
                      setup=lambda a: (a.scheduler.call_later(6.0, request, a),

@@ -17,7 +17,7 @@ from devices.base import DeviceContext, DeviceStatus
 from devices.display import VIDEO_TEXTS, overlay_boxes, resolve_video, video_canvas
 from devices.registry import create_device
 from fsm.clock import Scheduler, VirtualClock
-from fsm.loop import EventLoop
+from fsm.loop import EventLoop, Inbox
 from hw_mocks import sim_display
 from tests.xvfb import start_xvfb
 
@@ -79,7 +79,7 @@ def test_sim_display_shows_frames_on_the_clock_loops_and_stops():
     clock, sched, display, events = _sim_display()
     n_frames = int(cv2.VideoCapture(str(HELP_VIDEO)).get(cv2.CAP_PROP_FRAME_COUNT))
     display.play_video(str(HELP_VIDEO))
-    loop = EventLoop(sched, dispatch=lambda n, d: None)
+    loop = EventLoop(sched, Inbox(), dispatch=lambda n: None)
     loop.run_until_idle(max_time=(n_frames + 5) / 10)
     shown = display.frames_shown
     assert shown[0] == (0.0, 0) and shown[1][0] == pytest.approx(0.1)
@@ -155,7 +155,7 @@ def test_sim_display_records_frames_at_the_native_rate_without_decoding(monkeypa
     monkeypatch.setattr(sim_display.cv2, "VideoCapture", lambda *a: opened.append(a) or real(*a))
     start, before = clock.now(), len(display.frames_shown)
     display.show_video(str(HELP_VIDEO), language="en", cancel_at=start + 30.0)
-    EventLoop(sched, dispatch=lambda n, d: None).run_until_idle(max_time=start + 20.0)
+    EventLoop(sched, Inbox(), dispatch=lambda n: None).run_until_idle(max_time=start + 20.0)
     assert display.video_playing and display.video_language == "en"
     shown = display.frames_shown[before:]
     times = np.array([t for t, _ in shown]) - start
@@ -171,7 +171,7 @@ def test_sim_display_records_frames_at_the_native_rate_without_decoding(monkeypa
 def test_sim_display_video_that_does_not_loop_ends_by_itself():
     clock, sched, display, events = _sim_display()
     display.play_video(str(VIDEO_DIR / "help_zh.mp4"), loop=False)
-    EventLoop(sched, dispatch=lambda n, d: None).run_until_idle()
+    EventLoop(sched, Inbox(), dispatch=lambda n: None).run_until_idle()
     assert not display.video_playing and clock.now() == pytest.approx(9.5)
     assert [i for _, i in display.frames_shown] == list(range(95))
     assert events[-1] == ("video_stopped", {"path": str(VIDEO_DIR / "help_zh.mp4"), "frames": 95})

@@ -1,0 +1,128 @@
+"""Withdrawal: dispensing into the stacker, presenting, retracting, purging."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from devices.base import Action
+from devices.commands import Completion
+from devices.dispenser import DispenseResult
+from fsm.commands import raise_unexpected
+
+
+class CashFlow:
+    """The cash's states. A failed or partial dispense is never retried."""
+
+    def __init__(self, atm: Any) -> None:
+        self.atm = atm
+
+    def on_enter_dispensing(self, event: Any) -> None:
+        atm = self.atm
+        dispenser = atm.devices.dispenser
+        session = atm.session
+        plan = session.plan if dispenser.usable else None
+        if plan is None:
+            session.outcome = "dispense_failed"
+            atm.flows.host.reverse()
+            return atm.dispensed()
+        atm.commands.run("dispenser", "dispense", partial(dispenser.dispense, plan), atm.sid,
+                         then=self._dispensed, outcome=self._dispense_outcome, cassettes=dispenser.cassettes,
+                         plan=plan, amount=session.amount,
+                         counts={c.id: c.count for c in dispenser.cassettes})
+
+    def _result(self, completion: Completion) -> DispenseResult:
+        """What the dispense did; a command that raised may have moved notes unseen."""
+        result = completion.result
+        if isinstance(result, DispenseResult):
+            return result
+        return DispenseResult(requested=dict(self.atm.session.plan or {}),
+                              fault_code=completion.fault_code or "hardwareError", uncertain=True)
+
+    def _dispense_outcome(self, completion: Completion) -> dict[str, Any]:
+        result = self._result(completion)
+        return {"ok": result.complete, "picked": result.picked, "rejected": result.rejected,
+                "fault": result.fault_code,
+                **({"result": "unknown", "reconcile": "required"} if result.uncertain else {})}
+
+    def _dispensed(self, completion: Completion) -> None:
+        raise_unexpected(completion)
+        atm = self.atm
+        session = atm.session
+        dispenser = atm.devices.dispenser
+        result = self._result(completion)
+        atm.publish_cash()
+        session.stacked_notes = sum(result.stacked(cid) for cid in result.picked)
+        if result.uncertain:  # nobody knows what left the cassettes: count them before paying out again
+            dispenser.raise_fault("count_unknown", "a dispense got no answer; count and replenish the cassettes",
+                                  action=Action.REPLENISH)
+            session.outcome = "dispense_uncertain"
+            atm.report.notify(atm.sid, "dispense_uncertain", plan=session.plan)
+            atm.show("dispense_failed")
+        elif not result.complete:
+            session.outcome = "dispense_failed"
+            if dispenser.has_shutter:  # never presented, never retried: purge what was stacked
+                self.purge_stacker()
+            else:  # what passed the exit is the customer's: reverse only the rest
+                value = sum(result.stacked(cid) * dispenser.cassette(cid).denomination for cid in result.picked)
+                atm.report.step(atm.sid, "partial_dispense", notes=session.stacked_notes, value=value)
+                atm.flows.host.reverse(session.amount - value)
+            atm.show("dispense_failed")
+        atm.dispensed()
+
+    def cash_waiting(self, event: Any) -> bool:
+        return bool(self.atm.session.stacked_notes > 0)
+
+    def on_enter_presenting_cash(self, event: Any) -> None:
+        atm = self.atm
+        atm.commands.run("dispenser", "present_cash", atm.devices.dispenser.present, atm.sid,
+                         then=self._presented, notes=atm.session.stacked_notes)
+
+    def _presented(self, completion: Completion) -> None:
+        raise_unexpected(completion)
+        atm = self.atm
+        if not completion.ok:
+            atm.session.outcome = "present_failed"
+            return atm.cash_stuck()
+        atm.session.presented_notes, atm.session.stacked_notes = completion.result, 0
+        atm.cash_presented()
+
+    def on_enter_retracting_cash(self, event: Any) -> None:
+        atm = self.atm
+        session = atm.session
+        dispenser = atm.devices.dispenser
+        if not dispenser.has_shutter:  # the notes stay within reach: they are the customer's
+            session.outcome = "cash_left"
+            atm.report.event(atm.sid, "cash_left", function=session.function, notes=session.presented_notes)
+            return atm.retracted()
+        atm.commands.run("dispenser", "retract_cash", dispenser.retract, atm.sid, then=self._retracted,
+                         notes=session.presented_notes)
+
+    def _retracted(self, completion: Completion) -> None:
+        raise_unexpected(completion)
+        atm = self.atm
+        session = atm.session
+        notes = (completion.result if completion.ok else 0) or 0
+        session.cash_retracted = notes
+        session.outcome = "cash_retracted"
+        atm.flows.host.reverse()
+        atm.report.event(atm.sid, "cash_retracted", function=session.function, notes=notes)
+        atm.say("cash_retracted")
+        atm.retracted()
+
+    def retract_on_shutdown(self) -> None:
+        """The agent stops with cash at the shutter: retract it and reverse."""
+        atm = self.atm
+
+        def retracted(completion: Completion) -> None:
+            atm.session.cash_retracted = (completion.result if completion.ok else 0) or 0
+            atm.flows.host.reverse()
+        atm.commands.run("dispenser", "retract_cash", atm.devices.dispenser.retract, atm.sid,
+                         then=retracted, notes=atm.session.presented_notes)
+
+    def purge_stacker(self) -> None:
+        """Notes that were never presented go to the reject bin; the host is credited."""
+        atm = self.atm
+        atm.commands.run("dispenser", "purge_stacker", atm.devices.dispenser.reset, atm.sid,
+                         notes=atm.session.stacked_notes)
+        atm.flows.host.reverse()
+        atm.session.stacked_notes = 0

@@ -1,0 +1,74 @@
+"""Start-up and self-tests: recover the journal, test every device, go to service."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from devices.base import Action
+from devices.commands import Completion
+
+
+class StartUp:
+    """The ATM's start-up, and the self-tests that follow it."""
+
+    def __init__(self, atm: Any) -> None:
+        self.atm = atm
+
+    def start(self) -> None:
+        atm = self.atm
+        for entry in atm.journal.recover():
+            atm.out("journal", action="recovered", op=entry.name, session=entry.session)
+        if atm.journal.counts_unreconciled():  # survives restarts until a replenishment
+            atm.devices.dispenser.raise_fault(
+                "count_unknown", "a dispense was interrupted; count and replenish the cassettes",
+                action=Action.REPLENISH)
+        self.self_test(list(atm.devices), lambda results: self._tested())
+
+    def _tested(self) -> None:
+        atm = self.atm
+        atm.service.refresh(announce=False)
+        atm.telemetry.status(True, atm.service.service)
+        atm.publish_cash()
+        atm.scheduler.call_later(atm.cfg.cash_interval, self._periodic_cash)
+        atm.scheduler.call_later(atm.t["selftest_retry"], self._periodic_selftest)
+        if atm.service.functions:
+            atm.self_test_passed()
+        else:
+            atm.self_test_failed()
+
+    def self_test(self, kinds: list[str], then: Callable[[dict[str, str]], None]) -> None:
+        """Self-test ``kinds`` on their queues; ``then(results)`` once every one has answered."""
+        atm = self.atm
+        results: dict[str, str] = {}
+        if not kinds:
+            return then(results)
+
+        def tested(kind: str) -> Callable[[Completion], None]:
+            def record(completion: Completion) -> None:
+                if completion.ok:
+                    results[kind] = completion.result.value
+                else:
+                    results[kind] = f"error: {completion.fault_code}"
+                if len(results) == len(kinds):
+                    then({k: results[k] for k in kinds})
+            return record
+        for kind in kinds:
+            atm.commands.send(kind, "self_test", atm.devices[kind].self_test, then=tested(kind))
+
+    def _periodic_cash(self) -> None:
+        atm = self.atm
+        atm.publish_cash()
+        atm.scheduler.call_later(atm.cfg.cash_interval, self._periodic_cash)
+
+    def _periodic_selftest(self) -> None:
+        atm = self.atm
+        atm.scheduler.call_later(atm.t["selftest_retry"], self._periodic_selftest)
+        if atm.state not in ("idle", "out_of_service"):
+            return
+        faulty = [kind for kind, device in atm.devices.items() if device.faults]
+
+        def tested(results: dict[str, str]) -> None:
+            atm.service.refresh()
+            if atm.state == "out_of_service" and atm.can_serve():
+                atm.service_restored()
+        self.self_test(faulty, tested)
