@@ -115,7 +115,7 @@ def check_table(raw: Any, spec: dict[str, Field], where: str = "", noun: str = "
         raise FieldError(where or "-", f"must be a table, got {type(raw).__name__}")
     unknown = sorted(str(k) for k in set(raw) - set(spec))
     if unknown:
-        raise FieldError(name(unknown[0]), f"unknown {noun} (known: {', '.join(spec)})", "unknown")
+        raise FieldError(name(unknown[0]), f"unknown {noun} (known: {', '.join(spec) or 'none'})", "unknown")
     out = {}
     for key, field in spec.items():
         if key in raw:
