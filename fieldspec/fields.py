@@ -68,14 +68,14 @@ class Field:
         if not ok or (isinstance(raw, bool) and kind is not bool):
             raise FieldError(where, self._explain(
                 f"must be {TYPE_WORDS[kind]}, got {type(raw).__name__} {_short(raw)}"))
-        if kind is float:
-            raw = float(raw)
         if self.choices and raw not in self.choices:
             raise FieldError(where, self._explain(
                 f"must be one of {', '.join(map(str, self.choices))}, got {_short(raw)}"))
         if kind in (int, float) and self.low is not None and not (
-                math.isfinite(raw) and self.low <= raw <= self.high):
+                (isinstance(raw, int) or math.isfinite(raw)) and self.low <= raw <= self.high):
             raise FieldError(where, self._explain(f"{_short(raw)} is outside {_num(self.low)}..{_num(self.high)}"))
+        if kind is float:
+            raw = float(raw)
         if kind in (str, list):
             lo, hi = self.length
             if not lo <= len(raw) <= hi:
@@ -133,7 +133,10 @@ def _num(x: float) -> str:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "a number too large to print"
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

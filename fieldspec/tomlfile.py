@@ -49,6 +49,8 @@ def read_toml(path: str | os.PathLike | Traversable, what: str = "file") -> dict
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TomlFileError(where, f"not valid TOML: {exc}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise TomlFileError(where, f"not valid TOML: {exc}") from None
     except RecursionError:
         raise TomlFileError(where, f"nested more than {MAX_DEPTH} levels deep") from None
     if _depth(doc) > MAX_DEPTH:
