@@ -17,7 +17,7 @@ from devices.registry import DEVICE_KINDS
 from fieldspec import Field, FieldError, check_table, fields
 
 DAY = 86_400
-MAX_NOTES = 10_000          # notes in one cassette
+MAX_NOTES = 1_000_000       # notes in one cassette (real ones hold a few thousand)
 MAX_CASSETTES = 8
 
 
