@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import sys
 import threading
-import tomllib
 from pathlib import Path
 
 from agent import config as configmod
@@ -20,6 +19,8 @@ from agent.rig import RigError, is_simulated
 from devices.registry import LocatorError
 from fsm.clock import RealClock, VirtualClock
 
+RIG_HELP = ("a shipped rig (sim, pcsc, pi-kiosk) or a rig file naming each device's backend"
+            " (default: the config's, else sim)")
 JSON_TYPES = ("state", "device", "card", "prompt", "video", "telemetry")
 
 
@@ -42,15 +43,14 @@ def load_config(path: str | None, overrides: dict | None = None, rig: str | None
     """The config file (or the defaults) with a scenario's overrides on top.
 
     ``rig`` replaces the config's rig; with neither a config nor a rig the
-    default rig (``rigs/sim.toml``: serial drivers on emulators) is used.
+    shipped rig ``sim`` (serial drivers on emulators) is used.
     """
-    from agent.rig import DEFAULT_RIG
+    from agent.rig import DEFAULT_RIG, read_toml
     raw: dict = {}
     base_dir = None
     if path is not None:
         base = configmod.load(path, rig)  # validates and names the file in errors
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
+        raw = read_toml(Path(path), ConfigError, "config file")
         source, base_dir = base.source, Path(path).parent
     else:
         source, rig = "<defaults>", rig or str(DEFAULT_RIG)
@@ -243,8 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the agent on the configured rig with simulated customers")
-    run.add_argument("--rig", metavar="FILE", help="rig file naming each device's backend"
-                     " (default: the config's, else rigs/sim.toml)")
+    run.add_argument("--rig", metavar="RIG", help=RIG_HELP)
     run.add_argument("--config", help="TOML config file (default: built-in simulated rig)")
     run.add_argument("--mqtt", action="append", metavar="URL", help="broker URL (mqtt://host:port)")
     run.add_argument("--journal", help="journal file (default: from the config)")
@@ -258,8 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.scenarios import SCENARIOS
     demo.add_argument("--scenario", required=True, metavar="NAME",
                       help=f"one of: {', '.join(SCENARIOS)}")
-    demo.add_argument("--rig", metavar="FILE", help="rig file naming each device's backend"
-                     " (default: the config's, else rigs/sim.toml)")
+    demo.add_argument("--rig", metavar="RIG", help=RIG_HELP)
     demo.add_argument("--config", help="TOML config file")
     demo.add_argument("--json", action="store_true", help="one JSON object per line")
     demo.add_argument("--mqtt", action="append", metavar="URL", help="also publish telemetry there")
@@ -267,8 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     status = sub.add_parser("status", help="devices, service state and cassette levels")
-    status.add_argument("--rig", metavar="FILE", help="rig file naming each device's backend"
-                     " (default: the config's, else rigs/sim.toml)")
+    status.add_argument("--rig", metavar="RIG", help=RIG_HELP)
     status.add_argument("--config", help="TOML config file")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)

@@ -1,100 +1,32 @@
-"""Configuration: one TOML file, every field validated.
+"""Configuration: one TOML file, every field declared and checked.
 
 An error is a :class:`ConfigError` whose message names the field, e.g.
-``timeouts.idle_help: must be a number > 0, got -3``. Unknown sections and
-keys are errors too, so a typo never becomes a silent default.
+``timeouts.idle_help: -3 is outside 0.01..86400 (seconds without input before
+the help video)``. Unknown sections and keys are errors too, so a typo never
+becomes a silent default; every number is bounded.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from agent.rig import RigError, find_rig, is_simulated, load_rig, locator_field, read_toml
 from devices.dispenser import Cassette
-from agent.rig import RigError, check_locator, is_simulated, load_rig, read_toml
-from devices.registry import DEVICE_KINDS
+from devices.registry import DEVICE_KINDS, Locator, LocatorError
+from devices.fields import Field, FieldError, check_table, fields
+
+DAY = 86_400
+MAX_NOTES = 1_000_000       # notes in one cassette (real ones hold a few thousand)
+MAX_CASSETTES = 8
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the field."""
 
 
-def _seconds(v) -> bool:
-    """A time in seconds: finite, from 10 ms to a day."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.01 <= v <= 86_400
-
-
-def _count(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_LANG = re.compile(r"^[a-z]{2}$")
-
-# section -> field -> (default, check, what the check wants)
-Spec = dict[str, tuple[Any, Callable[[Any], bool], str]]
-SECTIONS: dict[str, Spec] = {
-    "atm": {
-        "id": ("atm-0001", lambda v: isinstance(v, str) and bool(_ID.match(v)),
-               "1-64 letters, digits, '-' or '_'"),
-        "languages": (["ja", "en", "zh", "ko"], lambda v: isinstance(v, list) and v
-                      and all(isinstance(x, str) and _LANG.match(x) for x in v),
-                      "a non-empty list of 2-letter language codes"),
-        "currency": ("JPY", lambda v: isinstance(v, str) and len(v) == 3 and v.isupper(),
-                     "a 3-letter ISO 4217 code"),
-    },
-    "timeouts": {name: (default, _seconds, "a number of seconds from 0.01 to 86400") for name, default in {
-        "idle_help": 15.0, "idle_cancel": 45.0, "host": 10.0, "card_take": 30.0,
-        "cash_take": 30.0, "leave_debounce": 1.0, "selftest_retry": 60.0}.items()},
-    "session": {
-        "pin_attempts": (3, lambda v: _count(v) and v >= 1, "a whole number >= 1"),
-        "max_withdrawal": (500_000, lambda v: _count(v) and v > 0, "a whole number > 0"),
-        "magstripe_fallback": (True, lambda v: isinstance(v, bool), "true or false"),
-    },
-    "telemetry": {
-        "brokers": ([], lambda v: isinstance(v, list) and all(
-            isinstance(u, str) and u.startswith(("mqtt://", "mqtts://")) for u in v),
-            "a list of mqtt:// or mqtts:// URLs"),
-        "cash_interval": (300.0, _seconds, "a number of seconds from 0.01 to 86400"),
-        "keepalive": (10, lambda v: _count(v) and 5 <= v <= 600, "a whole number from 5 to 600"),
-        "failback_after": (30.0, _seconds, "a number of seconds from 0.01 to 86400"),
-        "outbox": ("", lambda v: isinstance(v, str), "a file path ('' for next to the journal)"),
-        "outbox_max_mb": (64, lambda v: _count(v) and 1 <= v <= 100_000, "a whole number of MB from 1 to 100000"),
-        "outbox_max_age": (7 * 86_400.0, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                           and 60 <= v <= 90 * 86_400, "a number of seconds from 60 to 7776000 (90 days)"),
-        "tls_ca": ("", lambda v: isinstance(v, str), "the CA file that signed the brokers' certificates"),
-        "tls_cert": ("", lambda v: isinstance(v, str), "this ATM's client certificate file"),
-        "tls_key": ("", lambda v: isinstance(v, str), "this ATM's private key file"),
-    },
-    "journal": {
-        "path": (":memory:", lambda v: isinstance(v, str) and v != "", "a file path or ':memory:'"),
-    },
-    "security": {
-        "card_key": ("6174 6d2d 6465 6d6f 2d6b 6579 2d6f 6e6c 792d 6e6f 742d 7365 6372 6574",
-                     lambda v: isinstance(v, str) and _hex_key(v) is not None,
-                     "at least 16 bytes written in hex"),
-    },
-    "speech": {
-        "cache_dir": ("", lambda v: isinstance(v, str), "a directory path ('' for the default)"),
-        "render_timeout": (60.0, _seconds, "a number of seconds from 0.01 to 86400"),
-    },
-    "rig": {
-        "file": ("", lambda v: isinstance(v, str), "a rig file path, relative to this file ('' for none)"),
-    },
-    "devices": {kind: ("sim://", lambda v: isinstance(v, str), "a backend locator like 'sim://'")
-                for kind in DEVICE_KINDS},
-}
-
-CASSETTE_FIELDS: Spec = {
-    "id": (None, lambda v: isinstance(v, str) and bool(_ID.match(v)), "a short name"),
-    "denomination": (None, lambda v: _count(v) and v > 0, "a whole number > 0"),
-    "count": (None, _count, "a whole number >= 0"),
-    "low": (0, _count, "a whole number >= 0"),
-    "empty": (0, _count, "a whole number >= 0"),
-}
-DEFAULT_CASSETTES = [{"id": "A", "denomination": 10000, "count": 500, "low": 50},
-                     {"id": "B", "denomination": 1000, "count": 1000, "low": 100}]
+def _seconds(name: str, default: float, meaning: str) -> Field:
+    return Field(name, float, default, f"seconds {meaning}", low=0.01, high=DAY)
 
 
 def _hex_key(text: str) -> bytes | None:
@@ -105,8 +37,96 @@ def _hex_key(text: str) -> bytes | None:
     return key if len(key) >= 16 else None
 
 
+def _broker_problem(url: str) -> str | None:
+    return None if url.startswith(("mqtt://", "mqtts://")) else f"must be an mqtt:// or mqtts:// URL, got {url!r}"
+
+
+def host_problem(text: str) -> str | None:
+    """Why ``text`` names no known bank host backend, or None."""
+    from agent.host import HOSTS
+    try:
+        scheme = Locator.parse(text).scheme
+    except LocatorError as exc:
+        return str(exc)
+    return None if scheme in HOSTS else f"unknown bank host {scheme!r} (known: {', '.join(sorted(HOSTS))})"
+
+
+def _path(name: str, default: str, meaning: str) -> Field:
+    return Field(name, str, default, meaning, length=(0, 4096))
+
+
+ATM_ID = r"[A-Za-z0-9_-]{1,64}"
+SECTIONS: dict[str, dict[str, Field]] = {
+    "atm": fields(
+        Field("id", str, "atm-0001", "1-64 letters, digits, '-' or '_'", pattern=ATM_ID),
+        Field("languages", list, ["ja", "en", "zh", "ko"], "the prompt languages, the default first",
+              length=(1, 16), items=Field("language", str, description="a 2-letter language code",
+                                          pattern=r"[a-z]{2}")),
+        Field("currency", str, "JPY", "a 3-letter ISO 4217 code", pattern=r"[A-Z]{3}"),
+        Field("host", str, "sim://", "the bank host's locator (sim:// is the simulated bank)",
+              length=(1, 1024), check=host_problem),
+    ),
+    "timeouts": fields(
+        _seconds("idle_help", 15.0, "without input before the help video"),
+        _seconds("idle_cancel", 45.0, "without input before the session is cancelled"),
+        _seconds("host", 10.0, "to wait for the bank host"),
+        _seconds("card_take", 30.0, "before a card left at the gate is captured"),
+        _seconds("cash_take", 30.0, "before cash left at the shutter is retracted"),
+        _seconds("leave_debounce", 1.0, "the customer must be gone before a prompt"),
+        _seconds("selftest_retry", 60.0, "between self-tests of faulty devices"),
+    ),
+    "session": fields(
+        Field("pin_attempts", int, 3, "wrong PINs before the card is retained", low=1, high=10),
+        Field("max_withdrawal", int, 500_000, "the largest withdrawal, in currency units",
+              low=1, high=10**10),
+        Field("magstripe_fallback", bool, True, "read the stripe when the chip fails"),
+    ),
+    "telemetry": fields(
+        Field("brokers", list, [], "broker URLs, primary first", length=(0, 8),
+              items=Field("broker", str, length=(1, 1024), check=_broker_problem)),
+        _seconds("cash_interval", 300.0, "between periodic cash reports"),
+        Field("keepalive", int, 10, "MQTT keepalive in seconds", low=5, high=600),
+        _seconds("failback_after", 30.0, "the primary must answer again before going back to it"),
+        _path("outbox", "", "the outbox file ('' for next to the journal)"),
+        Field("outbox_max_mb", int, 64, "the outbox's size bound in MB", low=1, high=100_000),
+        Field("outbox_max_age", float, 7 * DAY * 1.0, "seconds the outbox keeps a message (90 days at most)",
+              low=60, high=90 * DAY),
+        _path("tls_ca", "", "the CA file that signed the brokers' certificates"),
+        _path("tls_cert", "", "this ATM's client certificate file"),
+        _path("tls_key", "", "this ATM's private key file"),
+    ),
+    "journal": fields(
+        Field("path", str, ":memory:", "a file path or ':memory:'", length=(1, 4096)),
+    ),
+    "security": fields(
+        Field("card_key", str, "6174 6d2d 6465 6d6f 2d6b 6579 2d6f 6e6c 792d 6e6f 742d 7365 6372 6574",
+              "the card token secret", length=(1, 1024),
+              check=lambda v: None if _hex_key(v) else "must be at least 16 bytes written in hex"),
+    ),
+    "speech": fields(
+        _path("cache_dir", "", "the WAV cache directory ('' for the default)"),
+        _seconds("render_timeout", 60.0, "the speech renderer may take"),
+    ),
+    "rig": fields(
+        _path("file", "", "a shipped rig's name or a rig file, relative to this file ('' for none)"),
+    ),
+    "devices": fields(*(locator_field(kind, "sim://") for kind in DEVICE_KINDS)),
+}
+
+CASSETTE_FIELDS = fields(
+    Field("id", str, description="a short name: 1-64 letters, digits, '-' or '_'", pattern=ATM_ID),
+    Field("denomination", int, description="the note's value", low=1, high=1_000_000),
+    Field("count", int, description="notes in the cassette", low=0, high=MAX_NOTES),
+    Field("low", int, 0, "at or below this many notes the cassette is low", low=0, high=MAX_NOTES),
+    Field("empty", int, 0, "at or below this many notes the cassette is empty", low=0, high=MAX_NOTES),
+)
+DEFAULT_CASSETTES = [{"id": "A", "denomination": 10000, "count": 500, "low": 50},
+                     {"id": "B", "denomination": 1000, "count": 1000, "low": 100}]
+DEMO_KEY = SECTIONS["security"]["card_key"].default
+
+
 def uses_demo_key(cfg: "Config") -> bool:
-    return cfg.card_key == _hex_key(SECTIONS["security"]["card_key"][0])
+    return cfg.card_key == _hex_key(DEMO_KEY)
 
 
 @dataclass
@@ -127,32 +147,12 @@ class Config:
     host: str = "sim://"          # the bank host backend
 
 
-def _section(name: str, raw: Any, spec: Spec) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{name}: must be a table")
-    unknown = sorted(set(raw) - set(spec))
-    if unknown:
-        raise ConfigError(f"{name}.{unknown[0]}: unknown field (known: {', '.join(spec)})")
-    out = {}
-    for key, (default, check, wants) in spec.items():
-        if key not in raw:
-            if default is None:
-                raise ConfigError(f"{name}.{key}: missing")
-            out[key] = default
-            continue
-        value = raw[key]
-        if not check(value):
-            raise ConfigError(f"{name}.{key}: must be {wants}, got {value!r}")
-        out[key] = float(value) if isinstance(default, float) else value
-    return out
-
-
 def _cassettes(raw: Any) -> list[Cassette]:
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError("cassettes: must be a non-empty array of tables ([[cassettes]])")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CASSETTES:
+        raise ConfigError(f"cassettes: must be an array of 1 to {MAX_CASSETTES} tables ([[cassettes]])")
     result, seen = [], set()
     for i, item in enumerate(raw):
-        values = _section(f"cassettes[{i}]", item, CASSETTE_FIELDS)
+        values = check_table(item, CASSETTE_FIELDS, f"cassettes[{i}]")
         if values["id"] in seen:
             raise ConfigError(f"cassettes[{i}].id: duplicate cassette id {values['id']!r}")
         seen.add(values["id"])
@@ -162,35 +162,38 @@ def _cassettes(raw: Any) -> list[Cassette]:
     return result
 
 
-def _devices(raw: dict, rig_file: str, base_dir: Path | None) -> tuple[dict[str, str], str]:
-    """The rig's devices (or all ``sim://``), with ``[devices]`` entries on top."""
+def _devices(given: dict, rig_file: str, base_dir: Path | None) -> tuple[dict[str, str], str]:
+    """The rig's devices (or all ``sim://``), with the ``[devices]`` entries on top."""
     devices = {kind: "sim://" for kind in DEVICE_KINDS}
     if rig_file:
-        path = Path(rig_file)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
         try:
+            path = find_rig(rig_file, base_dir)
             rig = load_rig(path)
         except RigError as exc:
             raise ConfigError(f"rig.file: {exc}") from None
         devices, rig_file = dict(rig.devices), str(path)
-    for kind, text in raw.get("devices", {}).items():
-        try:
-            devices[kind] = check_locator(kind, text, f"devices.{kind}")
-        except RigError as exc:
-            raise ConfigError(str(exc)) from None
+    devices.update(given)
     return devices, rig_file
 
 
 def from_dict(raw: dict, source: str = "<dict>", base_dir: Path | None = None, rig: str | None = None) -> Config:
-    """Validate a parsed TOML document. ``rig`` (a path) replaces the document's rig file."""
-    unknown = sorted(set(raw) - set(SECTIONS) - {"cassettes"})
+    """Validate a parsed TOML document. ``rig`` (a name or path) replaces the document's rig file."""
+    try:
+        return _from_dict(raw, source, base_dir, rig)
+    except FieldError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _from_dict(raw: dict, source: str, base_dir: Path | None, rig: str | None) -> Config:
+    known = [*SECTIONS, "cassettes"]
+    unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join([*SECTIONS, 'cassettes'])})")
-    s = {name: _section(name, raw.get(name, {}), spec) for name, spec in SECTIONS.items()}
-    devices, rig_file = _devices(raw, s["rig"]["file"] if rig is None else rig, base_dir if rig is None else None)
-    if (s["security"]["card_key"] == SECTIONS["security"]["card_key"][0]
-            and not all(is_simulated(devices[k]) for k in ("card_reader", "chip"))):
+        raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(known)})")
+    s = {name: check_table(raw.get(name, {}), spec, name) for name, spec in SECTIONS.items()}
+    given = {kind: s["devices"][kind] for kind in raw.get("devices", {})}
+    devices, rig_file = _devices(given, s["rig"]["file"] if rig is None else rig,
+                                 base_dir if rig is None else None)
+    if s["security"]["card_key"] == DEMO_KEY and not all(is_simulated(devices[k]) for k in ("card_reader", "chip")):
         raise ConfigError("security.card_key: the public demo key cannot be used with real card"
                           " readers; set a secret of at least 16 bytes")
     tel = s["telemetry"]
@@ -206,12 +209,12 @@ def from_dict(raw: dict, source: str = "<dict>", base_dir: Path | None = None, r
         devices=devices, cassettes=_cassettes(raw.get("cassettes", DEFAULT_CASSETTES)),
         timeouts=t, session=s["session"], telemetry=s["telemetry"],
         journal_path=s["journal"]["path"], card_key=_hex_key(s["security"]["card_key"]),
-        speech=s["speech"], source=source, rig=rig_file)
+        speech=s["speech"], source=source, rig=rig_file, host=s["atm"]["host"])
 
 
 def load(path: str | Path | None, rig: str | None = None) -> Config:
     """Load and validate a TOML file; ``None`` gives the built-in defaults.
-    ``rig`` (a rig file) replaces the rig the file names."""
+    ``rig`` (a shipped rig's name or a rig file) replaces the rig the file names."""
     if path is None:
         return from_dict({}, "<defaults>", rig=rig)
     path = Path(path)

@@ -13,17 +13,20 @@ import json
 from typing import Callable
 
 from devices.registry import DEVICE_KINDS
+from devices.fields import Field, FieldError, check_table, fields
 from fsm.events import RemoteAudit, RemoteRequest
 
-# name -> {field: (type, required)}
-COMMANDS: dict[str, dict[str, tuple[type, bool]]] = {
+# name -> the fields its JSON body may have
+COMMANDS: dict[str, dict[str, Field]] = {
     "status": {},
-    "selftest": {"device": (str, False)},
-    "out_of_service": {"reason": (str, False)},
+    "selftest": fields(Field("device", str, "all", "the device to test, or all",
+                             choices=(*DEVICE_KINDS, "all"))),
+    "out_of_service": fields(Field("reason", str, "", "why, for the journal", length=(0, 200))),
     "in_service": {},
     "rebirth": {},
     "cash": {},
 }
+FIELD_ERRORS = {"unknown": "unknown_field", "missing": "missing_field", "bad": "bad_field"}
 MAX_BODY = 4096
 
 
@@ -49,21 +52,10 @@ def parse_request(name: str, payload: bytes) -> dict:
         raise BadRequest("malformed_json", f"the body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("malformed", "the body must be a JSON object")
-    spec = COMMANDS[name]
-    unknown = sorted(set(body) - set(spec))
-    if unknown:
-        raise BadRequest("unknown_field", f"{name} takes no field {unknown[0]!r} (fields: {', '.join(spec) or 'none'})")
-    for field, (kind, required) in spec.items():
-        if field not in body:
-            if required:
-                raise BadRequest("missing_field", f"{name} needs {field!r}")
-            continue
-        if not isinstance(body[field], kind) or isinstance(body[field], bool):
-            raise BadRequest("bad_field", f"{field!r} must be a {kind.__name__}")
-    if name == "selftest" and body.get("device", "all") not in (*DEVICE_KINDS, "all"):
-        raise BadRequest("bad_field", f"device {body['device']!r} is not one of {', '.join(DEVICE_KINDS)}")
-    if name == "out_of_service" and len(body.get("reason", "")) > 200:
-        raise BadRequest("bad_field", "reason is longer than 200 characters")
+    try:
+        check_table(body, COMMANDS[name], noun=f"field of {name}")
+    except FieldError as exc:
+        raise BadRequest(FIELD_ERRORS[exc.reason], str(exc)) from None
     return body
 
 

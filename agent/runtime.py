@@ -34,8 +34,7 @@ from fsm.prompter import Prompter
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-HELP_VIDEO = ASSETS / "video" / "help.mp4"
+from agent.resources import ASSETS, HELP_VIDEO  # noqa: E402  (shipped data, see agent/resources.py)
 
 
 class VoiceLibrary:

@@ -110,16 +110,18 @@ ever names INS bytes and status words, never data (which can hold a PAN).
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import re
 import socket
 import threading
 import time
-import tomllib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+
+from devices.fields import Field, FieldError, TomlFileError, check_table, fields, read_toml
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +205,70 @@ class Profile:
     broken_tlv: str = "none"
 
 
-_TOP_KEYS = {"description", "atr", "pse", "mute", "chunk", "pull_out_after",
-             "broken_tlv", "applications"}
-_APP_KEYS = {"aid", "label", "priority", "pan", "expiry", "service_code",
-             "country", "pdol", "gpo_format", "blocked"}
-_MISSING = object()
+def _hex_problem(text: str) -> str | None:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return f"is not hex: {text!r}"
+    return None
+
+
+def _aid_problem(text: str) -> str | None:
+    problem = _hex_problem(text)
+    if problem is None and not 5 <= len(bytes.fromhex(text)) <= 16:
+        return f"must be 5..16 bytes, not {len(bytes.fromhex(text))}"
+    return problem
+
+
+def _atr_field_problem(text: str) -> str | None:
+    return _hex_problem(text) or atr_problem(bytes.fromhex(text))
+
+
+def _pdol_problem(text: str) -> str | None:
+    problem = _hex_problem(text)
+    if problem is None:
+        try:
+            _parse_dol(bytes.fromhex(text))
+        except ValueError as e:
+            return str(e)
+    return problem
+
+
+def _expiry_problem(text: str) -> str | None:
+    if not (1 <= int(text[2:4]) <= 12 and 1 <= int(text[4:6]) <= 31):
+        return f"must be YYMMDD, not {text!r}"
+    return None
+
+
+def _digits(name: str, low: int, high: int, meaning: str, check=None) -> Field:
+    want = f"{low}" if low == high else f"{low}..{high}"
+    return Field(name, str, description=f"{want} digits: {meaning}", pattern=rf"[0-9]{{{low},{high}}}", check=check)
+
+
+PROFILE_FIELDS = fields(
+    Field("description", str, "", "what the card is for", length=(0, 1000)),
+    Field("atr", str, description="the Answer To Reset in hex", length=(1, 200), check=_atr_field_problem),
+    Field("pse", bool, description="the card answers SELECT 1PAY.SYS.DDF01"),
+    Field("mute", bool, False, "the card never answers"),
+    Field("chunk", int, 0, "answer in 61xx chunks of this many bytes (0: whole)", low=0, high=256),
+    Field("pull_out_after", int, 0, "the card is pulled out after this many APDUs (0: never)",
+          low=0, high=1_000_000),
+    Field("broken_tlv", str, "none", "which answer has a broken TLV", choices=BROKEN_TLV_CHOICES),
+    Field("applications", list, description="the [[applications]] tables", length=(0, 16)),
+)
+APPLICATION_FIELDS = fields(
+    Field("aid", str, description="the application id in hex", length=(1, 64), check=_aid_problem),
+    Field("label", str, description="1..16 printable ASCII characters", pattern=r"[\x20-\x7e]{1,16}"),
+    Field("priority", int, description="the application priority", low=1, high=15),
+    _digits("pan", 12, 19, "the card number (Luhn)",
+            check=lambda pan: None if luhn_valid(pan) else f"{pan} fails the Luhn check"),
+    _digits("expiry", 6, 6, "YYMMDD", check=_expiry_problem),
+    _digits("service_code", 3, 3, "the service code"),
+    _digits("country", 4, 4, "the ISO 3166 numeric issuer country"),
+    Field("pdol", str, "", "the PDOL in hex", length=(0, 512), check=_pdol_problem),
+    Field("gpo_format", int, 1, "the GET PROCESSING OPTIONS answer format", choices=(1, 2)),
+    Field("blocked", bool, False, "the application is blocked"),
+)
 
 
 def profile_names() -> list[str]:
@@ -228,131 +289,41 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
             raise ValueError(f"unknown card profile {text!r}; known: {', '.join(profile_names())}")
     else:
         path = Path(text)
-    with open(path, "rb") as f:
-        try:
-            data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: not valid TOML: {e}") from None
-    return _build_profile(path, data)
-
-
-class _FieldError(ValueError):
-    def __init__(self, field: str, problem: str):
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-
-def _build_profile(path: Path, data: dict) -> Profile:
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such card profile", str(path))
+    try:
+        data = read_toml(path, "card profile")
+    except TomlFileError as e:
+        raise ValueError(str(e)) from None
     try:
         return _check_profile(path, data)
-    except _FieldError as e:
+    except FieldError as e:
         raise ValueError(f"{path}: field {e.field!r}: {e.problem}") from None
 
 
-def _get(table: dict, key: str, kind: type, field: str, default=_MISSING):
-    if key not in table:
-        if default is _MISSING:
-            raise _FieldError(field, "is missing")
-        return default
-    value = table[key]
-    # bool is an int in Python; a TOML true is no count.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _FieldError(field, f"must be {kind.__name__}, not {type(value).__name__} {value!r}")
-    return value
-
-
-def _hex(value: str, field: str) -> bytes:
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise _FieldError(field, f"is not hex: {value!r}") from None
-
-
-def _digits(value: str, field: str, count: int | tuple[int, int]) -> str:
-    low, high = (count, count) if isinstance(count, int) else count
-    if not (value.isascii() and value.isdigit() and low <= len(value) <= high):
-        want = f"{low}" if low == high else f"{low}..{high}"
-        raise _FieldError(field, f"must be {want} digits, not {value!r}")
-    return value
-
-
-def _unknown_keys(table: dict, allowed: set[str], where: str) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise _FieldError(f"{where}{extra[0]}", f"unknown field (known: {', '.join(sorted(allowed))})")
-
-
 def _check_profile(path: Path, data: dict) -> Profile:
-    _unknown_keys(data, _TOP_KEYS, "")
-    atr = _hex(_get(data, "atr", str, "atr"), "atr")
-    problem = atr_problem(atr)
-    if problem:
-        raise _FieldError("atr", problem)
-    chunk = _get(data, "chunk", int, "chunk", 0)
-    if not 0 <= chunk <= 256:
-        raise _FieldError("chunk", f"must be 0..256, not {chunk}")
-    pull_out_after = _get(data, "pull_out_after", int, "pull_out_after", 0)
-    if pull_out_after < 0:
-        raise _FieldError("pull_out_after", f"must be >= 0, not {pull_out_after}")
-    broken_tlv = _get(data, "broken_tlv", str, "broken_tlv", "none")
-    if broken_tlv not in BROKEN_TLV_CHOICES:
-        raise _FieldError("broken_tlv", f"must be one of {', '.join(BROKEN_TLV_CHOICES)}, not {broken_tlv!r}")
-    apps_data = _get(data, "applications", list, "applications")
-    if not apps_data:
-        raise _FieldError("applications", "needs at least one [[applications]] table")
-    apps = tuple(_check_application(table, i) for i, table in enumerate(apps_data))
+    top = check_table(data, PROFILE_FIELDS)
+    if not top["applications"]:
+        raise FieldError("applications", "needs at least one [[applications]] table")
+    apps = tuple(_check_application(table, i) for i, table in enumerate(top["applications"]))
     aids = [app.aid for app in apps]
     for i, aid in enumerate(aids):
         if aid in aids[:i]:
-            raise _FieldError(f"applications[{i}].aid", f"{aid.hex().upper()} is there twice")
+            raise FieldError(f"applications[{i}].aid", f"{aid.hex().upper()} is there twice")
     return Profile(
-        name=path.stem, path=path, atr=atr,
-        pse=_get(data, "pse", bool, "pse"),
-        applications=apps,
-        description=_get(data, "description", str, "description", ""),
-        mute=_get(data, "mute", bool, "mute", False),
-        chunk=chunk, pull_out_after=pull_out_after, broken_tlv=broken_tlv,
+        name=path.stem, path=path, atr=bytes.fromhex(top["atr"]), pse=top["pse"], applications=apps,
+        description=top["description"], mute=top["mute"], chunk=top["chunk"],
+        pull_out_after=top["pull_out_after"], broken_tlv=top["broken_tlv"],
     )
 
 
 def _check_application(table, i: int) -> Application:
-    where = f"applications[{i}]."
     if not isinstance(table, dict):
-        raise _FieldError(f"applications[{i}]", "must be a table ([[applications]])")
-    _unknown_keys(table, _APP_KEYS, where)
-
-    def get(key, kind, default=_MISSING):
-        return _get(table, key, kind, where + key, default)
-
-    aid = _hex(get("aid", str), where + "aid")
-    if not 5 <= len(aid) <= 16:
-        raise _FieldError(where + "aid", f"must be 5..16 bytes, not {len(aid)}")
-    label = get("label", str)
-    if not (1 <= len(label) <= 16 and all(0x20 <= ord(c) < 0x7F for c in label)):
-        raise _FieldError(where + "label", f"must be 1..16 printable ASCII characters, not {label!r}")
-    priority = get("priority", int)
-    if not 1 <= priority <= 15:
-        raise _FieldError(where + "priority", f"must be 1..15, not {priority}")
-    pan = _digits(get("pan", str), where + "pan", (12, 19))
-    if not luhn_valid(pan):
-        raise _FieldError(where + "pan", f"{pan} fails the Luhn check")
-    expiry = _digits(get("expiry", str), where + "expiry", 6)
-    if not (1 <= int(expiry[2:4]) <= 12 and 1 <= int(expiry[4:6]) <= 31):
-        raise _FieldError(where + "expiry", f"must be YYMMDD, not {expiry!r}")
-    service_code = _digits(get("service_code", str), where + "service_code", 3)
-    country = _digits(get("country", str), where + "country", 4)
-    pdol = _hex(get("pdol", str, ""), where + "pdol")
-    try:
-        _parse_dol(pdol)
-    except ValueError as e:
-        raise _FieldError(where + "pdol", str(e)) from None
-    gpo_format = get("gpo_format", int, 1)
-    if gpo_format not in (1, 2):
-        raise _FieldError(where + "gpo_format", f"must be 1 or 2, not {gpo_format}")
-    return Application(aid=aid, label=label, priority=priority, pan=pan, expiry=expiry,
-                       service_code=service_code, country=country, pdol=pdol,
-                       gpo_format=gpo_format, blocked=get("blocked", bool, False))
+        raise FieldError(f"applications[{i}]", "must be a table ([[applications]])")
+    v = check_table(table, APPLICATION_FIELDS, f"applications[{i}]")
+    return Application(aid=bytes.fromhex(v["aid"]), label=v["label"], priority=v["priority"], pan=v["pan"],
+                       expiry=v["expiry"], service_code=v["service_code"], country=v["country"],
+                       pdol=bytes.fromhex(v["pdol"]), gpo_format=v["gpo_format"], blocked=v["blocked"])
 
 
 def luhn_valid(digits: str) -> bool:

@@ -72,3 +72,19 @@ def test_the_documented_example_config_is_valid_and_matches_the_defaults():
     defaults = config.load(None)
     for field in ("atm_id", "languages", "devices", "cassettes", "timeouts", "session", "telemetry", "speech"):
         assert getattr(example, field) == getattr(defaults, field), field
+
+
+def test_the_bank_host_is_a_configured_backend():
+    from agent.runtime import Agent
+    from fsm.clock import VirtualClock
+    from hw_mocks.bank_host import SimBankHost
+    assert config.from_dict({}).host == "sim://"
+    with pytest.raises(ConfigError, match=r"atm.host: .*unknown bank host 'iso8583'"):
+        config.from_dict({"atm": {"host": "iso8583://10.0.0.1"}})
+    agent = Agent(config.from_dict({"atm": {"host": "sim://?latency=0.5"}}), VirtualClock())
+    try:
+        assert isinstance(agent.host, SimBankHost) and agent.host.latency == 0.5
+    finally:
+        agent.close()
+    with pytest.raises(ConfigError, match=r"host: 'sim://\?speed=1': unknown option 'speed'"):
+        Agent(config.from_dict({"atm": {"host": "sim://?speed=1"}}), VirtualClock())

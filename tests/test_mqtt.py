@@ -308,7 +308,7 @@ def test_will_marks_a_dead_atm_offline_with_its_session_counter(mosquitto, sig, 
 
 def test_keepalive_default_lets_the_broker_notice_within_15_s():
     from agent.config import SECTIONS
-    keepalive = SECTIONS["telemetry"]["keepalive"][0]
+    keepalive = SECTIONS["telemetry"]["keepalive"].default
     assert 1.5 * keepalive <= 15
 
 

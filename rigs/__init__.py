@@ -1,0 +1,1 @@
+"""Rig files (one TOML file per rig) shipped with the agent; `--rig sim` names sim.toml."""
