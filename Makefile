@@ -18,8 +18,12 @@ run: deps venv
 test: deps venv
 	$(BIN)/python -m pytest -q
 
+# BASE: the commit the side-by-side comparison measures this tree against.
+BASE ?= 5992920
+
 bench: deps venv
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/compare.py --base $(BASE)
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \

@@ -42,6 +42,11 @@ that reaches the exit (or, for a test dispense, the reject tray) counts one
 ``work_unit()``: a power loss there stops the command with no response,
 the note already counted.
 
+Mechanism time: ``note_ms`` (default 0) milliseconds per note picked (every
+note counted at the check sensor) pass after the command has acted and
+before its response is sent, on top of line timing. The physical state
+shows the outcome at once; only the reply waits **(ours)**.
+
 - ``jam_chk`` (33, CHK1+CHK2), ``jam_chk34`` (4C, CHK3+CHK4), ``jam_div``
   (36, DIV1+DIV2), ``jam_exit`` (35, EJT+EXIT), ``jam_ejt`` (48, EJT):
   while armed, the next dispense moves n//2 notes from the cassette it is
@@ -201,11 +206,13 @@ class Lcdm2000Emulator(SerialEmulator):
               "reject_tray_full", "reject_tray_removed")
 
     def __init__(self, upper: int = 500, lower: int = 1000, baud: int | None = None,
-                 reject_capacity: int = 50, rom_version: str = "2.10"):
+                 reject_capacity: int = 50, rom_version: str = "2.10", note_ms: float = 0):
         if len(rom_version) != 4 or not rom_version.isascii():
             raise ValueError(f"rom_version must be 4 ASCII characters, not {rom_version!r}")
         if min(upper, lower, reject_capacity) < 0:
             raise ValueError("counts and reject_capacity cannot be negative")
+        if not 0 <= note_ms <= 10_000:
+            raise ValueError(f"note_ms must be 0..10000, not {note_ms!r}")
         super().__init__(baud)
         self.rom_version = rom_version
         self.reject_capacity = reject_capacity
@@ -217,6 +224,8 @@ class Lcdm2000Emulator(SerialEmulator):
         self.cleared_by_hand = 0
         self.jam: str | None = None          # the jam fault that has blocked the transport
         self._idle_unpowered = False         # the serving thread is in its unpowered branch
+        self.note_ms = note_ms               # mechanism time per note picked
+        self._picked = 0                     # notes picked by the command being served
 
     # control (any thread) ---------------------------------------------------------
     def take_notes(self) -> int:
@@ -294,9 +303,13 @@ class Lcdm2000Emulator(SerialEmulator):
             with self.lock:
                 if not self.powered:
                     return
+                self._picked = 0
                 reply = self._execute(*frame)
+                picked = self._picked
         except PowerLost:
             return                           # stopped mid-command: no response
+        if picked and self.note_ms:          # the mechanism at work; stop() cuts it short
+            self._stop.wait(picked * self.note_ms / 1000)
         self._send(reply)
 
     def _read_frame(self):
@@ -396,6 +409,7 @@ class Lcdm2000Emulator(SerialEmulator):
                     return PICKUP_ERROR
                 self.counts[name] -= 1       # one more note leaves and sticks
                 tally.check += 1
+                self._picked += 1
                 self.on_path += 1
                 self.jam = jam
                 return JAMS[jam].code
@@ -403,6 +417,7 @@ class Lcdm2000Emulator(SerialEmulator):
                 return OVER_REJECT
             self.counts[name] -= 1
             tally.check += 1
+            self._picked += 1
             if to_reject:
                 self.reject_tray += 1
                 tally.rejects += 1

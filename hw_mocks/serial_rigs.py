@@ -7,8 +7,10 @@ actions (through the emulator's control surface) and ``inject``/``remove``
 with the same fault names as the ``sim://`` devices, plus every emulator fault.
 
 Locator options for the emulator: ``timing=1`` keeps real baud-rate timing;
-``fault=NAME`` (repeatable as ``fault=a,b``) starts with faults present. The
-other options go to the driver, as for ``lcdm2000://PORT``.
+``fault=NAME`` (repeatable as ``fault=a,b``) starts with faults present;
+``note_ms=N`` (dispenser, default 0) adds N ms of mechanism time per note, and
+the driver's ``note_time`` then allows for it. The other options go to the
+driver, as for ``lcdm2000://PORT``.
 """
 from __future__ import annotations
 
@@ -86,9 +88,14 @@ class EmulatedLcdm2000(_Emulated, Lcdm2000Dispenser):
                      "empty": ("empty_upper", "empty_lower")}
 
     def __init__(self, ctx=None, locator=None):
-        options, params = _split_options(locator)
-        self.emulator = Lcdm2000Emulator(baud=9600 if options.get("timing") == "1" else None)
-        super().__init__(ctx, _driver_locator(locator, params, self.emulator.port, note_time="0.02"))
+        options, params = _split_options(locator, ("timing", "fault", "note_ms"))
+        try:
+            note_ms = float(options.get("note_ms", 0))
+        except ValueError:
+            raise ValueError(f"option note_ms={options['note_ms']!r} is not a number") from None
+        self.emulator = Lcdm2000Emulator(baud=9600 if options.get("timing") == "1" else None, note_ms=note_ms)
+        note_time = f"{0.02 + note_ms / 1000:g}"  # the driver's reply allowance per note covers the mechanism
+        super().__init__(ctx, _driver_locator(locator, params, self.emulator.port, note_time=note_time))
         self._options = options
 
     def open(self) -> None:

@@ -535,3 +535,29 @@ def test_invariant_over_a_random_session():
             if rng.random() < 0.5:
                 device.take_notes()
             assert_invariant(device, 40, 40)
+
+
+# mechanism time -----------------------------------------------------------------------
+
+def test_note_ms_must_be_in_range():
+    with pytest.raises(ValueError, match="note_ms"):
+        Lcdm2000Emulator(note_ms=-1)
+
+
+def test_note_ms_rig_option_reaches_the_emulator_and_the_driver_allowance():
+    from devices.base import DeviceContext
+    from devices.dispenser import Cassette
+    from devices.registry import create_device
+    device = create_device("dispenser", "lcdm2000+emu://?note_ms=5", DeviceContext())
+    try:
+        assert device.emulator.note_ms == 5
+        assert device.note_time == pytest.approx(0.025)   # 0.02 + the mechanism's 5 ms
+        device.load_cassettes([Cassette("A", 1_000, 100, low=10)])
+        device.open()
+        result = device.dispense({"A": 3})
+        assert not result.fault_code and result.picked == {"A": 3}
+        assert device.emulator.snapshot()["exit_notes"] == 3
+    finally:
+        device.close()
+    with pytest.raises(ValueError, match="note_ms"):
+        create_device("dispenser", "lcdm2000+emu://?note_ms=slow", DeviceContext())
