@@ -12,7 +12,7 @@ from devices.base import DeviceContext
 from devices.registry import create_device
 from fsm.clock import Scheduler, VirtualClock
 from tests.helpers import Events
-from tests.broker import Mosquitto
+from hw_mocks.servers.broker import Mosquitto
 
 
 def pytest_addoption(parser):

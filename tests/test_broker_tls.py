@@ -32,8 +32,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.broker import HOST, Mosquitto, Subscriber, make_client, mosquitto_version
-from tests.tls import Pki, make_pki
+from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber, make_client, mosquitto_version
+from hw_mocks.servers.tls import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parent.parent
 ACL = (ROOT / "docs" / "mosquitto" / "atm.acl.example").read_text()

@@ -11,8 +11,8 @@ from agent.mqtt import MqttLink, TlsFiles
 from agent.outbox import Outbox
 from agent.telemetry import Telemetry
 from fsm.clock import RealClock
-from tests.broker import Mosquitto, Subscriber
-from tests.tls import make_pki
+from hw_mocks.servers.broker import Mosquitto, Subscriber
+from hw_mocks.servers.tls import make_pki
 
 ROOT = Path(__file__).resolve().parent.parent
 ACL = (ROOT / "docs" / "mosquitto" / "atm.acl.example").read_text()

@@ -21,7 +21,7 @@ from agent.mqtt import BrokerUrl, MqttLink, parse_broker_url
 from agent.outbox import Outbox
 from agent.telemetry import Telemetry
 from fsm.clock import RealClock
-from tests.broker import HOST, Mosquitto, Subscriber, free_port
+from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ATM = "ATM-T1"

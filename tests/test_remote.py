@@ -18,7 +18,7 @@ from agent.remote import BadRequest, parse_request
 from agent.runtime import Agent
 from fsm.clock import RealClock
 from hw_mocks.customer import Visit
-from tests.broker import HOST
+from hw_mocks.servers.broker import HOST
 from tests.helpers import run_visits
 
 ATM = "atm-0001"

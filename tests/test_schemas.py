@@ -40,7 +40,7 @@ from agent.scenarios import SCENARIOS, Scenario, ScenarioRun
 from fsm.clock import RealClock
 from hw_mocks.cards import CARDS
 from hw_mocks.customer import Visit
-from tests.broker import HOST, Mosquitto, Subscriber
+from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber
 from tests.helpers import RAW_PANS, make_agent
 
 ROOT = Path(__file__).resolve().parent.parent

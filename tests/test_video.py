@@ -19,7 +19,7 @@ from devices.registry import create_device
 from fsm.clock import Scheduler, VirtualClock
 from fsm.loop import EventLoop
 from hw_mocks import sim_display
-from tests.xvfb import start_xvfb
+from hw_mocks.servers.xvfb import start_xvfb
 
 VIDEO_DIR = HELP_VIDEO.parent
 LANGS = ("ja", "en", "zh", "ko")

@@ -1,4 +1,4 @@
-"""Test helpers: a real ``mosquitto`` child process and a collecting subscriber.
+"""A real ``mosquitto`` child process and a collecting subscriber.
 
 Everything listens on 127.0.0.1 only, on a free port.
 
@@ -7,7 +7,7 @@ Plain MQTT (the default)::
     with Mosquitto() as broker:            # broker.url == "mqtt://127.0.0.1:<port>"
         ...
 
-Mutual TLS with per-ATM ACLs (see ``tests/tls.py`` and ``docs/mosquitto/``)::
+Mutual TLS with per-ATM ACLs (see ``hw_mocks/servers/tls.py`` and ``docs/mosquitto/``)::
 
     pki = make_pki(tmp_path, atm_ids=("atm-0001", "atm-0002"))
     with Mosquitto(tls=pki, acl=ACL_TEXT) as broker:   # broker.url == "mqtts://127.0.0.1:<port>"
@@ -36,8 +36,11 @@ from typing import TYPE_CHECKING, Callable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hw_mocks.servers import started
+from hw_mocks.servers.wait import wait_for
+
 if TYPE_CHECKING:
-    from tests.tls import CertKey, Pki
+    from hw_mocks.servers.tls import CertKey, Pki
 
 HOST = "127.0.0.1"
 
@@ -71,7 +74,7 @@ class Mosquitto:
 
     Without ``tls``: a plain MQTT listener, anonymous clients allowed (``mqtt://``).
 
-    With ``tls`` (a :class:`tests.tls.Pki`): a TLS listener (``mqtts://``) using the Pki's
+    With ``tls`` (a :class:`hw_mocks.servers.tls.Pki`): a TLS listener (``mqtts://``) using the Pki's
     CA, server certificate and key; ``require_certificate`` makes it mutual TLS,
     ``use_identity_as_username`` makes the client certificate's CN the MQTT username (what
     ``%u`` in ACL patterns and ``user`` lines refer to). ``allow_anonymous`` defaults to True
@@ -145,19 +148,24 @@ class Mosquitto:
                                      stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log()}")
+        started["mosquitto"] += 1
+
+        def listening() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                code = self.proc.returncode if self.proc is not None else None
+                raise RuntimeError(f"mosquitto exited with {code}:\n{self.log()}")
             try:
                 socket.create_connection((HOST, self.port), timeout=0.2).close()
-                return self
+                return True
             except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"mosquitto did not listen on {HOST}:{self.port} "
-                                       f"within {timeout}s:\n{self.log()}")
-                time.sleep(0.05)
+                return False
+
+        try:
+            wait_for(listening, timeout, 0.05, f"mosquitto to listen on {HOST}:{self.port}")
+        except AssertionError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}:\n{self.log()}") from None
+        return self
 
     def stop(self, timeout: float = 3.0) -> None:
         proc, self.proc = self.proc, None
@@ -192,15 +200,11 @@ class Mosquitto:
     def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
         """Wait until the broker's log (it runs with -v) contains ``text``; return that line.
         AssertionError on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.log().splitlines():
-                if text in line:
-                    return line
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not in the mosquitto log within {timeout}s:\n"
-                                     f"{self.log()[-3000:]}")
-            time.sleep(0.02)
+        def found() -> str | None:
+            return next((line for line in self.log().splitlines() if text in line), None)
+
+        return wait_for(found, timeout, 0.02,
+                        lambda: f"{text!r} in the mosquitto log:\n{self.log()[-3000:]}")
 
     def close(self) -> None:
         self.stop()
@@ -232,7 +236,7 @@ def make_client(broker: "Mosquitto | int", cert: "str | CertKey | None" = None, 
 
     For a TLS broker the client verifies the broker against ``ca`` (default: the broker's
     CA) including the host name, and presents ``cert``: a CN from the broker's Pki, a
-    :class:`tests.tls.CertKey`, or None for no client certificate.
+    :class:`hw_mocks.servers.tls.CertKey`, or None for no client certificate.
     """
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
     pki = broker.tls if isinstance(broker, Mosquitto) else None
