@@ -32,7 +32,8 @@ from agent.mqtt import MqttLink  # noqa: E402
 from agent.outbox import Outbox  # noqa: E402
 from agent.telemetry import Telemetry  # noqa: E402
 from fsm.clock import RealClock  # noqa: E402
-from hw_mocks.servers.broker import HOST, Mosquitto as _Mosquitto  # noqa: E402
+from hw_mocks.servers.broker import HOST  # noqa: E402
+from hw_mocks.servers.broker import Mosquitto as _Mosquitto
 
 
 def Mosquitto() -> _Mosquitto:

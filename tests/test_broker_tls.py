@@ -41,6 +41,9 @@ ATMS = ("atm-0001", "atm-0002")
 NOT_AUTHORIZED = 0x87
 
 
+pytestmark = pytest.mark.mosquitto
+
+
 # -- fixtures -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pki():
@@ -63,7 +66,7 @@ def clients():
     """Make connected paho clients; all disconnected and stopped afterwards."""
     made: list[paho.Client] = []
 
-    def make(broker, cert, **kw) -> "Session":
+    def make(broker, cert, **kw) -> Session:
         s = Session.open(broker, cert, **kw)
         made.append(s.client)
         assert s.connack is not None and not s.connack.is_failure, s
@@ -88,7 +91,7 @@ class Session:
 
     @classmethod
     def open(cls, broker, cert, *, ca=None, protocol=paho.MQTTv5, username=None,
-             client_id="", will=None, timeout=3.0) -> "Session":
+             client_id="", will=None, timeout=3.0) -> Session:
         s = cls(make_client(broker, cert, ca=ca, client_id=client_id, protocol=protocol))
         c = s.client
         c.reconnect_delay_set(0.1, 0.1)  # loop_stop() waits out a pending reconnect delay

@@ -50,7 +50,7 @@ class Consumer:
         c.on_message = self._on_message
         self.client = c
 
-    def start(self) -> "Consumer":
+    def start(self) -> Consumer:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 600
         self.client.connect(HOST, self.broker.port, keepalive=5, clean_start=False, properties=props)
@@ -138,6 +138,7 @@ def test_fault_and_cash_arrive_with_envelope_after_the_birth(mosquitto, links):
     assert link.acked == 2 and link.outbox.count() == 0
 
 
+@pytest.mark.mosquitto
 def test_messages_stored_while_no_broker_arrive_in_order_flagged_historical(links):
     broker = Mosquitto()
     link, tel = links(broker.url)
@@ -178,6 +179,7 @@ def stream(tel, n, rate_s=0.002, start=0):
         time.sleep(rate_s)
 
 
+@pytest.mark.mosquitto
 @pytest.mark.parametrize("outage", ["stop", "kill"])
 def test_broker_outage_mid_stream_loses_nothing(links, outage):
     broker = Mosquitto(persistence=True).start()
@@ -355,6 +357,7 @@ def test_no_broker_never_raises_and_keeps_everything(links):
 
 
 # -- two sites ------------------------------------------------------------------------------------
+@pytest.mark.mosquitto
 def test_failover_to_the_secondary_and_back_to_the_primary(links):
     tokyo, osaka = Mosquitto().start(), Mosquitto().start()
     at_tokyo, at_osaka = Consumer(tokyo).start(), Consumer(osaka).start()

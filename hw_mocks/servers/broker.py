@@ -29,12 +29,13 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from hw_mocks.servers import started
 from hw_mocks.servers.wait import wait_for
@@ -87,8 +88,8 @@ class Mosquitto:
     the broker's temp dir, so they survive ``stop()``/``start()``.
     """
 
-    def __init__(self, port: int | None = None, *, tls: "Pki | None" = None,
-                 require_certificate: bool = True, acl: "str | os.PathLike | None" = None,
+    def __init__(self, port: int | None = None, *, tls: Pki | None = None,
+                 require_certificate: bool = True, acl: str | os.PathLike | None = None,
                  use_identity_as_username: bool = True, allow_anonymous: bool | None = None,
                  persistence: bool = False, extra: str = ""):
         self.exe = find_mosquitto()
@@ -140,7 +141,7 @@ class Mosquitto:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 5.0) -> "Mosquitto":
+    def start(self, timeout: float = 5.0) -> Mosquitto:
         if self.running:
             return self
         log = open(self.logfile, "ab")
@@ -187,7 +188,7 @@ class Mosquitto:
         proc.kill()
         proc.wait()
 
-    def restart(self) -> "Mosquitto":
+    def restart(self) -> Mosquitto:
         self.stop()
         return self.start()
 
@@ -203,14 +204,16 @@ class Mosquitto:
         def found() -> str | None:
             return next((line for line in self.log().splitlines() if text in line), None)
 
-        return wait_for(found, timeout, 0.02,
+        line = wait_for(found, timeout, 0.02,
                         lambda: f"{text!r} in the mosquitto log:\n{self.log()[-3000:]}")
+        assert line is not None  # wait_for returns a truthy value
+        return line
 
     def close(self) -> None:
         self.stop()
         self._dir.cleanup()
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self) -> Mosquitto:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -228,9 +231,9 @@ class Received:
         return json.loads(self.payload)
 
 
-def make_client(broker: "Mosquitto | int", cert: "str | CertKey | None" = None, *,
-                ca: "str | os.PathLike | None" = None, client_id: str = "",
-                protocol: int = paho.MQTTv5) -> paho.Client:
+def make_client(broker: Mosquitto | int, cert: str | CertKey | None = None, *,
+                ca: str | os.PathLike | None = None, client_id: str = "",
+                protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5) -> paho.Client:
     """A (not yet connected) paho client for ``broker``; connect with
     ``client.connect(HOST, port)``.
 
@@ -259,7 +262,7 @@ class Subscriber:
     """
 
     def __init__(self, broker: Mosquitto | int, topic: str = "#", client_id: str = "", *,
-                 cert: "str | CertKey | None" = None):
+                 cert: str | CertKey | None = None):
         port = broker.port if isinstance(broker, Mosquitto) else broker
         self.topic = topic
         self.messages: list[Received] = []
@@ -280,7 +283,7 @@ class Subscriber:
         self.suback = list(reason_codes)
         self._subscribed.set()
 
-    def start(self, timeout: float = 5.0) -> "Subscriber":
+    def start(self, timeout: float = 5.0) -> Subscriber:
         self.client.connect(HOST, self.port, keepalive=30)
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
@@ -317,7 +320,7 @@ class Subscriber:
                                          f"within {timeout}s; got {got}")
                 self._cond.wait(left)
 
-    def __enter__(self) -> "Subscriber":
+    def __enter__(self) -> Subscriber:
         return self.start()
 
     def __exit__(self, *exc) -> None:
