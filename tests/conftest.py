@@ -7,8 +7,11 @@ hardware and is skipped, naming it, when the rig simulates or emulates it.
 
 A test that uses a fixture of ``SERVER_FIXTURES`` gets that server's marker
 (``mosquitto``, ``pcscd``, ``xvfb``) by itself; one that starts a server
-another way carries the marker explicitly, and fails when it does not.
+another way carries the marker explicitly, and fails when it does not. The
+tests named in ``tests/slow.txt`` are marked ``slow``.
 """
+from pathlib import Path
+
 import pytest
 
 from agent.rig import DEFAULT_RIG, is_emulated, is_simulated, load_rig
@@ -47,13 +50,30 @@ def pytest_unconfigure(config):
     pcscd.acquire = _pcscd_acquire
 
 
+def slow_tests() -> set[str]:
+    """``file::function`` names from tests/slow.txt."""
+    lines = (Path(__file__).parent / "slow.txt").read_text(encoding="utf-8").splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config, items):
-    """Mark each test with the servers its fixtures start."""
+    """Mark each test with the servers its fixtures start, and the slow ones ``slow``."""
+    slow, seen, files = slow_tests(), set(), set()
     for item in items:
-        for name in getattr(item, "fixturenames", ()):
-            marker = SERVER_FIXTURES.get(name)
+        name = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+        files.add(item.path.name)
+        if name in slow:
+            seen.add(name)
+            item.add_marker("slow")
+        for fixture in getattr(item, "fixturenames", ()):
+            marker = SERVER_FIXTURES.get(fixture)
             if marker is not None and item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
+    stale = sorted(n for n in slow - seen if n.split("::")[0] in files and not config.option.keyword
+                   and not config.option.deselect)
+    if stale and not any("::" in a for a in config.args):
+        raise pytest.UsageError(f"tests/slow.txt names tests that do not exist: {', '.join(stale)}")
 
 
 def _check_servers(item, before: dict[str, int]) -> None:

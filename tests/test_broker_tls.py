@@ -34,6 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber, make_client, mosquitto_version
 from hw_mocks.servers.tls import Pki, make_pki
+from hw_mocks.servers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ACL = (ROOT / "docs" / "mosquitto" / "atm.acl.example").read_text()
@@ -261,9 +262,7 @@ def test_atm_receives_only_its_own_commands(broker, clients):
         assert monitor.publish("atm/v1/atm-0002/cmd/reboot").value == 0
         assert monitor.publish("atm/v1/atm-0001/cmd/reboot").value == 0
         atm2.wait_for(lambda m: m.topic == "atm/v1/atm-0002/cmd/reboot")  # atm-0002 gets its own
-        deadline = time.monotonic() + 3
-        while "atm/v1/atm-0001/cmd/reboot" not in got and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: "atm/v1/atm-0001/cmd/reboot" in got, 3, message="atm-0001's own command")
     # same publisher, same order: atm-0002's command would have arrived before atm-0001's
     assert got == ["atm/v1/atm-0001/cmd/reboot"]
 
