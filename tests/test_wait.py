@@ -1,7 +1,9 @@
 """The shared wait_for helper and the server-marker check in conftest."""
 from __future__ import annotations
 
+import ast
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,5 +35,13 @@ def test_a_server_started_without_its_marker_fails_the_test(request):
     conftest._check_servers(request.node, before)  # nothing started: passes
 
 
-def test_every_name_in_slow_txt_is_file_and_function():
-    assert all(n.startswith("test_") and "::test_" in n for n in conftest.slow_tests())
+def test_every_name_in_slow_txt_is_a_test_function_that_exists():
+    here = Path(__file__).parent
+    missing = []
+    for name in sorted(conftest.slow_tests()):
+        file, _, function = name.partition("::")
+        path = here / file
+        tree = ast.parse(path.read_text(encoding="utf-8")) if path.is_file() else ast.Module(body=[])
+        if function not in {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}:
+            missing.append(name)
+    assert not missing, f"tests/slow.txt names tests that do not exist: {missing}"
