@@ -8,18 +8,35 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # software stack the agent and its tests drive, and Xvfb for display tests.
 DEB_PACKAGES := python3-venv python3-dev build-essential swig libpcsclite-dev \
 	pcscd vsmartcard-vpcd pcsc-tools espeak-ng alsa-utils sox libgl1 \
-	mosquitto mosquitto-clients xvfb x11-apps
+	mosquitto mosquitto-clients xvfb x11-apps graphviz
 
-.PHONY: run test bench deps venv clean
+# `make test LINT=1` runs `make lint` first; LINT will default to 1 once every branch is merged.
+LINT ?= 0
+
+.PHONY: run test lint diagram bench deps venv clean
 
 run: deps venv
 	$(BIN)/atm run --journal var/journal.db
 
 test: deps venv
+ifeq ($(LINT),1)
+	$(MAKE) lint
+endif
 	$(BIN)/python -m pytest -q
 
 # BASE: the commit the side-by-side comparison measures this tree against.
 BASE ?= 5992920
+
+# ruff (lint and format check), mypy (strict on fsm/ and devices/), import-linter's contracts.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# docs/state-diagram.md from the state table in fsm/states.py.
+diagram: venv
+	$(BIN)/atm diagram --format markdown -o docs/state-diagram.md
 
 bench: deps venv
 	$(BIN)/python bench/run.py

@@ -226,6 +226,21 @@ def cmd_emulate(args) -> int:
         raise UsageError(str(exc)) from None
 
 
+# -- atm diagram ---------------------------------------------------------------
+def cmd_diagram(args) -> int:
+    """The state diagram from fsm.states, to stdout or ``-o FILE``."""
+    from agent.diagram import DiagramError, from_fsm
+    try:
+        text = from_fsm(args.format)
+    except DiagramError as exc:
+        raise UsageError(str(exc)) from None
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------
 def _duration(text: str) -> float:
     try:
@@ -281,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--fault", action="append", metavar="NAME", help="start with this fault present")
     emulate.add_argument("--timing", action="store_true", help="keep real baud-rate timing")
     emulate.set_defaults(func=cmd_emulate)
+
+    from agent.diagram import FORMATS
+    diagram = sub.add_parser("diagram", help="the state diagram, drawn from the state table")
+    diagram.add_argument("--format", choices=FORMATS, default="mermaid", help="default: mermaid")
+    diagram.add_argument("-o", "--output", metavar="FILE", help="write there (default: stdout)")
+    diagram.set_defaults(func=cmd_diagram)
     return parser
 
 

@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import sys
@@ -32,7 +33,9 @@ from agent.mqtt import MqttLink  # noqa: E402
 from agent.outbox import Outbox  # noqa: E402
 from agent.telemetry import Telemetry  # noqa: E402
 from fsm.clock import RealClock  # noqa: E402
-from tests.broker import HOST, Mosquitto as _Mosquitto  # noqa: E402
+from hw_mocks.servers.broker import HOST  # noqa: E402
+from hw_mocks.servers.broker import Mosquitto as _Mosquitto  # noqa: E402
+from hw_mocks.servers.wait import wait_for  # noqa: E402
 
 
 def Mosquitto() -> _Mosquitto:
@@ -50,11 +53,13 @@ class Counter:
         self.arrived: dict[str, float] = {}
         self.lock = threading.Lock()
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{id(self)}", protocol=paho.MQTTv5)
+        subscribed = threading.Event()
         c.on_message = self._on_message
+        c.on_subscribe = lambda cl, ud, mid, rc, pr: subscribed.set()
         c.connect(HOST, broker.port)
         c.subscribe(topic, qos=1)
         c.loop_start()
-        time.sleep(0.2)
+        wait_for(subscribed.is_set, message=f"the SUBACK for {topic}")
         self.client = c
 
     def _on_message(self, client, userdata, msg):
@@ -137,7 +142,8 @@ def fault_latency(broker, directory, faults: int = 300) -> dict:
         sent[message.payload["id"]] = t0
         time.sleep(0.02)
     link.flush(10)
-    time.sleep(0.3)
+    with contextlib.suppress(AssertionError):  # a lost fault shows as received < sent
+        wait_for(lambda: sent.keys() <= counter.arrived.keys(), 2, message="every fault at the subscriber")
     stop.set()
     thread.join()
     lat = sorted((counter.arrived[i] - t) * 1000 for i, t in sent.items() if i in counter.arrived)
@@ -163,9 +169,9 @@ def drain(directory, n: int) -> dict:
     link.start()
     assert link.flush(600), "the backlog did not drain"
     seconds = time.perf_counter() - start
-    deadline = time.monotonic() + 120  # the subscriber (Python) is slower than the broker: let it catch up
-    while ids - counter.ids and time.monotonic() < deadline:
-        time.sleep(0.2)
+    # the subscriber (Python) is slower than the broker: let it catch up; a loss shows as missing
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: not ids - counter.ids, 120, 0.2, "the subscriber to catch up")
     missing = len(ids - counter.ids)
     counter.stop()
     link.stop(timeout=1)
@@ -183,8 +189,10 @@ def failover(directory, rounds: int = 3) -> list[float]:
         tokyo.kill()
         start = time.perf_counter()
         tel.fault({"code": "after-kill"})
-        while link.outbox.count() > 0 or link.current is None or link.current.port != osaka.port:
-            time.sleep(0.005)
+        def at_osaka(link=link, port=osaka.port) -> bool:
+            return link.outbox.count() == 0 and link.current is not None and link.current.port == port
+
+        wait_for(at_osaka, 30, 0.005, "the fault acknowledged by the secondary")
         times.append(time.perf_counter() - start)
         link.stop(timeout=1)
         tokyo.close()

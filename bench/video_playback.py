@@ -25,7 +25,7 @@ import cv2  # noqa: E402
 
 from devices.base import DeviceContext  # noqa: E402
 from devices.registry import create_device  # noqa: E402
-from tests import xvfb  # noqa: E402
+from hw_mocks.servers import xvfb  # noqa: E402
 
 HELP = ROOT / "assets" / "video" / "help_ja.mp4"
 

@@ -1,18 +1,31 @@
-"""Shared pytest fixtures, the ``--rig`` option and the ``hil`` marker.
+"""Shared pytest fixtures, the ``--rig`` option, the ``hil`` marker and the server markers.
 
 ``pytest --rig rigs/pi-kiosk.toml`` runs the device tests against that rig's
 devices; the default is ``rigs/sim.toml`` (drivers on emulators). A test
 marked ``@pytest.mark.hil("dispenser")`` needs that device to be real
 hardware and is skipped, naming it, when the rig simulates or emulates it.
+
+A test that uses a fixture of ``SERVER_FIXTURES`` gets that server's marker
+(``mosquitto``, ``pcscd``, ``xvfb``) by itself; one that starts a server
+another way carries the marker explicitly, and fails when it does not. The
+tests named in ``tests/slow.txt`` are marked ``slow``.
 """
+from pathlib import Path
+
 import pytest
 
 from agent.rig import DEFAULT_RIG, is_emulated, is_simulated, load_rig
 from devices.base import DeviceContext
 from devices.registry import create_device
 from fsm.clock import Scheduler, VirtualClock
+from hw_mocks import pcscd
+from hw_mocks.servers import started
+from hw_mocks.servers.broker import Mosquitto
 from tests.helpers import Events
-from tests.broker import Mosquitto
+
+SERVER_MARKERS = ("mosquitto", "pcscd", "xvfb")
+# Fixtures (here and in the test modules) that start a server, and its marker.
+SERVER_FIXTURES = {"mosquitto": "mosquitto", "broker": "mosquitto", "xvfb": "xvfb", "daemon": "pcscd"}
 
 
 def pytest_addoption(parser):
@@ -20,8 +33,63 @@ def pytest_addoption(parser):
                      help="rig file whose devices the device tests use (default: rigs/sim.toml)")
 
 
+_pcscd_acquire = pcscd.acquire
+
+
+def _counted_acquire() -> pcscd.PcscDaemon:
+    started["pcscd"] += 1
+    return _pcscd_acquire()
+
+
 def pytest_configure(config):
-    config.addinivalue_line("markers", "hil(*devices): needs these devices to be real hardware in --rig")
+    """Count pcscd acquisitions like the other servers' starts (see ``_check_servers``)."""
+    pcscd.acquire = _counted_acquire
+
+
+def pytest_unconfigure(config):
+    pcscd.acquire = _pcscd_acquire
+
+
+def slow_tests() -> set[str]:
+    """``file::function`` names from tests/slow.txt."""
+    lines = (Path(__file__).parent / "slow.txt").read_text(encoding="utf-8").splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with the servers its fixtures start, and the slow ones ``slow``."""
+    slow = slow_tests()
+    for item in items:
+        if f"{item.path.name}::{getattr(item, 'originalname', item.name)}" in slow:
+            item.add_marker("slow")
+        for fixture in getattr(item, "fixturenames", ()):
+            marker = SERVER_FIXTURES.get(fixture)
+            if marker is not None and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+def _check_servers(item, before: dict[str, int]) -> None:
+    for kind in SERVER_MARKERS:
+        if started[kind] > before.get(kind, 0) and item.get_closest_marker(kind) is None:
+            pytest.fail(f"{item.nodeid} starts {kind} but is not marked @pytest.mark.{kind}",
+                        pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    before = dict(started)
+    result = yield
+    _check_servers(item, before)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    before = dict(started)
+    result = yield
+    _check_servers(item, before)
+    return result
 
 
 @pytest.fixture(scope="session")

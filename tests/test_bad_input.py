@@ -1,5 +1,6 @@
 """Any input gives a result or a clear error, never another exception."""
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import config
 from agent.config import ConfigError

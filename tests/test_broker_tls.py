@@ -32,13 +32,17 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.broker import HOST, Mosquitto, Subscriber, make_client, mosquitto_version
-from tests.tls import Pki, make_pki
+from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber, make_client, mosquitto_version
+from hw_mocks.servers.tls import Pki, make_pki
+from hw_mocks.servers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ACL = (ROOT / "docs" / "mosquitto" / "atm.acl.example").read_text()
 ATMS = ("atm-0001", "atm-0002")
 NOT_AUTHORIZED = 0x87
+
+
+pytestmark = pytest.mark.mosquitto
 
 
 # -- fixtures -----------------------------------------------------------------------
@@ -63,7 +67,7 @@ def clients():
     """Make connected paho clients; all disconnected and stopped afterwards."""
     made: list[paho.Client] = []
 
-    def make(broker, cert, **kw) -> "Session":
+    def make(broker, cert, **kw) -> Session:
         s = Session.open(broker, cert, **kw)
         made.append(s.client)
         assert s.connack is not None and not s.connack.is_failure, s
@@ -88,7 +92,7 @@ class Session:
 
     @classmethod
     def open(cls, broker, cert, *, ca=None, protocol=paho.MQTTv5, username=None,
-             client_id="", will=None, timeout=3.0) -> "Session":
+             client_id="", will=None, timeout=3.0) -> Session:
         s = cls(make_client(broker, cert, ca=ca, client_id=client_id, protocol=protocol))
         c = s.client
         c.reconnect_delay_set(0.1, 0.1)  # loop_stop() waits out a pending reconnect delay
@@ -258,9 +262,7 @@ def test_atm_receives_only_its_own_commands(broker, clients):
         assert monitor.publish("atm/v1/atm-0002/cmd/reboot").value == 0
         assert monitor.publish("atm/v1/atm-0001/cmd/reboot").value == 0
         atm2.wait_for(lambda m: m.topic == "atm/v1/atm-0002/cmd/reboot")  # atm-0002 gets its own
-        deadline = time.monotonic() + 3
-        while "atm/v1/atm-0001/cmd/reboot" not in got and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: "atm/v1/atm-0001/cmd/reboot" in got, 3, message="atm-0001's own command")
     # same publisher, same order: atm-0002's command would have arrived before atm-0001's
     assert got == ["atm/v1/atm-0001/cmd/reboot"]
 

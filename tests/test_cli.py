@@ -20,7 +20,7 @@ def atm(*args, timeout=60):
     return subprocess.run([ATM, *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("rig", ["rigs/sim.toml", "rigs/pcsc.toml"])
+@pytest.mark.parametrize("rig", ["rigs/sim.toml", pytest.param("rigs/pcsc.toml", marks=pytest.mark.pcscd)])
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_demo_json_is_one_typed_object_per_line_and_never_shows_a_card_number(name, rig, tmp_path):
     journal = tmp_path / "journal.db"

@@ -183,7 +183,8 @@ class Babbler:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=4), st.sampled_from(["dispenser", "card_reader"]))
+@given(st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=4),
+       st.sampled_from(["dispenser", "card_reader"]))
 def test_a_device_talking_nonsense_gives_a_fault_never_a_crash_or_a_hang(answers, kind):
     babbler = Babbler(answers)
     scheme = "lcdm2000" if kind == "dispenser" else "ict3q8"

@@ -1,7 +1,7 @@
 """`atm demo --mqtt` against a real mosquitto on loopback."""
 import json
 
-from tests.broker import Subscriber
+from hw_mocks.servers.broker import Subscriber
 from tests.helpers import RAW_PANS
 from tests.test_cli import atm
 

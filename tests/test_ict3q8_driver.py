@@ -175,7 +175,7 @@ def test_the_driver_works_over_a_socket_url():
                         if not data:
                             return
                         line.write(data)
-                    except socket.timeout:
+                    except TimeoutError:
                         pass
                     back = line.read(256)
                     if back:

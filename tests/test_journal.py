@@ -10,9 +10,9 @@ import time
 from agent.journal import Journal
 from devices.dispenser import Cassette
 from fsm.clock import VirtualClock
+from hw_mocks.customer import Visit
 from tests.crash_child import CASSETTES
 from tests.helpers import run_visits
-from hw_mocks.customer import Visit
 
 INITIAL = [Cassette(**c) for c in CASSETTES]
 

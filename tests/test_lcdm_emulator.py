@@ -8,6 +8,7 @@ import pytest
 import serial
 
 from hw_mocks.lcdm_emulator import Lcdm2000Emulator
+from hw_mocks.servers.wait import wait_for
 
 ACK, NAK = b"\x06", b"\x15"
 PURGE, UPPER, STATUS, ROM, LOWER, BOTH, TEST_UPPER, TEST_LOWER = (
@@ -468,13 +469,6 @@ def test_silent(emu, port):
 
 # power ----------------------------------------------------------------------------------
 
-def wait_for(predicate, timeout=2.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize("cmd, data, k", [(UPPER, b"10", 3), (BOTH, b"0205", 4),
                                           (TEST_LOWER, b"06", 1)])
 def test_power_loss_mid_dispense(emu, port, cmd, data, k):
@@ -482,7 +476,7 @@ def test_power_loss_mid_dispense(emu, port, cmd, data, k):
     port.write(command(cmd, data))
     assert port.read(1) == ACK
     assert quiet(port) == b""                    # no response
-    wait_for(lambda: not emu.powered)
+    wait_for(lambda: not emu.powered, 2, 0.01, "the emulator to lose power")
     snap = emu.snapshot()
     assert snap["delivered"] + snap["reject_tray"] == k
     assert snap["exit_notes"] == snap["delivered"]

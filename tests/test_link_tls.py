@@ -11,8 +11,9 @@ from agent.mqtt import MqttLink, TlsFiles
 from agent.outbox import Outbox
 from agent.telemetry import Telemetry
 from fsm.clock import RealClock
-from tests.broker import Mosquitto, Subscriber
-from tests.tls import make_pki
+from hw_mocks.servers.broker import Mosquitto, Subscriber
+from hw_mocks.servers.tls import make_pki
+from hw_mocks.servers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ACL = (ROOT / "docs" / "mosquitto" / "atm.acl.example").read_text()
@@ -79,9 +80,7 @@ def test_the_acl_confines_an_atm_to_its_own_topics(tmp_path, pki, broker):
         link.start()
         try:
             tel.fault({"code": "spoofed"})
-            deadline = time.monotonic() + 5
-            while link.refused == 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: link.refused >= 1, 5, 0.05, "the broker to refuse the spoofed fault")
         finally:
             link.stop(timeout=0.2)
         assert link.refused >= 1 and link.outbox.count() == 1

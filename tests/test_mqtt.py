@@ -21,19 +21,11 @@ from agent.mqtt import BrokerUrl, MqttLink, parse_broker_url
 from agent.outbox import Outbox
 from agent.telemetry import Telemetry
 from fsm.clock import RealClock
-from tests.broker import HOST, Mosquitto, Subscriber, free_port
+from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber, free_port
+from hw_mocks.servers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ATM = "ATM-T1"
-
-
-def wait_until(cond, timeout=5.0, step=0.02):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
-    return True
 
 
 class Consumer:
@@ -46,17 +38,18 @@ class Consumer:
         self.lock = threading.Lock()
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         c.reconnect_delay_set(0.05, 0.2)
+        self.subscribed = threading.Event()
         c.on_connect = lambda cl, ud, fl, rc, pr: cl.subscribe(topic, qos=1)
+        c.on_subscribe = lambda cl, ud, mid, rc, pr: self.subscribed.set()
         c.on_message = self._on_message
         self.client = c
 
-    def start(self) -> "Consumer":
+    def start(self) -> Consumer:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 600
         self.client.connect(HOST, self.broker.port, keepalive=5, clean_start=False, properties=props)
         self.client.loop_start()
-        assert wait_until(lambda: self.client.is_connected())
-        time.sleep(0.1)
+        wait_for(self.subscribed.is_set, message=f"the centre's SUBACK for {self.topic}")
         return self
 
     def stop(self) -> None:
@@ -138,6 +131,7 @@ def test_fault_and_cash_arrive_with_envelope_after_the_birth(mosquitto, links):
     assert link.acked == 2 and link.outbox.count() == 0
 
 
+@pytest.mark.mosquitto
 def test_messages_stored_while_no_broker_arrive_in_order_flagged_historical(links):
     broker = Mosquitto()
     link, tel = links(broker.url)
@@ -149,11 +143,11 @@ def test_messages_stored_while_no_broker_arrive_in_order_flagged_historical(link
     try:
         consumer = Consumer(broker).start()
         assert link.flush(10)
-        assert wait_until(lambda: len(consumer.of("fault")) == 20)
+        wait_for(lambda: len(consumer.of("fault")) == 20)
         faults = consumer.of("fault")
         assert [f["n"] for f in faults] == list(range(20)) and all(f["historical"] for f in faults)
         tel.fault({"code": "live"})
-        assert wait_until(lambda: len(consumer.of("fault")) == 21)
+        wait_for(lambda: len(consumer.of("fault")) == 21)
         assert "historical" not in consumer.of("fault")[-1]
         consumer.stop()
     finally:
@@ -178,6 +172,7 @@ def stream(tel, n, rate_s=0.002, start=0):
         time.sleep(rate_s)
 
 
+@pytest.mark.mosquitto
 @pytest.mark.parametrize("outage", ["stop", "kill"])
 def test_broker_outage_mid_stream_loses_nothing(links, outage):
     broker = Mosquitto(persistence=True).start()
@@ -192,7 +187,7 @@ def test_broker_outage_mid_stream_loses_nothing(links, outage):
         broker.start()
         stream(tel, 300, start=600)
         assert link.flush(20), f"{link.outbox.count()} still in the outbox"
-        assert wait_until(lambda: len(set(consumer.numbers())) >= 900, timeout=10)
+        wait_for(lambda: len(set(consumer.numbers())) >= 900, timeout=10)
         numbers = consumer.numbers()
         assert set(numbers) == set(range(900)), sorted(set(range(900)) - set(numbers))[:10]
         ids = [f["id"] for f in consumer.of("fault")]
@@ -238,7 +233,7 @@ def test_agent_kill_9_mid_stream_then_restart_loses_nothing(mosquitto, tmp_path)
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().split() == ["boot", "1"]
-        time.sleep(1.0)
+        wait_for(lambda: len(consumer.of("fault")) >= 200, 10, message="200 faults before the kill")
         os.kill(child.pid, signal.SIGKILL)  # mid-stream: some sent, some in flight, some stored
         child.wait()
         first = Outbox(path)
@@ -321,8 +316,8 @@ def test_every_connect_has_a_new_session_counter_and_a_late_will_is_older(mosqui
         first = link.bdseq
         mosquitto.kill()
         mosquitto.start()
-        assert wait_until(lambda: link.connected and link.bdseq > first, timeout=8)
-        assert wait_until(lambda: consumer.of("birth") and consumer.of("birth")[-1]["bdSeq"] == link.bdseq)
+        wait_for(lambda: link.connected and link.bdseq > first, timeout=8)
+        wait_for(lambda: consumer.of("birth") and consumer.of("birth")[-1]["bdSeq"] == link.bdseq)
         wills = [s for s in consumer.of("status") if s["state"] == "offline"]
         assert all(w["bdSeq"] < link.bdseq for w in wills)  # any Will is an older session's
     finally:
@@ -355,6 +350,7 @@ def test_no_broker_never_raises_and_keeps_everything(links):
 
 
 # -- two sites ------------------------------------------------------------------------------------
+@pytest.mark.mosquitto
 def test_failover_to_the_secondary_and_back_to_the_primary(links):
     tokyo, osaka = Mosquitto().start(), Mosquitto().start()
     at_tokyo, at_osaka = Consumer(tokyo).start(), Consumer(osaka).start()
@@ -366,16 +362,16 @@ def test_failover_to_the_secondary_and_back_to_the_primary(links):
         tokyo.kill()
         t0 = time.monotonic()
         tel.fault({"code": "after-kill"})
-        assert wait_until(lambda: any(f.get("code") == "after-kill" for f in at_osaka.of("fault")), timeout=3)
+        wait_for(lambda: any(f.get("code") == "after-kill" for f in at_osaka.of("fault")), timeout=3)
         failover_s = time.monotonic() - t0
         assert link.current == parse_broker_url(osaka.url)
         events = at_osaka.of("event")
         assert any(e.get("event") == "broker_failover" and e["to"] == osaka.url for e in events)
         tokyo.start()
         at_tokyo.client.reconnect()
-        assert wait_until(lambda: link.current == parse_broker_url(tokyo.url) and link.connected, timeout=8)
+        wait_for(lambda: link.current == parse_broker_url(tokyo.url) and link.connected, timeout=8)
         tel.fault({"code": "back-home"})
-        assert wait_until(lambda: any(f.get("code") == "back-home" for f in at_tokyo.of("fault")), timeout=5)
+        wait_for(lambda: any(f.get("code") == "back-home" for f in at_tokyo.of("fault")), timeout=5)
         assert not any(f.get("code") == "back-home" for f in at_osaka.of("fault"))
         seen = {f["n"] for f in at_tokyo.of("fault") + at_osaka.of("fault") if "n" in f}
         assert seen == set(range(50)) and failover_s < 3

@@ -17,6 +17,7 @@ from devices.presence import MotionDetector, PresenceDetector
 from devices.registry import create_device
 from fsm.clock import Scheduler, VirtualClock
 from hw_mocks.customer import Visit
+from hw_mocks.servers.wait import wait_for
 from hw_mocks.traces.make_traces import PASSERS
 from tests.helpers import run_visits
 
@@ -354,10 +355,7 @@ def test_pir_present_while_motion_was_seen_within_hold(mock_factory, vctx, devic
     dev = devices("gpiozero-pir://?pin=4&debounce=0.5&hold=2", vctx)
 
     def until(motion: bool) -> None:
-        deadline = time.monotonic() + 3.0
-        while dev.sensor.motion_detected != motion and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert dev.sensor.motion_detected == motion
+        wait_for(lambda: dev.sensor.motion_detected == motion, 3, 0.01, f"motion_detected == {motion}")
 
     run_until(vctx, 1.0)
     pin.drive_high()

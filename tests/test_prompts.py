@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.prompts import (ASSETS_DIR, PROMPT_IDS, Catalogue, PromptCache, PromptError,
-                           cache_key, default_cache_dir)
+from agent.prompts import ASSETS_DIR, PROMPT_IDS, Catalogue, PromptCache, PromptError, cache_key, default_cache_dir
 from devices.base import DeviceContext
 from devices.registry import create_device
 from devices.speaker import Clip

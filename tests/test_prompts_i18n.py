@@ -12,8 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from agent.prompts import (ASSETS_DIR, PROMPT_IDS, Catalogue, Pattern, PromptCache, PromptError,
-                           cache_key, language_for_country, scale_wav, wav_rms)
+from agent.prompts import (
+    ASSETS_DIR,
+    PROMPT_IDS,
+    Catalogue,
+    Pattern,
+    PromptCache,
+    PromptError,
+    cache_key,
+    language_for_country,
+    scale_wav,
+    wav_rms,
+)
 from devices.speaker import Clip
 from fsm.clock import Scheduler, VirtualClock
 from fsm.prompter import Prompter

@@ -10,6 +10,7 @@ import pytest
 from devices.base import DeviceContext, DeviceStatus
 from devices.registry import create_device
 from devices.speaker import Clip
+from hw_mocks.servers.wait import wait_for
 
 needs_aplay = pytest.mark.skipif(shutil.which("aplay") is None, reason="aplay (alsa-utils) missing")
 
@@ -38,8 +39,7 @@ def test_aplay_speaker_stops_at_once(tmp_path):
     speaker = create_device("speaker", "aplay://null", DeviceContext())
     speaker.open()
     speaker.play(Clip("forgotten_card", "ja", str(fifo), 10.0))
-    time.sleep(0.2)
-    assert speaker.playing
+    wait_for(lambda: speaker.playing, 2, message="aplay to start")
     start = time.monotonic()
     speaker.stop()
     assert not speaker.playing and time.monotonic() - start < 1.0
@@ -52,9 +52,7 @@ def test_terminal_keypad_turns_lines_into_events(monkeypatch):
         emit=lambda kind, name, data: events.append((name, data))))
     keypad.set_mode("pin")
     keypad.open()
-    deadline = time.monotonic() + 2
-    while len([e for e in events if e[0] != "key"]) < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: [e for e in events if e[0] != "key"], 2, message="the PIN event")
     names = [n for n, _ in events if n != "key"]
     assert names[0] == "pin" and "1234" not in repr(events[1][1]["pin"])
     assert events[1][1]["pin"].matches("1234")

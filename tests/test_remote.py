@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 
 import paho.mqtt.client as paho
@@ -18,7 +17,8 @@ from agent.remote import BadRequest, parse_request
 from agent.runtime import Agent
 from fsm.clock import RealClock
 from hw_mocks.customer import Visit
-from tests.broker import HOST
+from hw_mocks.servers.broker import HOST
+from hw_mocks.servers.wait import wait_for
 from tests.helpers import run_visits
 
 ATM = "atm-0001"
@@ -32,12 +32,14 @@ class Requester:
         self.births: list[dict] = []
         self.cond = threading.Condition()
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id="centre-cmd", protocol=paho.MQTTv5)
+        self.subacks = 0
         c.on_message = self._on_message
+        c.on_subscribe = lambda cl, ud, mid, rc, pr: setattr(self, "subacks", self.subacks + 1)
         c.connect(HOST, broker.port)
         c.subscribe(f"atm/v1/{ATM}/reply/#", qos=1)
         c.subscribe(f"atm/v1/{ATM}/birth", qos=1)
         c.loop_start()
-        time.sleep(0.2)
+        wait_for(lambda: self.subacks == 2, message="the centre's two SUBACKs")
         self.client = c
 
     def _on_message(self, client, userdata, msg) -> None:
@@ -73,9 +75,7 @@ def running(mosquitto, tmp_path):
     agent.start()
     agent.start_thread()
     assert agent.publisher.wait_connected(5)
-    deadline = time.monotonic() + 5
-    while agent.atm.state != "idle" and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: agent.atm.state == "idle", message="the ATM to be idle")
     requester = Requester(mosquitto)
     yield agent, requester
     requester.stop()
@@ -93,10 +93,8 @@ def test_each_command_answers_on_the_response_topic(running):
     assert tested["ok"] and tested["results"] == {"dispenser": "online"}
     births = len(centre.births)
     assert centre.ask("rebirth")["ok"]
-    deadline = time.monotonic() + 3
-    while len(centre.births) == births and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(centre.births) > births and centre.births[-1]["bdSeq"] == agent.publisher.bdseq
+    wait_for(lambda: len(centre.births) > births, 3, message="a new birth")
+    assert centre.births[-1]["bdSeq"] == agent.publisher.bdseq
 
 
 def test_out_of_service_and_back_when_idle_take_effect_at_once(running):
@@ -124,12 +122,9 @@ def test_bad_requests_get_an_error_and_change_nothing(running, command, body, er
     answer = centre.ask(command, body)
     assert answer["ok"] is False and answer["error"] == error and answer["reason"]
     assert agent.atm.state == "idle" and not agent.atm.service.held
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:  # the refusal is journalled on the loop thread
-        rows = [e.data for e in agent.journal.entries() if e.name == "remote_command"]
-        if rows:
-            break
-        time.sleep(0.02)
+    # the refusal is journalled on the loop thread
+    rows = wait_for(lambda: [e.data for e in agent.journal.entries() if e.name == "remote_command"], 3,
+                    message="the remote_command journal row")
     assert rows[-1] == {"command": command, "ok": False, "error": error}
 
 

@@ -172,7 +172,8 @@ def test_no_card_number_in_any_output_of_a_traced_emulated_run(tmp_path):
     journal = tmp_path / "j.db"
     out = run_cli("-v", "demo", "--scenario", "withdrawal", "--rig", str(rig), "--journal", str(journal))
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "ICT3Q8 > f2" in out.stderr and "LCDM-2000 > 04 50 02 45 30 33" in out.stderr  # 3 notes from the upper cassette
+    # 3 notes from the upper cassette
+    assert "ICT3Q8 > f2" in out.stderr and "LCDM-2000 > 04 50 02 45 30 33" in out.stderr
     blob = out.stdout + out.stderr + journal.read_bytes().decode("latin-1")
     for pan in RAW_PANS:
         assert pan not in blob and pan.encode().hex(" ") not in blob

@@ -2,8 +2,8 @@
 import pytest
 
 from agent.scenarios import SCENARIOS, ScenarioRun
-from hw_mocks.customer import Visit
 from hw_mocks.cards import CARDS
+from hw_mocks.customer import Visit
 from tests.helpers import make_agent, run_visits
 
 QUICK = {"timeouts": {"idle_help": 15, "idle_cancel": 45, "card_take": 30, "cash_take": 30}}

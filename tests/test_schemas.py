@@ -21,7 +21,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -40,7 +39,8 @@ from agent.scenarios import SCENARIOS, Scenario, ScenarioRun
 from fsm.clock import RealClock
 from hw_mocks.cards import CARDS
 from hw_mocks.customer import Visit
-from tests.broker import HOST, Mosquitto, Subscriber
+from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber
+from hw_mocks.servers.wait import wait_for
 from tests.helpers import RAW_PANS, make_agent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,15 +291,6 @@ class Requester:
         self.client.loop_stop()
 
 
-def _wait(cond, timeout=5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def _real_agent(atm_id: str, brokers: list[str], **telemetry) -> Agent:
     cfg = configmod.from_dict({"atm": {"id": atm_id}, "telemetry": telemetry})
     clock = RealClock()
@@ -329,7 +320,7 @@ def test_command_requests_and_responses_match_the_schemas(broker):
         try:
             agent.start()
             agent.start_thread()
-            assert _wait(lambda: agent.publisher.connected and agent.atm.state == "idle", timeout=10)
+            wait_for(lambda: agent.publisher.connected and agent.atm.state == "idle", timeout=10)
             # The link subscribes to cmd/+ after the birth: a stored message arriving means the
             # SUBSCRIBE went before it, so no request can overtake it.
             sub.wait_for(lambda m: kind_of(m.topic) == "cash", timeout=10)
@@ -350,22 +341,22 @@ def test_command_requests_and_responses_match_the_schemas(broker):
             # A customer session runs: out_of_service waits for its end, selftest is refused.
             dev = agent.devices
             assert dev["card_reader"].customer_insert(CARDS["domestic"])
-            assert _wait(lambda: agent.atm.state == "pin_entry")
+            wait_for(lambda: agent.atm.state == "pin_entry")
             assert ask("selftest")["error"] == "not_permitted"
             assert ask("status")["session_active"] is True
             assert ask("out_of_service", {"reason": "cash van due"}) == {
                 "ok": True, "command": "out_of_service", "effective": "after_session"}
             assert ask("out_of_service")["error"] == "not_permitted"
             dev["keypad"].customer_enter("cancel")
-            assert _wait(lambda: agent.atm.state == "card_at_gate")
+            wait_for(lambda: agent.atm.state == "card_at_gate")
             dev["card_reader"].customer_take()
-            assert _wait(lambda: agent.atm.state == "out_of_service")
+            wait_for(lambda: agent.atm.state == "out_of_service")
             status = ask("status")
             assert (status["held"], status["service"], status["functions"]) == (True, "out_of_service", [])
             assert ask("in_service") == {"ok": True, "command": "in_service", "effective": "now",
                                          "service": "in_service"}
             assert ask("in_service")["error"] == "not_permitted"
-            assert _wait(lambda: agent.atm.state == "idle")
+            wait_for(lambda: agent.atm.state == "idle")
         finally:
             agent.stop()
             ask.stop()

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from hw_mocks import virtual_card as vc
-from hw_mocks.virtual_card import (PROFILES_DIR, CardModel, VirtualCard, load_profile,
-                                   profile_names)
+from hw_mocks.virtual_card import PROFILES_DIR, CardModel, VirtualCard, load_profile, profile_names
 
 PSE = b"1PAY.SYS.DDF01"
 VISA = bytes.fromhex("A0000000031010")

@@ -1,4 +1,4 @@
-"""Test helpers: a real ``mosquitto`` child process and a collecting subscriber.
+"""A real ``mosquitto`` child process and a collecting subscriber.
 
 Everything listens on 127.0.0.1 only, on a free port.
 
@@ -7,7 +7,7 @@ Plain MQTT (the default)::
     with Mosquitto() as broker:            # broker.url == "mqtt://127.0.0.1:<port>"
         ...
 
-Mutual TLS with per-ATM ACLs (see ``tests/tls.py`` and ``docs/mosquitto/``)::
+Mutual TLS with per-ATM ACLs (see ``hw_mocks/servers/tls.py`` and ``docs/mosquitto/``)::
 
     pki = make_pki(tmp_path, atm_ids=("atm-0001", "atm-0002"))
     with Mosquitto(tls=pki, acl=ACL_TEXT) as broker:   # broker.url == "mqtts://127.0.0.1:<port>"
@@ -29,15 +29,19 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from hw_mocks.servers import started
+from hw_mocks.servers.wait import wait_for
 
 if TYPE_CHECKING:
-    from tests.tls import CertKey, Pki
+    from hw_mocks.servers.tls import CertKey, Pki
 
 HOST = "127.0.0.1"
 
@@ -71,7 +75,7 @@ class Mosquitto:
 
     Without ``tls``: a plain MQTT listener, anonymous clients allowed (``mqtt://``).
 
-    With ``tls`` (a :class:`tests.tls.Pki`): a TLS listener (``mqtts://``) using the Pki's
+    With ``tls`` (a :class:`hw_mocks.servers.tls.Pki`): a TLS listener (``mqtts://``) using the Pki's
     CA, server certificate and key; ``require_certificate`` makes it mutual TLS,
     ``use_identity_as_username`` makes the client certificate's CN the MQTT username (what
     ``%u`` in ACL patterns and ``user`` lines refer to). ``allow_anonymous`` defaults to True
@@ -84,8 +88,8 @@ class Mosquitto:
     the broker's temp dir, so they survive ``stop()``/``start()``.
     """
 
-    def __init__(self, port: int | None = None, *, tls: "Pki | None" = None,
-                 require_certificate: bool = True, acl: "str | os.PathLike | None" = None,
+    def __init__(self, port: int | None = None, *, tls: Pki | None = None,
+                 require_certificate: bool = True, acl: str | os.PathLike | None = None,
                  use_identity_as_username: bool = True, allow_anonymous: bool | None = None,
                  persistence: bool = False, extra: str = ""):
         self.exe = find_mosquitto()
@@ -137,7 +141,7 @@ class Mosquitto:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 5.0) -> "Mosquitto":
+    def start(self, timeout: float = 5.0) -> Mosquitto:
         if self.running:
             return self
         log = open(self.logfile, "ab")
@@ -145,19 +149,24 @@ class Mosquitto:
                                      stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log()}")
+        started["mosquitto"] += 1
+
+        def listening() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                code = self.proc.returncode if self.proc is not None else None
+                raise RuntimeError(f"mosquitto exited with {code}:\n{self.log()}")
             try:
                 socket.create_connection((HOST, self.port), timeout=0.2).close()
-                return self
+                return True
             except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"mosquitto did not listen on {HOST}:{self.port} "
-                                       f"within {timeout}s:\n{self.log()}")
-                time.sleep(0.05)
+                return False
+
+        try:
+            wait_for(listening, timeout, 0.05, f"mosquitto to listen on {HOST}:{self.port}")
+        except AssertionError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}:\n{self.log()}") from None
+        return self
 
     def stop(self, timeout: float = 3.0) -> None:
         proc, self.proc = self.proc, None
@@ -179,7 +188,7 @@ class Mosquitto:
         proc.kill()
         proc.wait()
 
-    def restart(self) -> "Mosquitto":
+    def restart(self) -> Mosquitto:
         self.stop()
         return self.start()
 
@@ -192,21 +201,19 @@ class Mosquitto:
     def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
         """Wait until the broker's log (it runs with -v) contains ``text``; return that line.
         AssertionError on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.log().splitlines():
-                if text in line:
-                    return line
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not in the mosquitto log within {timeout}s:\n"
-                                     f"{self.log()[-3000:]}")
-            time.sleep(0.02)
+        def found() -> str | None:
+            return next((line for line in self.log().splitlines() if text in line), None)
+
+        line = wait_for(found, timeout, 0.02,
+                        lambda: f"{text!r} in the mosquitto log:\n{self.log()[-3000:]}")
+        assert line is not None  # wait_for returns a truthy value
+        return line
 
     def close(self) -> None:
         self.stop()
         self._dir.cleanup()
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self) -> Mosquitto:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -224,15 +231,15 @@ class Received:
         return json.loads(self.payload)
 
 
-def make_client(broker: "Mosquitto | int", cert: "str | CertKey | None" = None, *,
-                ca: "str | os.PathLike | None" = None, client_id: str = "",
-                protocol: int = paho.MQTTv5) -> paho.Client:
+def make_client(broker: Mosquitto | int, cert: str | CertKey | None = None, *,
+                ca: str | os.PathLike | None = None, client_id: str = "",
+                protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5) -> paho.Client:
     """A (not yet connected) paho client for ``broker``; connect with
     ``client.connect(HOST, port)``.
 
     For a TLS broker the client verifies the broker against ``ca`` (default: the broker's
     CA) including the host name, and presents ``cert``: a CN from the broker's Pki, a
-    :class:`tests.tls.CertKey`, or None for no client certificate.
+    :class:`hw_mocks.servers.tls.CertKey`, or None for no client certificate.
     """
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
     pki = broker.tls if isinstance(broker, Mosquitto) else None
@@ -255,7 +262,7 @@ class Subscriber:
     """
 
     def __init__(self, broker: Mosquitto | int, topic: str = "#", client_id: str = "", *,
-                 cert: "str | CertKey | None" = None):
+                 cert: str | CertKey | None = None):
         port = broker.port if isinstance(broker, Mosquitto) else broker
         self.topic = topic
         self.messages: list[Received] = []
@@ -276,7 +283,7 @@ class Subscriber:
         self.suback = list(reason_codes)
         self._subscribed.set()
 
-    def start(self, timeout: float = 5.0) -> "Subscriber":
+    def start(self, timeout: float = 5.0) -> Subscriber:
         self.client.connect(HOST, self.port, keepalive=30)
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
@@ -313,7 +320,7 @@ class Subscriber:
                                          f"within {timeout}s; got {got}")
                 self._cond.wait(left)
 
-    def __enter__(self) -> "Subscriber":
+    def __enter__(self) -> Subscriber:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 
+from hw_mocks.servers import started
+
 
 def start_xvfb(screen: str = "1280x720x24") -> tuple[subprocess.Popen, str]:
     """Start Xvfb (it dies with this process, even one that aborts); returns it and ``:N``."""
@@ -15,6 +17,7 @@ def start_xvfb(screen: str = "1280x720x24") -> tuple[subprocess.Popen, str]:
                             pass_fds=(write,), stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))  # PR_SET_PDEATHSIG
     os.close(write)
+    started["xvfb"] += 1
     number = b""
     # Xvfb writes the number and the newline separately: closing the pipe after the number
     # alone makes its second write fail, and Xvfb exits ("Cannot write display number").
