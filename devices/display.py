@@ -21,6 +21,7 @@ from pathlib import Path
 from devices.base import Device, Severity
 
 DEFAULT_VIDEO_LANGUAGE = "ja"   # help.mp4 is the Japanese video
+MIN_SIZE, MAX_SIZE = (160, 120), (7680, 4320)   # window sizes a locator may ask for (pixels)
 # Overlay texts, per language of the video: the operator hint and the countdown.
 VIDEO_TEXTS = {
     "ja": {"hint": "係員をお呼びの際は、呼出ボタンを押すか受話器をお取りください",
@@ -330,8 +331,9 @@ class OpenCVDisplay(Display):
 
     def __init__(self, ctx=None, locator=None):
         super().__init__(ctx, locator)
-        self.fullscreen = self.params.get("fullscreen", "0") in ("1", "true", "yes")
-        self.size = (int(self.params.get("width", 1280)), int(self.params.get("height", 720)))
+        self.fullscreen = self.loc.flag("fullscreen")
+        self.size = (self.loc.number("width", int, MIN_SIZE[0], MAX_SIZE[0], 1280),
+                     self.loc.number("height", int, MIN_SIZE[1], MAX_SIZE[1], 720))
         self._requests: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
         self._finished = threading.Event()
         self._serving = False

@@ -86,7 +86,7 @@ class EvdevKeypad(Keypad):
         super().open()
         try:
             import evdev  # optional: only kiosks with a USB keypad need it
-            self._dev = evdev.InputDevice(self.locator.split("://", 1)[1])
+            self._dev = evdev.InputDevice(self.loc.path)
         except (ImportError, OSError) as exc:
             self.raise_fault("offline", f"keypad did not open: {exc}", Severity.ERROR)
             return
