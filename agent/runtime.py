@@ -128,10 +128,10 @@ class Agent:
         for kind in DEVICE_KINDS:
             try:
                 devices[kind] = create_device(kind, self.config.devices[kind], ctx)
-            except ValueError as exc:  # a bad locator option: name the device and the option
+            except ValueError as exc:  # LocatorError: it names the device, the locator and the option
                 for device in devices.values():
                     device.close()
-                raise ConfigError(f"devices.{kind}: {self.config.devices[kind]!r}: {exc}") from None
+                raise ConfigError(str(exc)) from None
         ctx.peers.update(devices)
         return devices
 
