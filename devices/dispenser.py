@@ -7,6 +7,7 @@ Events emitted: ``cash_presented``, ``cash_taken``.
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from functools import lru_cache, reduce
 from math import gcd
@@ -133,22 +134,22 @@ class CashDispenser(Device):
     def can_pay(self, amount: int) -> bool:
         return self.plan(amount) is not None
 
+    @abc.abstractmethod
     def dispense(self, plan: dict[str, int]) -> DispenseResult:
         """Pick notes into the stacker. Never raises for a device fault: the
         result carries the fault code and the partial counts."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def present(self) -> int:
         """Move the stacked notes to the gate; return how many."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def retract(self) -> int:
         """Pull presented notes back into the retract bin; return how many."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def reset(self) -> None:
         """Clear the transport (purge) and re-check; clears faults that went away."""
-        raise NotImplementedError
 
     def _apply(self, result: DispenseResult) -> None:
         for cid, n in result.picked.items():

@@ -1,6 +1,7 @@
 """Speaker interface and the ALSA backend (``aplay://default``)."""
 from __future__ import annotations
 
+import abc
 import logging
 import shutil
 import subprocess
@@ -24,17 +25,18 @@ class Clip:
 class Speaker(Device):
     kind = "speaker"
 
+    @abc.abstractmethod
     def play(self, clip: Clip) -> None:
         """Start playing at once, replacing anything playing; never blocks."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def stop(self) -> None:
         """Stop playback at once."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def playing(self) -> bool:
-        raise NotImplementedError
+        """Whether a clip is playing."""
 
 
 class AplaySpeaker(Speaker):
