@@ -62,7 +62,7 @@ class Locator:
             raise LocatorError(f"{where}{text!r} is not a locator like 'sim://'")
         try:
             parts = urlsplit(text)
-            pairs = parse_qsl(parts.query, strict_parsing=True) if parts.query else []
+            pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True) if parts.query else []
         except ValueError as exc:
             raise LocatorError(f"{where}{text}: malformed ({exc}); options are key=value joined by &") from None
         if not parts.scheme:
