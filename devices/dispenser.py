@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache, reduce
 from math import gcd
 
-from devices.base import Device
+from devices.base import Device, DeviceContext
+from devices.locator import Locator
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Cassette:
             return "low"
         return "ok"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"id": self.id, "denomination": self.denomination,
                 "count": self.count, "status": self.status}
 
@@ -114,7 +115,7 @@ class CashDispenser(Device):
     max_notes = 60
     has_shutter = True      # False: notes go straight out to the customer; no stacker, no retract
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
         self.cassettes: list[Cassette] = []
 

@@ -13,9 +13,10 @@ machine listens to: ``inserted``, ``at_gate``, ``taken``, ``captured``.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from devices import ict3q8_codec as codec
-from devices.base import Action, DeviceContext, DeviceError, Severity
+from devices.base import Action, DeviceContext, DeviceError, DeviceStatus, Severity
 from devices.card_reader import CardPosition, CardReader
 from devices.carddata import CardData, CardDataError
 from devices.locator import Locator
@@ -77,7 +78,7 @@ class Ict3q8CardReader(SerialDevice, CardReader):
         self.command(codec.INITIALISE, self.init_mode if mode is None else mode)
         self.clear_fault("jam")
 
-    def self_test(self):
+    def self_test(self) -> DeviceStatus:
         if not self.reopened():
             return self.status
         try:
@@ -90,7 +91,7 @@ class Ict3q8CardReader(SerialDevice, CardReader):
             pass
         return self.status
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "position": self._position.value, "entry_enabled": self.entry_enabled}
 
     # the link -------------------------------------------------------------------

@@ -7,7 +7,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from devices.base import Device, Severity
+from devices.base import Device, DeviceContext, Severity
+from devices.locator import Locator
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,10 @@ class Speaker(Device):
 class AplaySpeaker(Speaker):
     """Plays WAV files with ``aplay -D <pcm>``; the path names the ALSA PCM."""
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
-        self.pcm = (locator.path if locator is not None else "") or "default"
-        self._proc: subprocess.Popen | None = None
+        self.pcm = self.loc.path or "default"
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def open(self) -> None:
         super().open()
