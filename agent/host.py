@@ -20,25 +20,17 @@ HOSTS: dict[str, str] = {
 def sim_host(locator: Locator, scheduler: Any, card_key: bytes) -> BankHost:
     """The simulated bank: every test card, PIN 1234. Option: ``latency`` (seconds, 0-60)."""
     from hw_mocks.bank_host import demo_host
-    params = dict(locator.params)
-    text = params.pop("latency", "0.2")
-    if params:
-        raise LocatorError(f"unknown option {sorted(params)[0]!r} (known: latency)")
-    try:
-        latency = float(text)
-    except ValueError:
-        raise LocatorError(f"option latency={text!r} is not a number") from None
-    if not 0 <= latency <= 60:
-        raise LocatorError(f"option latency={text!r} is out of range 0..60")
+    latency = locator.number("latency", float, 0.0, 60.0, 0.2)
+    locator.check_all_read()
     return demo_host(scheduler, card_key, latency)
 
 
 def create_host(text: str, scheduler: Any, card_key: bytes) -> BankHost:
     """The bank host that ``text`` names; LocatorError for an unknown or malformed one."""
-    locator = Locator.parse(text)
+    locator = Locator.parse(text, "host")
     target = HOSTS.get(locator.scheme)
     if target is None:
-        raise LocatorError(f"unknown bank host {locator.scheme!r} (known: {', '.join(sorted(HOSTS))})")
+        raise locator.error(f"unknown bank host {locator.scheme!r} (known: {', '.join(sorted(HOSTS))})")
     module, _, name = target.partition(":")
     factory = getattr(importlib.import_module(module), name)
     host: BankHost = factory(locator, scheduler, card_key)

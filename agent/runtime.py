@@ -90,7 +90,7 @@ class Agent:
             self.host = create_host(config.host, self.scheduler, config.card_key)
         except LocatorError as exc:
             self._close_devices()
-            raise ConfigError(f"host: {config.host!r}: {exc}") from None
+            raise ConfigError(str(exc)) from None
         self.prompter = Prompter(self.scheduler, self.devices.speaker, self.devices.display,
                                  self.voice, self.recorder)
         self.commands = DeviceCommands(self.queues, self.journal, self.inbox.post)
@@ -151,11 +151,11 @@ class Agent:
             ctx = DeviceContext(scheduler=scheduler, emit=self._device_event, peers=peers)
             try:
                 devices[kind] = create_device(kind, self.config.devices[kind], ctx)
-            except ValueError as exc:  # a bad locator option: name the device and the option
+            except ValueError as exc:  # LocatorError: it names the device, the locator and the option
                 for device in devices.values():
                     device.close()
                 self._stop_queues()
-                raise ConfigError(f"devices.{kind}: {self.config.devices[kind]!r}: {exc}") from None
+                raise ConfigError(str(exc)) from None
         peers.update(devices)
         return DeviceSet(**devices)
 

@@ -4,9 +4,12 @@ Vocabulary follows XFS4IoT where it fits (status, error actions).
 """
 from __future__ import annotations
 
+import abc
 import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from devices.locator import Locator
 
 
 class DeviceStatus(str, enum.Enum):
@@ -64,10 +67,10 @@ class Fault:
 
 
 # Emitter signature: (device_kind, event_name, data) -> None
-Emitter = Callable[[str, str, dict], None]
+Emitter = Callable[[str, str, dict[str, Any]], None]
 
 
-def _no_emit(kind: str, name: str, data: dict) -> None:
+def _no_emit(kind: str, name: str, data: dict[str, Any]) -> None:
     pass
 
 
@@ -77,23 +80,24 @@ class DeviceContext:
 
     scheduler: Any = None
     emit: Emitter = _no_emit
-    peers: dict = field(default_factory=dict)
+    peers: dict[str, Any] = field(default_factory=dict)
 
 
-class Device:
+class Device(abc.ABC):
     """Base for all device interfaces.
 
     Subclasses call ``raise_fault`` / ``clear_fault``; those update the status
     and emit ``fault`` events, which the state machine turns into service state
-    and telemetry. ``status`` is derived from the active faults.
+    and telemetry. ``status`` is derived from the active faults. Backends
+    read their locator options from ``self.loc`` while they are built.
     """
 
     kind = "device"
     locator = ""
 
-    def __init__(self, ctx: DeviceContext | None = None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         self.ctx = ctx or DeviceContext()
-        self.params: dict = dict(locator.params) if locator is not None else {}
+        self.loc = locator if locator is not None else Locator.empty()
         self.faults: dict[str, Fault] = {}
         self.opened = False
 
@@ -123,7 +127,7 @@ class Device:
     def usable(self) -> bool:
         return self.status is DeviceStatus.ONLINE
 
-    def emit(self, name: str, **data) -> None:
+    def emit(self, name: str, **data: Any) -> None:
         self.ctx.emit(self.kind, name, data)
 
     def raise_fault(self, code: str, message: str, severity: Severity = Severity.ERROR,

@@ -4,6 +4,7 @@ Events emitted: ``inserted``, ``at_gate``, ``taken``; a jam raises a fault.
 """
 from __future__ import annotations
 
+import abc
 import enum
 
 from devices.base import Device
@@ -20,24 +21,27 @@ class CardPosition(str, enum.Enum):
 class CardReader(Device):
     kind = "card_reader"
 
+    @abc.abstractmethod
     def enable_entry(self) -> None:
-        raise NotImplementedError
+        """Let a card into the slot."""
 
+    @abc.abstractmethod
     def disable_entry(self) -> None:
-        raise NotImplementedError
+        """Refuse cards at the slot."""
 
+    @abc.abstractmethod
     def read(self, key: bytes) -> CardData:
         """Read the magnetic stripe of the card inside; raise DeviceError."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def eject(self) -> None:
         """Move the card to the gate; ``at_gate`` then ``taken`` follow."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def capture(self) -> None:
         """Retain the card in the capture bin."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def position(self) -> CardPosition:
-        raise NotImplementedError
+        """Where the card is."""

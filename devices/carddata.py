@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import NoReturn
 
 
 class CardDataError(ValueError):
@@ -80,5 +81,5 @@ class CardData:
 
     __str__ = __repr__
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("CardData cannot be pickled")

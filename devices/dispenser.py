@@ -7,11 +7,13 @@ Events emitted: ``cash_presented``, ``cash_taken``.
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from functools import lru_cache, reduce
 from math import gcd
 
-from devices.base import Device
+from devices.base import Device, DeviceContext
+from devices.locator import Locator
 
 
 @dataclass
@@ -31,7 +33,7 @@ class Cassette:
             return "low"
         return "ok"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"id": self.id, "denomination": self.denomination,
                 "count": self.count, "status": self.status}
 
@@ -113,7 +115,7 @@ class CashDispenser(Device):
     max_notes = 60
     has_shutter = True      # False: notes go straight out to the customer; no stacker, no retract
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
         self.cassettes: list[Cassette] = []
 
@@ -133,22 +135,22 @@ class CashDispenser(Device):
     def can_pay(self, amount: int) -> bool:
         return self.plan(amount) is not None
 
+    @abc.abstractmethod
     def dispense(self, plan: dict[str, int]) -> DispenseResult:
         """Pick notes into the stacker. Never raises for a device fault: the
         result carries the fault code and the partial counts."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def present(self) -> int:
         """Move the stacked notes to the gate; return how many."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def retract(self) -> int:
         """Pull presented notes back into the retract bin; return how many."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def reset(self) -> None:
         """Clear the transport (purge) and re-check; clears faults that went away."""
-        raise NotImplementedError
 
     def _apply(self, result: DispenseResult) -> None:
         for cid, n in result.picked.items():

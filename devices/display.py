@@ -7,6 +7,7 @@ caller gave a cancel time, a countdown to it read from the device context's cloc
 """
 from __future__ import annotations
 
+import abc
 import collections
 import math
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 from devices.base import Device, Severity
 
 DEFAULT_VIDEO_LANGUAGE = "ja"   # help.mp4 is the Japanese video
+MIN_SIZE, MAX_SIZE = (160, 120), (7680, 4320)   # window sizes a locator may ask for (pixels)
 # Overlay texts, per language of the video: the operator hint and the countdown.
 VIDEO_TEXTS = {
     "ja": {"hint": "係員をお呼びの際は、呼出ボタンを押すか受話器をお取りください",
@@ -125,13 +127,14 @@ def video_canvas(frame, size: tuple[int, int], language: str, left: int | None):
 class Display(Device):
     kind = "display"
 
+    @abc.abstractmethod
     def show(self, screen: str, text: str, **fields) -> None:
         """Show a screen; ``fields`` carry values the screen displays.
 
         Emits ``screen`` (screen, text, fields) so the journal of events, and a
         simulated customer, know what is on the screen."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def play_video(self, path: str, loop: bool = True, language: str | None = None,
                    cancel_at: float | None = None) -> None:
         """Start the video at once; never blocks the caller.
@@ -139,18 +142,19 @@ class Display(Device):
         ``language`` picks ``<stem>_<language>.mp4`` next to ``path`` when there is one and
         sets the language of the overlays; ``cancel_at`` (a time on the context's clock)
         adds the "cancelled in N s" countdown. Emits ``video_started`` / ``video_stopped``."""
-        raise NotImplementedError
 
     def show_video(self, path: str, language: str | None = None, cancel_at: float | None = None,
                    loop: bool = True) -> None:
         self.play_video(path, loop=loop, language=language, cancel_at=cancel_at)
 
+    @abc.abstractmethod
     def stop_video(self) -> None:
-        raise NotImplementedError
+        """Stop the video at once and show the screen again."""
 
     @property
+    @abc.abstractmethod
     def video_playing(self) -> bool:
-        raise NotImplementedError
+        """Whether a video is playing."""
 
     def clock_now(self) -> float:
         """Now on the context's clock (what ``cancel_at`` is measured on)."""
@@ -330,8 +334,9 @@ class OpenCVDisplay(Display):
 
     def __init__(self, ctx=None, locator=None):
         super().__init__(ctx, locator)
-        self.fullscreen = self.params.get("fullscreen", "0") in ("1", "true", "yes")
-        self.size = (int(self.params.get("width", 1280)), int(self.params.get("height", 720)))
+        self.fullscreen = self.loc.flag("fullscreen")
+        self.size = (self.loc.number("width", int, MIN_SIZE[0], MAX_SIZE[0], 1280),
+                     self.loc.number("height", int, MIN_SIZE[1], MAX_SIZE[1], 720))
         self._requests: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
         self._finished = threading.Event()
         self._serving = False

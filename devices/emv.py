@@ -91,7 +91,7 @@ class ChipReadError(Exception):
         self.message = message
         self.card = card
 
-    def __reduce__(self):  # the card (if any) cannot be pickled; the rest can
+    def __reduce__(self) -> tuple[type[ChipReadError], tuple[str, str]]:  # the card (if any) cannot be pickled; the rest can
         return (type(self), (self.code, self.message))
 
 
@@ -231,7 +231,8 @@ def _directory(transmit: Transmit) -> list[_App] | None:
 
 
 def _directory_entry(entry: tlv.Tlv) -> _App:
-    aid = _at(entry.children, T_AID).value
+    aid_tlv = _at(entry.children, T_AID)
+    aid = aid_tlv.value if aid_tlv is not None else b""
     if not 5 <= len(aid) <= 16:
         raise _malformed("a directory entry has an AID (4F) that is not 5-16 bytes")
     label = _at(entry.children, T_LABEL)

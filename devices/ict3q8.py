@@ -13,13 +13,15 @@ machine listens to: ``inserted``, ``at_gate``, ``taken``, ``captured``.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from devices import ict3q8_codec as codec
-from devices.base import Action, DeviceError, Severity
+from devices.base import Action, DeviceContext, DeviceError, DeviceStatus, Severity
 from devices.card_reader import CardPosition, CardReader
 from devices.carddata import CardData, CardDataError
+from devices.locator import Locator
 from devices.serial_device import SerialDevice
-from devices.serial_link import LineSettings, LinkFailure, ProtocolError, SerialLink, exchange, link_error, number_option
+from devices.serial_link import LineSettings, LinkFailure, ProtocolError, SerialLink, exchange, link_error
 
 W, E = Severity.WARNING, Severity.ERROR
 # error code -> (fault code, severity, action, message)
@@ -51,15 +53,11 @@ _POSITIONS = {"none": CardPosition.NONE, "gate": CardPosition.GATE, "inside": Ca
 class Ict3q8CardReader(SerialDevice, CardReader):
     line = LineSettings(baud=38400, parity="E", rtscts=True, ack_timeout=0.3, reply_timeout=3.0, retries=3)
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
-        params = dict(self.params)
-        self.poll_interval = number_option(params, "poll", float, 0.01, 10, 0.2)
-        init = params.pop("init", "eject")
-        if init not in INIT_MODES:
-            raise ValueError(f"option init={init!r} is not one of {', '.join(INIT_MODES)}")
-        self.init_mode = INIT_MODES[init]
-        self.link = SerialLink("ICT3Q8", locator.path if locator else "", params, self.line, codec.redact)
+        self.poll_interval = self.loc.number("poll", float, 0.01, 10.0, 0.2)
+        self.init_mode = INIT_MODES[self.loc.choice("init", tuple(INIT_MODES), "eject")]
+        self.link = SerialLink("ICT3Q8", self.loc, self.line, codec.redact)
         self.lock = threading.RLock()
         self._position = CardPosition.NONE
         self.entry_enabled = False
@@ -80,7 +78,7 @@ class Ict3q8CardReader(SerialDevice, CardReader):
         self.command(codec.INITIALISE, self.init_mode if mode is None else mode)
         self.clear_fault("jam")
 
-    def self_test(self):
+    def self_test(self) -> DeviceStatus:
         if not self.reopened():
             return self.status
         try:
@@ -93,7 +91,7 @@ class Ict3q8CardReader(SerialDevice, CardReader):
             pass
         return self.status
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "position": self._position.value, "entry_enabled": self.entry_enabled}
 
     # the link -------------------------------------------------------------------

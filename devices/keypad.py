@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Iterable
 
-from devices.base import Device, Severity
+from devices.base import Device, DeviceContext, Severity
+from devices.locator import Locator
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,12 @@ class Pin:
 class Keypad(Device):
     kind = "keypad"
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
         self.mode = "off"
         self.options: tuple[str, ...] = ()
 
-    def set_mode(self, mode: str, options=()) -> None:
+    def set_mode(self, mode: str, options: Iterable[str] = ()) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown keypad mode {mode!r}")
         self.mode, self.options = mode, tuple(options)
@@ -86,7 +88,7 @@ class EvdevKeypad(Keypad):
         super().open()
         try:
             import evdev  # optional: only kiosks with a USB keypad need it
-            self._dev = evdev.InputDevice(self.locator.split("://", 1)[1])
+            self._dev = evdev.InputDevice(self.loc.path)
         except (ImportError, OSError) as exc:
             self.raise_fault("offline", f"keypad did not open: {exc}", Severity.ERROR)
             return

@@ -16,10 +16,11 @@ import logging
 import threading
 
 from devices import lcdm_codec as codec
-from devices.base import Action, DeviceError, Severity
+from devices.base import Action, DeviceContext, DeviceError, Severity
 from devices.dispenser import CashDispenser, Cassette, DispenseResult
+from devices.locator import Locator
 from devices.serial_device import SerialDevice
-from devices.serial_link import LineSettings, LinkFailure, ProtocolError, SerialLink, exchange, link_error, number_option
+from devices.serial_link import LineSettings, LinkFailure, ProtocolError, SerialLink, exchange, link_error
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,18 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
     line = LineSettings(baud=9600, ack_timeout=0.5, reply_timeout=3.0, retries=3)
     has_shutter = False
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
-        params = dict(self.params)
-        self.note_time = number_option(params, "note_time", float, 0, 10, 0.5)
-        self.poll_interval = number_option(params, "poll", float, 0.01, 10, 0.25)
-        self.slots = {p: params.pop(p) for p in self.model.positions if p in params}
-        self.link = SerialLink(self.model.name, locator.path if locator else "", params, self.line)
+        loc = self.loc
+        self.note_time = loc.number("note_time", float, 0.0, 10.0, 0.5)
+        self.poll_interval = loc.number("poll", float, 0.01, 10.0, 0.25)
+        self.slots = {p: loc.text(p) for p in self.model.positions if loc.has(p)}
+        for position, cid in self.slots.items():
+            if not cid:
+                raise loc.error(f"option {position}= is empty (a configured cassette id)")
+        if len(set(self.slots.values())) < len(self.slots):
+            raise loc.error(f"options {' and '.join(self.slots)} name the same cassette")
+        self.link = SerialLink(self.model.name, loc, self.line)
         self.lock = threading.Lock()
         self.at_gate = 0            # notes delivered through the exit, waiting in the throat
         self.sensors: frozenset = frozenset()
@@ -84,7 +90,7 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
         ids = [c.id for c in cassettes]
         for position, cid in self.slots.items():
             if cid not in ids:
-                raise ValueError(f"option {position}={cid!r} names no configured cassette ({', '.join(ids)})")
+                raise self.loc.error(f"option {position}={cid!r} names no configured cassette ({', '.join(ids)})")
         super().load_cassettes(cassettes)
         self.clear_fault("cassette_empty")
 

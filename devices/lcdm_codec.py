@@ -52,7 +52,7 @@ class Reply:
     command: int
     error: int
     counts: tuple[CassetteCount, ...] = ()
-    sensors: frozenset = frozenset()
+    sensors: frozenset[str] = frozenset()
     version: str = ""
 
     @property
@@ -67,9 +67,9 @@ class Model:
     name: str
     id: int
     positions: tuple[str, ...]
-    dispense: dict          # frozenset of positions -> command byte
-    test_dispense: dict     # position -> command byte
-    lengths: dict = field(default_factory=dict)  # command -> device frame length
+    dispense: dict[frozenset[str], int]          # positions -> command byte
+    test_dispense: dict[str, int]     # position -> command byte
+    lengths: dict[int, int] = field(default_factory=dict)  # command -> device frame length
 
     def encode_count(self, n: int) -> bytes:
         if not 0 <= n <= 99:
@@ -154,7 +154,7 @@ def reply_length(command: int, model: Model = LCDM2000) -> int:
         raise ProtocolError(f"no reply layout for command 0x{command:02X}") from None
 
 
-def _sensors(b0: int, b1: int) -> frozenset:
+def _sensors(b0: int, b1: int) -> frozenset[str]:
     if (b0 | b1) & 0x80:
         raise ProtocolError(f"sensor bytes {b0:02X} {b1:02X} have bit 7 set")
     return frozenset(name for (byte, bit), name in CHECK_SENSORS.items() if (b0, b1)[byte] >> bit & 1)

@@ -19,10 +19,10 @@ import time
 from urllib.parse import unquote
 
 from devices import emv
-from devices.base import Action, DeviceError, Severity
+from devices.base import Action, DeviceContext, DeviceError, Severity
 from devices.carddata import CardData
 from devices.chip import ChipReader
-from devices.serial_link import number_option
+from devices.locator import Locator
 
 # Visa, Visa Electron, Mastercard, Maestro, JCB, Amex, UnionPay debit and credit
 DEFAULT_AIDS = ("A0000000031010", "A0000000032010", "A0000000041010", "A0000000043060",
@@ -32,18 +32,17 @@ PASSING = ("mute_card", "card_removed", "application_blocked", "chip_error", "no
 
 
 class PcscChipReader(ChipReader):
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
-        params = dict(self.params)
-        self.timeout = number_option(params, "timeout", float, 0.05, 60, 1.0)
-        aids = params.pop("aids", ",".join(DEFAULT_AIDS))
+        self.timeout = self.loc.number("timeout", float, 0.05, 60.0, 1.0)
+        aids = self.loc.text("aids", ",".join(DEFAULT_AIDS))
         try:
             self.aids = [bytes.fromhex(a) for a in aids.split(",") if a.strip()]
         except ValueError:
-            raise ValueError(f"option aids={aids!r} is not a comma-separated list of hex AIDs") from None
-        if params:
-            raise ValueError(f"unknown option {sorted(params)[0]!r}")
-        self.reader_name = unquote(locator.path) if locator is not None else "0"
+            raise self.loc.error(f"option aids={aids!r} is not a comma-separated list of hex AIDs") from None
+        if not self.aids:
+            raise self.loc.error("option aids= is empty (comma-separated hex AIDs)")
+        self.reader_name = unquote(self.loc.path) if locator is not None else "0"
         self.atr = b""
 
     # the reader ------------------------------------------------------------------

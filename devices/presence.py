@@ -42,9 +42,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from statistics import median
-from typing import Iterable
+from typing import Any, Iterable
 
 from devices.base import Action, Severity
+from devices.locator import Locator
 from devices.proximity import ProximitySensor
 
 ZERO = 0.02  # metres; HC-SR04 readings below its 2 cm minimum range are "stuck at 0"
@@ -261,39 +262,20 @@ class MotionDetector(_Clocked):
 
 
 # -- locator options ----------------------------------------------------------------------
-def number(params: dict, key: str, default, low, high, kind=float):
-    """Pop option ``key`` as a number in ``low..high``; ValueError naming it otherwise."""
-    text = params.pop(key, None)
-    if text is None:
-        return default
-    try:
-        value = kind(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"option {key}={text!r} is not a {'whole ' if kind is int else ''}number") from None
-    if not low <= value <= high:  # also rejects NaN
-        raise ValueError(f"option {key}={text!r} is out of range {low:g}..{high:g}")
-    return value
-
-
-def no_more_options(params: dict) -> None:
-    if params:
-        raise ValueError(f"unknown option {sorted(params)[0]!r}")
-
-
-def distance_detector_options(params: dict, max_default: float = 2.0) -> dict:
-    """Pop the options of a :class:`PresenceDetector`: enter, leave, debounce, window, stale, max."""
-    opts = {
-        "enter": number(params, "enter", 0.6, 0.02, 10.0),
-        "leave": number(params, "leave", 0.9, 0.02, 10.0),
-        "debounce": number(params, "debounce", 0.5, 0.0, 60.0),
-        "window": number(params, "window", 5, 1, 99, int),
-        "stale": number(params, "stale", 2.0, 0.1, 3600.0),
-        "max_distance": number(params, "max", max_default, 0.05, 10.0),
+def distance_detector_options(loc: Locator, max_default: float = 2.0) -> dict[str, Any]:
+    """Read the options of a :class:`PresenceDetector`: enter, leave, debounce, window, stale, max."""
+    opts: dict[str, Any] = {
+        "enter": loc.number("enter", float, 0.02, 10.0, 0.6),
+        "leave": loc.number("leave", float, 0.02, 10.0, 0.9),
+        "debounce": loc.number("debounce", float, 0.0, 60.0, 0.5),
+        "window": loc.number("window", int, 1, 99, 5),
+        "stale": loc.number("stale", float, 0.1, 3600.0, 2.0),
+        "max_distance": loc.number("max", float, 0.05, 10.0, max_default),
     }
     if not opts["enter"] < opts["leave"]:
-        raise ValueError(f"option enter={opts['enter']:g} must be below leave={opts['leave']:g}")
+        raise loc.error(f"option enter={opts['enter']:g} must be below leave={opts['leave']:g}")
     if not opts["leave"] < opts["max_distance"]:
-        raise ValueError(f"option leave={opts['leave']:g} must be below max={opts['max_distance']:g}")
+        raise loc.error(f"option leave={opts['leave']:g} must be below max={opts['max_distance']:g}")
     return opts
 
 

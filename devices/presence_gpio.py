@@ -21,24 +21,24 @@ import warnings
 from collections import deque
 
 from devices.base import Action, Severity
-from devices.presence import (MotionDetector, PolledProximity, PresenceDetector,
-                              distance_detector_options, no_more_options, number)
+from devices.locator import Locator
+from devices.presence import MotionDetector, PolledProximity, PresenceDetector, distance_detector_options
 
 log = logging.getLogger(__name__)
 
 OPEN_FAULTS = ("gpiozero_missing", "pin_unavailable")
 
 
-def _pin(params: dict, key: str, what: str):
+def _pin(loc: Locator, key: str, what: str) -> int | str:
     """A GPIO pin option: a BCM number (17) or a gpiozero pin name (GPIO17, BOARD11)."""
-    text = params.pop(key, None)
-    if text is None or not text.strip():
-        raise ValueError(f"option {key}= is missing ({what})")
-    text = text.strip()
-    if text.isdigit():
+    text = loc.text(key)
+    if not text:
+        raise loc.error(f"option {key}= is missing ({what})")
+    if text.isascii() and text.isdigit():
         return int(text)
-    if not text.replace(":", "").replace("_", "").isalnum():
-        raise ValueError(f"option {key}={text!r} is not a GPIO pin (a number like 17 or a name like GPIO17)")
+    if not (text.isascii() and text.replace(":", "").replace("_", "").isalnum() and text[0].isalpha()
+            and any(c.isdigit() for c in text)):
+        raise loc.error(f"option {key}={text!r} is not a GPIO pin (a number like 17 or a name like GPIO17)")
     return text
 
 
@@ -132,14 +132,13 @@ class DistanceProximity(_GpioProximity):
 
     def __init__(self, ctx=None, locator=None):
         super().__init__(ctx, locator)
-        params = dict(self.params)
-        self.trigger = _pin(params, "trigger", "the GPIO pin wired to the sensor's TRIG")
-        self.echo = _pin(params, "echo", "the GPIO pin wired to the sensor's ECHO")
+        loc = self.loc
+        self.trigger = _pin(loc, "trigger", "the GPIO pin wired to the sensor's TRIG")
+        self.echo = _pin(loc, "echo", "the GPIO pin wired to the sensor's ECHO")
         if self.trigger == self.echo:
-            raise ValueError(f"options trigger= and echo= name the same pin {self.echo!r}")
-        self.options = distance_detector_options(params)
-        self.rate = number(params, "rate", 10.0, 0.5, 100.0)
-        no_more_options(params)
+            raise loc.error(f"options trigger= and echo= name the same pin {self.echo!r}")
+        self.options = distance_detector_options(loc)
+        self.rate = loc.number("rate", float, 0.5, 100.0, 10.0)
         self.max_distance = self.options["max_distance"]
         self.detector = PresenceDetector(**self.options)
         self._readings: deque = deque(maxlen=1000)
@@ -174,14 +173,13 @@ class MotionProximity(_GpioProximity):
 
     def __init__(self, ctx=None, locator=None):
         super().__init__(ctx, locator)
-        params = dict(self.params)
-        self.pin = _pin(params, "pin", "the GPIO pin wired to the PIR's OUT")
-        debounce = number(params, "debounce", 1.0, 0.0, 60.0)
-        hold = number(params, "hold", 5.0, 0.0, 600.0)
-        stale = number(params, "stale", 2.0, 0.1, 3600.0)
-        self.queue_len = number(params, "queue_len", 1, 1, 100, int)
-        self.rate = number(params, "rate", 10.0, 0.5, 100.0)
-        no_more_options(params)
+        loc = self.loc
+        self.pin = _pin(loc, "pin", "the GPIO pin wired to the PIR's OUT")
+        debounce = loc.number("debounce", float, 0.0, 60.0, 1.0)
+        hold = loc.number("hold", float, 0.0, 600.0, 5.0)
+        stale = loc.number("stale", float, 0.1, 3600.0, 2.0)
+        self.queue_len = loc.number("queue_len", int, 1, 100, 1)
+        self.rate = loc.number("rate", float, 0.5, 100.0, 10.0)
         self.detector = MotionDetector(hold=hold, debounce=debounce, stale=stale)
         self._read_failed = False
 

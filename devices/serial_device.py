@@ -1,14 +1,16 @@
 """What the serial drivers share around their link: opening, closing, polling."""
 from __future__ import annotations
 
-from devices.base import Action, Severity
+from typing import Any, Callable
+
+from devices.base import Action, Device, Severity
 from devices.serial_link import SerialLink
 
 LINK_DOWN_POLL = 5.0  # seconds between polls of a device that does not answer
 
 
-class SerialDevice:
-    """Mixin for a :class:`~devices.base.Device` that talks over ``self.link``.
+class SerialDevice(Device):
+    """Base for a device that talks over ``self.link``; comes first in the bases, before the interface.
 
     A port that cannot be opened leaves the device offline with a
     ``port_unavailable`` fault (the self-test tries again). ``poll_later`` runs a
@@ -18,7 +20,7 @@ class SerialDevice:
 
     link: SerialLink
     poll_interval: float
-    _polling = None
+    _polling: Any = None  # the scheduler's timer handle
 
     def open(self) -> None:
         try:
@@ -46,7 +48,7 @@ class SerialDevice:
         self.link.close()
         super().close()
 
-    def poll_later(self, poll) -> None:
+    def poll_later(self, poll: Callable[[], None]) -> None:
         """Run ``poll()`` after ``poll_interval`` unless one is already due. While the
         link is down the polls slow to one per ``LINK_DOWN_POLL`` seconds: each one
         waits out its time-outs on the loop thread."""
@@ -56,7 +58,7 @@ class SerialDevice:
             interval = max(self.poll_interval, LINK_DOWN_POLL) if link_down else self.poll_interval
             self._polling = scheduler.call_later(interval, self._run_poll, poll)
 
-    def _run_poll(self, poll) -> None:
+    def _run_poll(self, poll: Callable[[], None]) -> None:
         self._polling = None
         if self.opened:
             poll()

@@ -3,26 +3,34 @@
 ``lcdm2000:///dev/ttyUSB0?baud=9600&trace=1``: everything after the scheme is
 a pyserial port name or URL (``/dev/ttyUSB0``, ``/dev/pts/3``, ``loop://``,
 ``socket://host:port``, ``rfc2217://host:port``), opened through
-:func:`serial.serial_for_url`. The query holds our options; a query option we
-do not know is handed on to pyserial's URL handlers, which reject what they
-do not know either.
+:func:`serial.serial_for_url`. The query holds our options (:data:`LINK_OPTIONS`);
+on a pyserial URL, the options its handler takes (:data:`PYSERIAL_URL_OPTIONS`,
+e.g. ``socket://host:port?logging=debug``) are handed on to it. Any other
+option is an error.
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 from urllib.parse import urlencode
 
 import serial
 
-from devices.base import Action, DeviceError, Severity
+from devices.base import Action, Device, DeviceError, Severity
+from devices.locator import Locator
 
 log = logging.getLogger("atm.serial")
 
+T = TypeVar("T")
 READ_SLICE = 0.01  # seconds a single read may wait; reads loop to their own deadline
 PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+LINK_OPTIONS = ("baud", "parity", "rtscts", "ack_timeout", "timeout", "retries", "trace")
+# What pyserial's URL handlers take in their query (``timeout`` is ours, the reply time-out).
+PYSERIAL_URL_OPTIONS = {"socket": ("logging",), "loop": ("logging",),
+                        "rfc2217": ("logging", "ign_set_control", "poll_modem"),
+                        "spy": ("file", "color", "raw", "all")}
 
 
 class ProtocolError(ValueError):
@@ -41,51 +49,42 @@ class LineSettings:
     retries: int = 3              # resends after a NAK or a missing ACK
 
 
-def number_option(params: dict, key: str, kind, low, high, default):
-    text = params.pop(key, None)
-    if text is None:
-        return default
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ValueError(f"option {key}={text!r} is not a number") from None
-    if not low <= value <= high:
-        raise ValueError(f"option {key}={text!r} is out of range {low}..{high}")
-    return value
+def read_line_settings(loc: Locator, defaults: LineSettings) -> LineSettings:
+    """The line settings with the locator's options over ``defaults``."""
+    return LineSettings(
+        baud=loc.number("baud", int, 300, 921_600, defaults.baud),
+        parity=loc.choice("parity", tuple(PARITIES), defaults.parity),
+        rtscts=loc.flag("rtscts", defaults.rtscts),
+        ack_timeout=loc.number("ack_timeout", float, 0.01, 60.0, defaults.ack_timeout),
+        reply_timeout=loc.number("timeout", float, 0.01, 120.0, defaults.reply_timeout),
+        retries=loc.number("retries", int, 0, 10, defaults.retries))
 
 
-def _flag(params: dict, key: str) -> bool:
-    text = params.pop(key, "0").lower()
-    if text not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
-        raise ValueError(f"option {key}={text!r} is not a yes/no flag")
-    return text in ("1", "true", "yes", "on")
+def pyserial_url(loc: Locator) -> str:
+    """The port to open: the path, plus the options a pyserial URL handler takes."""
+    handler = loc.path.partition("://")[0].lower() if "://" in loc.path else ""
+    passed = {k: loc.text(k) for k in PYSERIAL_URL_OPTIONS.get(handler, ()) if loc.has(k)}
+    return loc.path + ("?" + urlencode(passed) if passed else "")
 
 
 class SerialLink:
     """One serial port: exact reads with deadlines, writes, and the trace."""
 
-    def __init__(self, device: str, path: str, params: dict, defaults: LineSettings,
+    def __init__(self, device: str, loc: Locator, defaults: LineSettings,
                  redact: Callable[[bytes], str] | None = None):
-        params = dict(params)
-        if not path:
-            raise ValueError("no serial port named after the scheme (e.g. lcdm2000:///dev/ttyUSB0)")
-        parity = params.pop("parity", defaults.parity).upper()
-        if parity not in PARITIES:
-            raise ValueError(f"option parity={parity!r} is not N, E or O")
-        self.settings = LineSettings(
-            baud=number_option(params, "baud", int, 300, 921_600, defaults.baud),
-            parity=parity,
-            rtscts=_flag(params, "rtscts") if "rtscts" in params else defaults.rtscts,
-            ack_timeout=number_option(params, "ack_timeout", float, 0.01, 60, defaults.ack_timeout),
-            reply_timeout=number_option(params, "timeout", float, 0.01, 120, defaults.reply_timeout),
-            retries=number_option(params, "retries", int, 0, 10, defaults.retries))
-        self.trace = _flag(params, "trace")
-        if params and "://" not in path:
-            raise ValueError(f"unknown option {sorted(params)[0]!r} for port {path}")
-        self.url = path + ("?" + urlencode(params) if params else "")
+        if not loc.path:
+            raise loc.error("no serial port named after the scheme (e.g. lcdm2000:///dev/ttyUSB0)")
+        self.settings = read_line_settings(loc, defaults)
+        self.trace = loc.flag("trace")
+        self.url = pyserial_url(loc)
         self.device = device
         self.redact = redact
         self.port: serial.SerialBase | None = None
+
+    def _open_port(self) -> serial.SerialBase:
+        if self.port is None:
+            raise OSError(f"port {self.url} is not open")
+        return self.port
 
     def open(self) -> None:
         s = self.settings
@@ -112,14 +111,15 @@ class SerialLink:
 
     def write(self, data: bytes) -> None:
         self._trace(">", data)
-        self.port.write(data)
-        self.port.flush()
+        port = self._open_port()
+        port.write(data)
+        port.flush()
 
     def read(self, n: int, timeout: float) -> bytes:
         """Up to ``n`` bytes; fewer only when ``timeout`` seconds pass first."""
         out = bytearray()
         deadline = time.monotonic() + timeout
-        port = self.port
+        port = self._open_port()
         while len(out) < n:
             out += port.read(n - len(out))
             if time.monotonic() >= deadline:
@@ -129,7 +129,7 @@ class SerialLink:
 
     def discard_input(self) -> None:
         """Drop stale bytes (a late reply to a command we gave up on)."""
-        self.port.reset_input_buffer()
+        self._open_port().reset_input_buffer()
 
     def _trace(self, direction: str, data: bytes) -> None:
         if self.trace and data:
@@ -151,8 +151,8 @@ class LinkFailure(Exception):
 
 
 def exchange(link: SerialLink, frame: bytes, read_frame: Callable[[float], bytes],
-             decode: Callable[[bytes], object], reply_time: float | None = None,
-             repeatable: bool = True):
+             decode: Callable[[bytes], T], reply_time: float | None = None,
+             repeatable: bool = True) -> T:
     """The ACK/NAK handshake both our devices use.
 
     Send ``frame`` and wait for ACK, resending after a NAK, or after silence
@@ -202,7 +202,7 @@ def exchange(link: SerialLink, frame: bytes, read_frame: Callable[[float], bytes
     raise LinkFailure(problem, False, "bad_reply" if problem.startswith("bad") else "no_response")
 
 
-def link_error(device, failure: Exception, what: str) -> DeviceError:
+def link_error(device: Device, failure: Exception, what: str) -> DeviceError:
     """The fault for a link that does not work (no answer, garbage, NAKs, a dead port)."""
     code = getattr(failure, "code", "no_response")
     return DeviceError(device.raise_fault(code, f"{what}: {failure}", Severity.ERROR, Action.RESET))

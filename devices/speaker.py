@@ -1,12 +1,14 @@
 """Speaker interface and the ALSA backend (``aplay://default``)."""
 from __future__ import annotations
 
+import abc
 import logging
 import shutil
 import subprocess
 from dataclasses import dataclass
 
-from devices.base import Device, Severity
+from devices.base import Device, DeviceContext, Severity
+from devices.locator import Locator
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +26,27 @@ class Clip:
 class Speaker(Device):
     kind = "speaker"
 
+    @abc.abstractmethod
     def play(self, clip: Clip) -> None:
         """Start playing at once, replacing anything playing; never blocks."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def stop(self) -> None:
         """Stop playback at once."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def playing(self) -> bool:
-        raise NotImplementedError
+        """Whether a clip is playing."""
 
 
 class AplaySpeaker(Speaker):
     """Plays WAV files with ``aplay -D <pcm>``; the path names the ALSA PCM."""
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
-        self.pcm = (locator.path if locator is not None else "") or "default"
-        self._proc: subprocess.Popen | None = None
+        self.pcm = self.loc.path or "default"
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def open(self) -> None:
         super().open()

@@ -44,9 +44,9 @@ class Tlv:
 
     tag: int
     value: bytes
-    children: tuple["Tlv", ...] = field(default=None, compare=False)  # type: ignore[assignment]
+    children: tuple["Tlv", ...] = field(default=None, compare=False)  # type: ignore[arg-type]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.children is None:  # built by hand: parse a constructed value now
             kids = tuple(_parse(self.value, 1)) if self.constructed else ()
             object.__setattr__(self, "children", kids)

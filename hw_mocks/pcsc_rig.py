@@ -15,6 +15,7 @@ import logging
 from dataclasses import replace
 
 from devices.base import Action, Severity
+from devices.locator import Locator
 from devices.pcsc_chip import PcscChipReader
 from hw_mocks import pcscd
 from hw_mocks.cards import SimCard
@@ -34,7 +35,8 @@ class EmulatedPcscChip(PcscChipReader):
     """``pcsc+emu://``: pcscd with vpcd, and a virtual card for the card inside."""
 
     def __init__(self, ctx=None, locator=None):
-        super().__init__(ctx, replace(locator, path=pcscd.READER) if locator is not None else None)
+        loc = locator if locator is not None else Locator.empty()
+        super().__init__(ctx, loc.derive(pcscd.READER, {}))
         self.daemon: pcscd.PcscDaemon | None = None
         self.virtual: VirtualCard | None = None
         self.at_contacts: SimCard | None = None

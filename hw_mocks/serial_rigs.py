@@ -7,34 +7,31 @@ actions (through the emulator's control surface) and ``inject``/``remove``
 with the same fault names as the ``sim://`` devices, plus every emulator fault.
 
 Locator options for the emulator: ``timing=1`` keeps real baud-rate timing;
-``fault=NAME`` (repeatable as ``fault=a,b``) starts with faults present;
+``fault=NAME`` (several as ``fault=a,b``) starts with faults present;
 ``note_ms=N`` (dispenser, default 0) adds N ms of mechanism time per note, and
 the driver's ``note_time`` then allows for it. The other options go to the
-driver, as for ``lcdm2000://PORT``.
+driver, as for ``lcdm2000://PORT``, whose link timing defaults are shorter here
+(:data:`EMULATOR_TIMING`).
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from devices.card_reader import CardPosition
+from devices.locator import Locator
 from devices.ict3q8 import Ict3q8CardReader
 from devices.lcdm import Lcdm2000Dispenser
 from hw_mocks.cards import SimCard
 from hw_mocks.ict3q8_emulator import Ict3q8Emulator
 from hw_mocks.lcdm_emulator import Lcdm2000Emulator
+from hw_mocks.serial_emulator import COMMON_FAULTS
 
 DEMO_ATR = bytes.fromhex("3B6800000073C84013009000")  # a plain T=0 ATR for chip cards
 # Quicker link timing than a real device needs: an emulator answers at once.
 EMULATOR_TIMING = {"ack_timeout": "0.2", "timeout": "0.5", "poll": "0.1"}
 
 
-def _split_options(locator, emulator_options=("timing", "fault")):
-    """(emulator options, locator with the driver's options and the pty path)."""
-    params = dict(locator.params)
-    mine = {k: params.pop(k) for k in emulator_options if k in params}
-    if "timing" in mine and mine["timing"] not in ("0", "1"):
-        raise ValueError(f"option timing={mine['timing']!r} is not 0 or 1")
-    return mine, params
+def _emulator_options(loc: Locator, fault_names: tuple[str, ...]) -> tuple[bool, tuple[str, ...]]:
+    """(real timing?, faults to start with) from the locator."""
+    return loc.flag("timing"), loc.words("fault", fault_names)
 
 
 class _Emulated:
@@ -42,15 +39,20 @@ class _Emulated:
 
     FAULT_ALIASES: dict[str, tuple[str, ...]] = {}
     emulator = None
+    _initial_faults: tuple[str, ...] = ()
 
-    def _start_emulator(self, options: dict) -> None:
-        for name in filter(None, options.get("fault", "").split(",")):
+    @classmethod
+    def _fault_names(cls, emulator_class) -> tuple[str, ...]:
+        return tuple(cls.FAULT_ALIASES) + tuple(emulator_class.FAULTS) + COMMON_FAULTS
+
+    def _start_emulator(self) -> None:
+        for name in self._initial_faults:
             self.inject(name)
         self.emulator.start()
 
     @property
     def INJECTABLE(self) -> tuple[str, ...]:
-        return tuple(self.FAULT_ALIASES) + self.emulator.FAULTS + ("nak_storm", "garbled", "silent")
+        return self._fault_names(type(self.emulator))
 
     @property
     def injected(self) -> set[str]:
@@ -77,10 +79,6 @@ class _Emulated:
         self.emulator.stop()
 
 
-def _driver_locator(locator, params, port: str, **timing):
-    return replace(locator, path=port, params={**EMULATOR_TIMING, **timing, **params})
-
-
 class EmulatedLcdm2000(_Emulated, Lcdm2000Dispenser):
     """The LCDM-2000 driver on :class:`Lcdm2000Emulator`."""
 
@@ -88,18 +86,19 @@ class EmulatedLcdm2000(_Emulated, Lcdm2000Dispenser):
                      "empty": ("empty_upper", "empty_lower")}
 
     def __init__(self, ctx=None, locator=None):
-        options, params = _split_options(locator, ("timing", "fault", "note_ms"))
-        try:
-            note_ms = float(options.get("note_ms", 0))
-        except ValueError:
-            raise ValueError(f"option note_ms={options['note_ms']!r} is not a number") from None
-        self.emulator = Lcdm2000Emulator(baud=9600 if options.get("timing") == "1" else None, note_ms=note_ms)
+        loc = locator if locator is not None else Locator.empty()
+        timing, self._initial_faults = _emulator_options(loc, self._fault_names(Lcdm2000Emulator))
+        note_ms = loc.number("note_ms", float, 0.0, 10_000.0, 0.0)
+        self.emulator = Lcdm2000Emulator(baud=9600 if timing else None, note_ms=note_ms)
         note_time = f"{0.02 + note_ms / 1000:g}"  # the driver's reply allowance per note covers the mechanism
-        super().__init__(ctx, _driver_locator(locator, params, self.emulator.port, note_time=note_time))
-        self._options = options
+        try:
+            super().__init__(ctx, loc.derive(self.emulator.port, {**EMULATOR_TIMING, "note_time": note_time}))
+        except BaseException:
+            self.emulator.stop()
+            raise
 
     def open(self) -> None:
-        self._start_emulator(self._options)
+        self._start_emulator()
         super().open()
 
     def load_cassettes(self, cassettes) -> None:
@@ -124,10 +123,14 @@ class EmulatedIct3q8(_Emulated, Ict3q8CardReader):
     FAULT_ALIASES = {}
 
     def __init__(self, ctx=None, locator=None):
-        options, params = _split_options(locator)
-        self.emulator = Ict3q8Emulator(baud=38400 if options.get("timing") == "1" else None)
-        super().__init__(ctx, _driver_locator(locator, params, self.emulator.port))
-        self._options = options
+        loc = locator if locator is not None else Locator.empty()
+        timing, self._initial_faults = _emulator_options(loc, self._fault_names(Ict3q8Emulator))
+        self.emulator = Ict3q8Emulator(baud=38400 if timing else None)
+        try:
+            super().__init__(ctx, loc.derive(self.emulator.port, EMULATOR_TIMING))
+        except BaseException:
+            self.emulator.stop()
+            raise
         self.contacts = None  # a chip emulation told when a card reaches the IC contacts
 
     def _moved_to(self, new: CardPosition) -> None:
@@ -139,7 +142,7 @@ class EmulatedIct3q8(_Emulated, Ict3q8CardReader):
                 self.contacts.card_left()
 
     def open(self) -> None:
-        self._start_emulator(self._options)
+        self._start_emulator()
         super().open()
 
     @property

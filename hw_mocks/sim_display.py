@@ -23,7 +23,7 @@ import os
 import cv2
 
 from devices.base import Severity
-from devices.display import Display, resolve_video, seconds_left, video_canvas
+from devices.display import MAX_SIZE, MIN_SIZE, Display, resolve_video, seconds_left, video_canvas
 from hw_mocks.history import History
 
 _PROBES: dict[tuple, tuple[float, int, int, int] | None] = {}
@@ -80,10 +80,14 @@ class SimDisplay(Display):
         self.screens: list[dict] = History()
         self._frames_shown: list[tuple[float, int]] = History()
         self.frame_count = 0            # every frame recorded, including those History trimmed
-        self.decode = self.params.get("decode", "0") in ("1", "true", "yes")
-        self.frames: collections.deque = collections.deque(maxlen=int(self.params.get("keep", 8)))
-        w, h = self.params.get("width"), self.params.get("height")
-        self.size = (int(w), int(h)) if w and h else None
+        loc = self.loc
+        self.decode = loc.flag("decode")
+        self.frames: collections.deque = collections.deque(maxlen=loc.number("keep", int, 1, 10_000, 8))
+        if loc.has("width") != loc.has("height"):
+            raise loc.error("options width= and height= go together")
+        w = loc.number("width", int, MIN_SIZE[0], MAX_SIZE[0], 0)
+        h = loc.number("height", int, MIN_SIZE[1], MAX_SIZE[1], 0)
+        self.size = (w, h) if w and h else None
         self._play: _Play | None = None
         self._timer = None
 

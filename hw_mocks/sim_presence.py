@@ -30,8 +30,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from devices.presence import PolledProximity, PresenceDetector, distance_detector_options, \
-    no_more_options, number
+from devices.presence import PolledProximity, PresenceDetector, distance_detector_options
 from hw_mocks.faults import FaultInjection
 
 TRACES = Path(__file__).with_name("traces")
@@ -104,20 +103,19 @@ class TraceProximity(FaultInjection, PolledProximity):
 
     def __init__(self, ctx=None, locator=None):
         super().__init__(ctx, locator)
-        params = dict(self.params)
-        self.options = distance_detector_options(params)
+        loc = self.loc
+        self.options = distance_detector_options(loc)
         self.max_distance = self.options["max_distance"]
-        self.rate = number(params, "rate", 10.0, 0.5, 100.0)
-        self.loop = number(params, "loop", 0, 0, 1, int) == 1
-        self.start = number(params, "start", 0.0, 0.0, 1e6)
-        self.noise = number(params, "noise", 0.0, 0.0, 1.0)
-        self.seed = number(params, "seed", 1, 0, 2**32 - 1, int)
-        no_more_options(params)
-        name = locator.path if locator is not None else ""
+        self.rate = loc.number("rate", float, 0.5, 100.0, 10.0)
+        self.loop = loc.flag("loop")
+        self.start = loc.number("start", float, 0.0, 1e6, 0.0)
+        self.noise = loc.number("noise", float, 0.0, 1.0, 0.0)
+        self.seed = loc.number("seed", int, 0, 2**32 - 1, 1)
+        name = loc.path
         self.trace_name = name
         self.rows = load_trace(trace_path(name)) if name else []
         if self.rows and self.start > self.rows[-1][0]:
-            raise ValueError(f"option start={self.start:g} is past the end of the trace"
+            raise loc.error(f"option start={self.start:g} is past the end of the trace"
                              f" ({self.rows[-1][0]:g} s)")
         self.detector = PresenceDetector(**self.options)
         self.walk: Walk | None = None  # set by the simulated customer

@@ -54,7 +54,7 @@ def test_file_errors_name_the_file(tmp_path):
 
 
 def test_demo_card_key_is_refused_with_real_card_readers():
-    from devices.registry import _BACKENDS, register_backend
+    from devices.registry import register_backend, unregister_backend
     register_backend("chip", "testreal", "hw_mocks.sim_devices:SimChipReader")
     try:
         with pytest.raises(ConfigError, match="^security.card_key: the public demo key"):
@@ -63,7 +63,7 @@ def test_demo_card_key_is_refused_with_real_card_readers():
                                 "security": {"card_key": "11" * 16}})
         assert not config.uses_demo_key(cfg)
     finally:
-        del _BACKENDS[("chip", "testreal")]
+        unregister_backend("chip", "testreal")
 
 
 def test_the_documented_example_config_is_valid_and_matches_the_defaults():
@@ -86,5 +86,5 @@ def test_the_bank_host_is_a_configured_backend():
         assert isinstance(agent.host, SimBankHost) and agent.host.latency == 0.5
     finally:
         agent.close()
-    with pytest.raises(ConfigError, match=r"host: 'sim://\?speed=1': unknown option 'speed'"):
+    with pytest.raises(ConfigError, match=r"host: sim://\?speed=1: unknown option 'speed' \(known: latency\)"):
         Agent(config.from_dict({"atm": {"host": "sim://?speed=1"}}), VirtualClock())
