@@ -84,7 +84,8 @@ class ATM:
         self.session_prefix = session_prefix or settings.atm_id
         self.service = ServiceState(devices, journal, telemetry, out, changed=self.publish_birth)
         self.presence = PresenceTracker(scheduler, self.t["leave_debounce"], devices.proximity,
-                                        left=self._customer_left, returned=self._customer_returned)
+                                        left=lambda: self.fire("customer_left"),
+                                        returned=lambda: self.fire("customer_returned"))
         self.idle = IdleHelp(scheduler, self.t, devices.display, settings.help_video,
                              journal_step=lambda name, **data: journal.step(self.sid, name, **data),
                              language=self.language, timed_out=lambda: self.fire("idle_timed_out"))
@@ -215,12 +216,6 @@ class ATM:
             self.commands.complete(completion)
         finally:
             self._continue_stop()
-
-    def _customer_left(self) -> None:
-        self.customer_left()
-
-    def _customer_returned(self) -> None:
-        self.customer_returned()
 
     # -- stopping and errors ----------------------------------------------------
     def session_closed(self) -> None:
