@@ -35,8 +35,8 @@ from bench import chip_read, serial_roundtrip, telemetry, video_playback, voice_
 from fsm.clock import VirtualClock  # noqa: E402
 from hw_mocks.customer import Customer, Visit  # noqa: E402
 
-BIG_CASSETTES = [{"id": "A", "denomination": 10_000, "count": 10_000_000, "low": 10},
-                 {"id": "B", "denomination": 1_000, "count": 10_000_000, "low": 10}]
+BIG_CASSETTES = [{"id": "A", "denomination": 10_000, "count": 1_000_000, "low": 10},
+                 {"id": "B", "denomination": 1_000, "count": 1_000_000, "low": 10}]
 
 
 def withdrawals_per_second(sessions: int, journal: str) -> float:

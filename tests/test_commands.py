@@ -137,3 +137,43 @@ def test_the_virtual_loop_lets_device_work_finish_before_time_moves():
     queue.stop()
     assert seen == [("read", 2), ("after", 3)]
     assert on_worker == ["dev-card_reader"] and clock.now() == 5
+
+
+def test_a_session_runs_every_device_command_off_the_loop_thread_and_never_sleeps_there(monkeypatch):
+    """A withdrawal and a deposit on the emulated rig: the serial drivers' commands run on their
+    devices' workers; nothing on the loop thread calls time.sleep."""
+    import time
+
+    from hw_mocks.customer import Visit
+    from tests.helpers import run_visits
+
+    loop_thread = threading.current_thread()  # the virtual clock's loop runs on the test's thread
+    slept_on_loop = []
+    real_sleep = time.sleep
+
+    def sleep(seconds):
+        if threading.current_thread() is loop_thread:
+            slept_on_loop.append(seconds)
+        real_sleep(seconds)
+    monkeypatch.setattr(time, "sleep", sleep)
+    threads: dict[str, set[str]] = {}
+
+    def record(agent):
+        for kind, names in {"dispenser": ("dispense", "present", "self_test"),
+                            "card_reader": ("eject", "read", "enable_entry", "self_test"),
+                            "chip": ("read_card",), "acceptor": ("store",)}.items():
+            device = agent.devices[kind]
+            for name in names:
+                inner = getattr(device, name)
+
+                def wrapped(*args, _inner=inner, _key=f"{kind}.{name}", **kwargs):
+                    threads.setdefault(_key, set()).add(threading.current_thread().name)
+                    return _inner(*args, **kwargs)
+                setattr(device, name, wrapped)
+    run = run_visits([Visit("withdrawal", amount=30_000), Visit("deposit", notes={10_000: 1})], setup=record)
+    outcomes = [s["outcome"] for s in run.sessions()]
+    assert outcomes == ["completed", "completed"]
+    assert {"dispenser.dispense", "dispenser.present", "card_reader.eject", "chip.read_card",
+            "acceptor.store"} <= set(threads)
+    assert all(names == {f"dev-{key.split('.')[0]}"} for key, names in threads.items()), threads
+    assert slept_on_loop == []
