@@ -65,9 +65,13 @@ class Agent:
     """One ATM on one clock."""
 
     def __init__(self, config: Config, clock, recorder: Recorder | None = None,
-                 brokers: list[str] | None = None, catalogue: Catalogue | None = None):
+                 brokers: list[str] | None = None, catalogue: Catalogue | None = None,
+                 workers: bool | None = None):
+        """``workers``: run device commands on worker threads (the default on the real
+        clock); on the virtual clock they run inline unless asked (see devices.commands)."""
         self.config = config
         self.clock = clock
+        self.workers = not clock.virtual if workers is None else workers
         self.scheduler = Scheduler(clock)
         self.recorder = recorder or Recorder(clock)
         self.inbox = Inbox()
@@ -145,7 +149,7 @@ class Agent:
         peers: dict = {}
         devices = {}
         for kind in DeviceSet.kinds():
-            queue = CommandQueue(kind, self.activity)
+            queue = CommandQueue(kind, self.activity, inline=not self.workers)
             self.queues[kind] = queue
             scheduler = WorkerScheduler(self.scheduler, queue) if kind in QUEUED_KINDS else self.scheduler
             ctx = DeviceContext(scheduler=scheduler, emit=self._device_event, peers=peers)

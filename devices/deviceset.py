@@ -44,10 +44,13 @@ class DeviceSet:
 
     @classmethod
     def kinds(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return KINDS
 
     def items(self) -> Iterator[tuple[str, Device]]:
         return ((kind, getattr(self, kind)) for kind in self.kinds())
 
     def values(self) -> Iterator[Device]:
         return (getattr(self, kind) for kind in self.kinds())
+
+
+KINDS: tuple[str, ...] = tuple(f.name for f in fields(DeviceSet))

@@ -136,7 +136,8 @@ class ATM:
         if event.transition.dest is not None:
             self.out("state", state=self.state, previous=event.transition.source,
                      trigger=event.event.name, session=self.sid)
-            self.publish_birth()
+            if event.transition.source == State.STARTING:
+                self.publish_birth()  # no longer "starting"
 
     def leave_state(self, event: Any) -> None:
         for timer in self._state_timers:
@@ -157,7 +158,8 @@ class ATM:
         return self.service.broken
 
     def publish_birth(self) -> None:
-        """Hand the link a fresh snapshot for its next birth message."""
+        """Hand the link a fresh snapshot for its next birth message (at start-up, and when
+        the service, a fault or the cash changes)."""
         self.telemetry.birth_changed({
             "service": self.service.service if self.state != State.STARTING else "starting",
             "functions": list(self.service.functions),
@@ -174,6 +176,7 @@ class ATM:
 
     def publish_cash(self) -> None:
         self.telemetry.cash([c.as_dict() for c in self.devices.dispenser.cassettes])
+        self.publish_birth()
 
     # -- start-up -------------------------------------------------------------
     def start(self) -> None:

@@ -21,4 +21,5 @@ class FaultRouter:
             atm.prompter.stop("sensor_fault")
         atm.report.fault(record)
         atm.service.refresh()
+        atm.publish_birth()
         atm.follow_service()

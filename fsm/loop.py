@@ -114,15 +114,17 @@ class EventLoop:
     def _settle(self) -> None:
         """Virtual clock: run events one at a time, each after the devices' work has
         finished, until neither the inbox nor a device has anything left."""
-        activity = self.activity
-        while not self._stop.is_set():
-            if activity is not None:
-                while activity.busy and not activity.wait_idle(timeout=1.0):
-                    if self._stop.is_set():
+        activity, inbox, stopped = self.activity, self.inbox, self._stop.is_set
+        while not stopped():
+            if activity is not None and activity.busy:
+                while not activity.wait_idle(timeout=1.0):
+                    if stopped():
                         return
-            if self.inbox.empty():
+            try:
+                event = inbox.get_nowait()
+            except queue.Empty:
                 return
-            self._run_one(self.inbox.get_nowait())
+            self._run_one(event)
 
     def run_until_idle(self, max_time: float | None = None) -> None:
         """Virtual clock: jump from deadline to deadline until nothing is left.

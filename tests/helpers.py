@@ -11,16 +11,17 @@ from hw_mocks.cards import CARDS
 RAW_PANS = [card.pan for card in CARDS.values()]
 
 
-def make_agent(overrides: dict | None = None, journal: str = ":memory:") -> Agent:
+def make_agent(overrides: dict | None = None, journal: str = ":memory:", workers: bool | None = None) -> Agent:
     cfg = configmod.from_dict(overrides or {})
     cfg.journal_path = journal
     clock = VirtualClock()
-    return Agent(cfg, clock, Recorder(clock))
+    return Agent(cfg, clock, Recorder(clock), workers=workers)
 
 
-def run_visits(visits, overrides=None, setup=None, epilogue=None, journal=":memory:"):
-    """Play the visits; return the finished ScenarioRun (its problems list is empty)."""
-    agent = make_agent(overrides, journal)
+def run_visits(visits, overrides=None, setup=None, epilogue=None, journal=":memory:", workers=None):
+    """Play the visits; return the finished ScenarioRun (its problems list is empty).
+    ``workers=True`` runs the device commands on their worker threads, as on the real clock."""
+    agent = make_agent(overrides, journal, workers)
     agent.warm_prompts()
     run = ScenarioRun(Scenario("test", "", list(visits), check=lambda r: [],
                                setup=setup, epilogue=epilogue), agent)

@@ -140,8 +140,8 @@ def test_the_virtual_loop_lets_device_work_finish_before_time_moves():
 
 
 def test_a_session_runs_every_device_command_off_the_loop_thread_and_never_sleeps_there(monkeypatch):
-    """A withdrawal and a deposit on the emulated rig: the serial drivers' commands run on their
-    devices' workers; nothing on the loop thread calls time.sleep."""
+    """A withdrawal and a deposit on the emulated rig with worker threads, as on the real clock:
+    the drivers' commands run on their devices' workers; nothing on the loop thread sleeps."""
     import time
 
     from hw_mocks.customer import Visit
@@ -170,10 +170,35 @@ def test_a_session_runs_every_device_command_off_the_loop_thread_and_never_sleep
                     threads.setdefault(_key, set()).add(threading.current_thread().name)
                     return _inner(*args, **kwargs)
                 setattr(device, name, wrapped)
-    run = run_visits([Visit("withdrawal", amount=30_000), Visit("deposit", notes={10_000: 1})], setup=record)
+    run = run_visits([Visit("withdrawal", amount=30_000), Visit("deposit", notes={10_000: 1})], setup=record,
+                     workers=True)
     outcomes = [s["outcome"] for s in run.sessions()]
     assert outcomes == ["completed", "completed"]
     assert {"dispenser.dispense", "dispenser.present", "card_reader.eject", "chip.read_card",
             "acceptor.store"} <= set(threads)
     assert all(names == {f"dev-{key.split('.')[0]}"} for key, names in threads.items()), threads
     assert slept_on_loop == []
+
+
+def _printed(workers: bool, name: str) -> list[str]:
+    import json
+
+    from agent.scenarios import SCENARIOS, ScenarioRun
+    from tests.helpers import make_agent
+    scenario = SCENARIOS[name]
+    agent = make_agent(scenario.config, workers=workers)
+    agent.warm_prompts()
+    assert ScenarioRun(scenario, agent).run() == []
+    agent.stop()
+    drop = ("boot", "id", "ts")  # the boot number is random without an outbox
+    return [json.dumps({k: (({x: y for x, y in v.items() if x not in drop}) if k == "payload" else v)
+                        for k, v in r.items()}, default=repr, sort_keys=True) for r in agent.recorder.records]
+
+
+def test_worker_threads_and_inline_commands_give_the_same_scenario():
+    """On the virtual clock a scenario is the same, record for record, whether the device
+    commands run on worker threads or inline; and the same on every run."""
+    for name in ("withdrawal", "dispenser-jam", "forgotten-card-deposit"):
+        inline = _printed(False, name)
+        assert inline == _printed(False, name)
+        assert _printed(True, name) == inline, name
