@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent import config as configmod
 from agent.config import ConfigError
+from agent.journal import JournalError
 from agent.output import Recorder, human_line, rounded, to_json
 from agent.prompts import PromptError
 from agent.rig import RigError, is_simulated
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args)
-    except (ConfigError, LocatorError, PromptError, RigError, UsageError) as exc:
+    except (ConfigError, JournalError, LocatorError, PromptError, RigError, UsageError) as exc:
         print(f"atm: error: {exc}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:

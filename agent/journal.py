@@ -9,7 +9,9 @@ masked numbers and tokens do.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 
@@ -51,6 +53,34 @@ _encode = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"
 INSERT = "INSERT INTO entries (ts, session, kind, name, intent, data) VALUES (?, ?, ?, ?, ?, ?)"
 
 
+class JournalError(ValueError):
+    """The journal cannot be used: held by another agent, or a row is unreadable."""
+
+
+class JournalLock:
+    """An exclusive lock on ``<journal>.lock``, holding the owner's PID.
+
+    The kernel drops it when the process dies, so a crash never leaves it behind.
+    """
+
+    def __init__(self, journal_path: str):
+        self.path = journal_path + ".lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(self._fd)
+            raise JournalError(f"{journal_path} is in use by another agent (PID {holder})") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = -1
+
+
 class Journal:
     """The journal of one ATM. Used from the state-machine thread only.
 
@@ -66,16 +96,41 @@ class Journal:
         self._buffer: list[tuple] = []
         self._ts_at: float | None = None
         self._ts = ""
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        if path != ":memory:":
-            self.db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed intent or outcome survives a power cut.
-            self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        self.lock = JournalLock(path) if path != ":memory:" else None  # one agent per journal
+        try:
+            self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            if path != ":memory:":
+                self.db.execute("PRAGMA journal_mode=WAL")
+                # FULL: a committed intent or outcome survives a power cut.
+                self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            self.check_pending()
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+            raise
 
     def close(self) -> None:
-        self.flush()
-        self.db.close()
+        try:
+            self.flush()
+            self.db.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def check_pending(self) -> None:
+        """Refuse a journal whose interrupted commands cannot be read (recovery needs them)."""
+        rows = self.db.execute(
+            "SELECT seq, name, data FROM entries i WHERE kind = 'intent'"
+            " AND NOT EXISTS (SELECT 1 FROM entries o WHERE o.kind = 'outcome' AND o.intent = i.seq)")
+        for seq, name, data in rows:
+            try:
+                ok = isinstance(json.loads(data), dict)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise JournalError(f"{self.path}: row {seq} (intent {name!r}) is corrupt: its data is not"
+                                   " a JSON object; restore the journal from a backup or have it examined")
 
     def _row(self, kind: str, name: str, session: str | None, data: dict,
              intent: int | None = None) -> tuple:

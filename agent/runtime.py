@@ -94,6 +94,7 @@ class Agent:
             self.host = create_host(config.host, self.scheduler, config.card_key)
         except LocatorError as exc:
             self._close_devices()
+            self.journal.close()
             raise ConfigError(str(exc)) from None
         self.prompter = Prompter(self.scheduler, self.devices.speaker, self.devices.display,
                                  self.voice, self.recorder)
@@ -184,8 +185,12 @@ class Agent:
         """Open every device and load the cassette counts (journal first, then config)."""
         for device in self.devices.values():
             device.open()
-        cassettes = self.journal.load_cassettes() or self.config.cassettes
-        self.devices.dispenser.load_cassettes(cassettes)
+        saved = self.journal.load_cassettes()
+        try:
+            self.devices.dispenser.load_cassettes(saved or self.config.cassettes)
+        except ValueError as exc:  # e.g. more cassettes than the dispenser has
+            where = f"journal {self.config.journal_path}: cassettes" if saved else "cassettes"
+            raise ConfigError(f"{where}: {exc}") from None
         if persist:
             self.journal.save_cassettes(self.devices.dispenser.cassettes)
 
