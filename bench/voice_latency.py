@@ -41,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 from agent.prompts import Catalogue, PromptCache, wav_duration  # noqa: E402
 from agent.runtime import ASSETS, VoiceLibrary  # noqa: E402
 from devices.base import DeviceContext  # noqa: E402
+from devices.display import Display  # noqa: E402
 from devices.registry import create_device  # noqa: E402
-from devices.speaker import Clip  # noqa: E402
+from devices.speaker import Clip, Speaker  # noqa: E402
 from fsm.clock import RealClock, Scheduler  # noqa: E402
 from fsm.prompter import Prompter  # noqa: E402
 
@@ -171,6 +172,7 @@ def measure(library, fifo: FifoPcm, rounds: int, rng: random.Random) -> dict:
     ctx = DeviceContext(scheduler=scheduler)
     speaker = create_device("speaker", f"aplay://{fifo.pcm}", ctx)
     display = create_device("display", "sim://", ctx)
+    assert isinstance(speaker, Speaker) and isinstance(display, Display)  # what the locators name
     speaker.open()
     display.open()
     if not speaker.usable:

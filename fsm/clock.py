@@ -9,8 +9,18 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+
+class Clock(Protocol):
+    """What a :class:`Scheduler` and the firmware read the time from."""
+
+    virtual: bool
+
+    def now(self) -> float: ...
+    def utcnow(self) -> datetime: ...
 
 
 class RealClock:
@@ -23,7 +33,7 @@ class RealClock:
         return time.monotonic()
 
     def utcnow(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class VirtualClock:
@@ -31,9 +41,9 @@ class VirtualClock:
 
     virtual = True
 
-    def __init__(self, start: float = 0.0, epoch: datetime | None = None):
+    def __init__(self, start: float = 0.0, epoch: datetime | None = None) -> None:
         self._t = start
-        self._epoch = epoch or datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self._epoch = epoch or datetime(2026, 1, 1, tzinfo=UTC)
 
     def now(self) -> float:
         return self._t
@@ -54,7 +64,7 @@ class Timer:
 
     __slots__ = ("deadline", "callback", "args", "cancelled")
 
-    def __init__(self, deadline: float, callback: Callable, args: tuple):
+    def __init__(self, deadline: float, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
         self.deadline = deadline
         self.callback = callback
         self.args = args
@@ -67,13 +77,13 @@ class Timer:
 class Scheduler:
     """A heap of timers on one clock. Only the event-loop thread touches it."""
 
-    def __init__(self, clock):
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.on_error: Callable[[Exception, str], None] | None = None  # contains callback errors
         self._heap: list[tuple[float, int, Timer]] = []
         self._order = itertools.count()
 
-    def call_later(self, delay: float, callback: Callable, *args) -> Timer:
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Timer:
         if delay < 0:
             raise ValueError(f"delay must be >= 0, got {delay}")
         timer = Timer(self.clock.now() + delay, callback, args)

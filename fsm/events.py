@@ -23,18 +23,52 @@ class DeviceEvent:
 
 
 # What a customer does, or a device notices, that the session reacts to.
-class CardInserted(DeviceEvent): """A card entered the reader."""
-class CardTaken(DeviceEvent): """The customer took the card from the gate."""
-class CashTaken(DeviceEvent): """The customer took the notes from the gate."""
-class NotesInserted(DeviceEvent): """Notes were counted into the acceptor's escrow."""
-class KeyPressed(DeviceEvent): """Key activity on the keypad (no digits)."""
-class InvalidKey(DeviceEvent): """A key that the current mode does not take."""
-class PinEntered(DeviceEvent): """A PIN was entered (``data['pin']`` never prints its digits)."""
-class Chosen(DeviceEvent): """A function key or a menu choice (``data['value']``)."""
-class AmountEntered(DeviceEvent): """An amount was entered (``data['value']``)."""
-class CancelPressed(DeviceEvent): """The customer pressed cancel."""
-class PresenceChanged(DeviceEvent): """The proximity sensor's reading changed (``data['present']``)."""
-class VideoChanged(DeviceEvent): """The display started or stopped a video."""
+class CardInserted(DeviceEvent):
+    """A card entered the reader."""
+
+
+class CardTaken(DeviceEvent):
+    """The customer took the card from the gate."""
+
+
+class CashTaken(DeviceEvent):
+    """The customer took the notes from the gate."""
+
+
+class NotesInserted(DeviceEvent):
+    """Notes were counted into the acceptor's escrow."""
+
+
+class KeyPressed(DeviceEvent):
+    """Key activity on the keypad (no digits)."""
+
+
+class InvalidKey(DeviceEvent):
+    """A key that the current mode does not take."""
+
+
+class PinEntered(DeviceEvent):
+    """A PIN was entered (``data['pin']`` never prints its digits)."""
+
+
+class Chosen(DeviceEvent):
+    """A function key or a menu choice (``data['value']``)."""
+
+
+class AmountEntered(DeviceEvent):
+    """An amount was entered (``data['value']``)."""
+
+
+class CancelPressed(DeviceEvent):
+    """The customer pressed cancel."""
+
+
+class PresenceChanged(DeviceEvent):
+    """The proximity sensor's reading changed (``data['present']``)."""
+
+
+class VideoChanged(DeviceEvent):
+    """The display started or stopped a video."""
 
 
 # (device, name) -> event type; any other device event is only reported.

@@ -1,15 +1,18 @@
 """Fault routing: a device's fault goes to the journal, telemetry and the service state."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fsm.events import FaultChanged
+
+if TYPE_CHECKING:
+    from fsm.atm import ATM
 
 
 class FaultRouter:
     """Reports each raised or cleared fault and lets the service follow it."""
 
-    def __init__(self, atm: Any) -> None:
+    def __init__(self, atm: ATM) -> None:
         self.atm = atm
 
     def changed(self, event: FaultChanged) -> None:

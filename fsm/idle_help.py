@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fsm.clock import Scheduler, Timer
+
 
 class IdleHelp:
     """The idle-help and idle-cancel timers of a state that waits for the customer.
@@ -13,7 +15,7 @@ class IdleHelp:
     timer, not one per key).
     """
 
-    def __init__(self, scheduler: Any, timeouts: dict[str, float], display: Any, help_video: str,
+    def __init__(self, scheduler: Scheduler, timeouts: dict[str, float], display: Any, help_video: str,
                  journal_step: Callable[..., None], language: Callable[[], str],
                  timed_out: Callable[[], None]) -> None:
         self.scheduler = scheduler
@@ -26,7 +28,7 @@ class IdleHelp:
         self.timed_out = timed_out
         self.last_input = 0.0
         self.video_on = False
-        self._timers: list[Any] = []
+        self._timers: list[Timer] = []
 
     def arm(self) -> None:
         """Start both timers, from now."""

@@ -3,6 +3,7 @@
 Domain logic of the session (``fsm``), so it imports nothing from ``agent``.
 """
 from __future__ import annotations
+
 # ISO 3166-1 numeric codes of every country (from the iso-codes package).
 ISO_3166_NUMERIC = frozenset((
     "004 008 010 012 016 020 024 028 031 032 036 040 044 048 050 051 052 056 060 064 "

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from fsm.clock import Scheduler
+from fsm.clock import Scheduler, VirtualClock
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ class EventLoop:
                 return
             if max_time is not None and deadline > max_time:
                 return
+            if not isinstance(clock, VirtualClock):
+                raise TypeError("only the virtual clock jumps to the next deadline")
             clock.advance_to(deadline)
             self.scheduler.run_due(limit=1)  # one at a time: each timer's device work settles first
 

@@ -8,11 +8,14 @@ device reset and a replenishment may move notes, so they are journalled.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devices.commands import Completion
 from fsm.events import MaintenanceRequested, RemoteAudit, RemoteRequest, ReplenishRequested
 from fsm.states import State
+
+if TYPE_CHECKING:
+    from fsm.atm import ATM
 
 Reply = Callable[[dict[str, Any]], None]
 
@@ -20,7 +23,7 @@ Reply = Callable[[dict[str, Any]], None]
 class OperatorCommands:
     """What the monitoring centre and field engineers may ask of the ATM."""
 
-    def __init__(self, atm: Any) -> None:
+    def __init__(self, atm: ATM) -> None:
         self.atm = atm
         self.handlers: dict[str, Callable[[dict[str, Any], Reply], dict[str, Any] | None]] = {
             "status": self.status, "cash": self.cash, "selftest": self.selftest,

@@ -30,10 +30,16 @@ class TelemetryPort(Protocol):
 
 
 class HostReply(Protocol):
-    request_id: int
-    ok: bool
-    code: str
-    balance: int | None
+    """The bank host's answer to one request (read only)."""
+
+    @property
+    def request_id(self) -> int: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def balance(self) -> int | None: ...
 
 
 class BankHost(abc.ABC):

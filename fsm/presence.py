@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fsm.clock import Scheduler, Timer
+
 
 class PresenceTracker:
     """Follows the proximity readings; tells when a customer has left or come back.
@@ -12,7 +14,7 @@ class PresenceTracker:
     ``returned`` when someone is seen again after that.
     """
 
-    def __init__(self, scheduler: Any, debounce: float, sensor: Any,
+    def __init__(self, scheduler: Scheduler, debounce: float, sensor: Any,
                  left: Callable[[], None], returned: Callable[[], None]) -> None:
         self.scheduler = scheduler
         self.debounce = debounce
@@ -21,7 +23,7 @@ class PresenceTracker:
         self.returned = returned
         self.present = False
         self.away = False           # gone for longer than the debounce
-        self._leave_timer: Any = None
+        self._leave_timer: Timer | None = None
 
     def update(self, present: bool) -> None:
         self.present = present

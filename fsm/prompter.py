@@ -14,9 +14,63 @@ Every play is recorded as a ``prompt`` event with ``action="play"``, the
 """
 from __future__ import annotations
 
+from typing import Any, Protocol
+
+from devices.speaker import Clip
+from fsm.clock import Scheduler, Timer
+from fsm.ports import Out
+
+
+class PromptStep(Protocol):
+    """What one repeat of a pattern plays."""
+
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def volume(self) -> float: ...
+    @property
+    def chime(self) -> bool: ...
+    @property
+    def escalated(self) -> bool: ...
+
+
+class PromptPattern(Protocol):
+    """A repeat pattern of the prompt catalogue."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def interval(self) -> float: ...
+    @property
+    def repeats(self) -> int: ...
+    def step(self, repeat: int) -> PromptStep: ...
+
+
+class PromptLibrary(Protocol):
+    """The prompts as the state machine asks for them (the agent's voice library)."""
+
+    def clip(self, prompt_id: str, language: str, volume: float = 1.0) -> Clip | None: ...
+    def chime(self, volume: float = 1.0) -> Clip | None: ...
+    def pattern(self, name: str) -> PromptPattern: ...
+    def display(self, prompt_id: str, language: str) -> str: ...
+
+
+class PromptSpeaker(Protocol):
+    @property
+    def usable(self) -> bool: ...
+    @property
+    def playing(self) -> bool: ...
+    def play(self, clip: Clip) -> None: ...
+    def stop(self) -> None: ...
+
+
+class PromptDisplay(Protocol):
+    def show(self, screen: str, text: str, **fields: Any) -> None: ...
+
 
 class Prompter:
-    def __init__(self, scheduler, speaker, display, library, out):
+    def __init__(self, scheduler: Scheduler, speaker: PromptSpeaker, display: PromptDisplay,
+                 library: PromptLibrary, out: Out) -> None:
         self.scheduler = scheduler
         self.speaker = speaker
         self.display = display
@@ -24,7 +78,7 @@ class Prompter:
         self.library = library
         self.out = out              # out(type, **fields)
         self.active: str | None = None
-        self._timers: list = []
+        self._timers: list[Timer] = []
         self._plays = 0
 
     def say(self, prompt_id: str, language: str, volume: float = 1.0) -> None:
@@ -41,7 +95,7 @@ class Prompter:
         self._plays = 0
         self._cycle(pattern, language)
 
-    def _cycle(self, pattern, language: str) -> None:
+    def _cycle(self, pattern: PromptPattern, language: str) -> None:
         if self.active != pattern.name:
             return
         self._plays += 1
@@ -63,17 +117,17 @@ class Prompter:
         if repeat < pattern.repeats:
             self._timers.append(self.scheduler.call_later(pattern.interval, self._cycle, pattern, language))
 
-    def _clip(self, prompt_id: str, language: str, volume: float):
+    def _clip(self, prompt_id: str, language: str, volume: float) -> Clip | None:
         if volume == 1.0:  # the plain call, for libraries that know no volumes
             return self.library.clip(prompt_id, language)
         return self.library.clip(prompt_id, language, volume=volume)
 
-    def _chime(self, volume: float):
+    def _chime(self, volume: float) -> Clip | None:
         chime = self.library.chime(volume=volume) if volume != 1.0 else None
         return chime if chime is not None else self.library.chime()
 
     def _play(self, prompt_id: str, language: str, pattern: str | None, repeat: int,
-              volume: float = 1.0, extra: dict | None = None) -> None:
+              volume: float = 1.0, extra: dict[str, Any] | None = None) -> None:
         """Play (or show) one prompt and record it.
 
         A louder copy that is missing from the cache falls back to the prompt at
@@ -88,7 +142,7 @@ class Prompter:
             if clip is not None:
                 played, fields["requested_volume"] = 1.0, volume
         spoken = clip is not None and self.speaker.usable
-        if spoken:
+        if clip is not None and spoken:
             self.speaker.play(clip)
         else:
             self.display.show("prompt", self.library.display(prompt_id, language), prompt=prompt_id)

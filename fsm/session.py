@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from devices.carddata import CardData
+from fsm.ports import HostReply
 
 
 @dataclass
@@ -14,20 +16,27 @@ class Session:
     card: CardData | None = None
     function: str | None = None      # withdrawal / deposit / balance / transfer
     amount: int = 0
-    plan: dict | None = None         # notes per cassette for a withdrawal
-    offered_plan: dict | None = None  # the plan for the amount being entered (before it is taken)
+    plan: dict[str, int] | None = None  # notes per cassette for a withdrawal
+    offered_plan: dict[str, int] | None = None  # the plan for the amount being entered (before it is taken)
     pin_tries: int = 0
     host_request: int | None = None
     money_request: int | None = None  # the host request that moved money, for a reversal
-    reply: object = None             # the last host reply
+    reply: HostReply | None = None   # the last host reply
     stacked_notes: int = 0           # dispensed into the stacker, not yet presented
     presented_notes: int = 0
     outcome: str = "completed"
     card_retained: bool = False
     cash_retracted: int = 0
-    escrow: dict = field(default_factory=dict)
+    escrow: dict[int, int] = field(default_factory=dict)  # notes per denomination
 
-    def summary(self, ended: float) -> dict:
+    @property
+    def token(self) -> str:
+        """The card's token, for the host: a session asks the host only once its card is read."""
+        if self.card is None:
+            raise RuntimeError(f"session {self.id} has no card read")
+        return self.card.token
+
+    def summary(self, ended: float) -> dict[str, Any]:
         """What telemetry and the journal get: never any card data."""
         return {"session": self.id, "function": self.function, "outcome": self.outcome,
                 "amount": self.amount, "language": self.language,

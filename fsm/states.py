@@ -9,10 +9,11 @@ are resolved against the session-flow parts (see :mod:`fsm.flows`).
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
-class State(str, enum.Enum):
-    """Every state of the ATM."""
+class State(enum.StrEnum):
+    """Every state of the ATM (each one is its name as a string)."""
 
     STARTING = "starting"
     OUT_OF_SERVICE = "out_of_service"
@@ -35,9 +36,6 @@ class State(str, enum.Enum):
     CASH_AT_GATE = "cash_at_gate"
     RETRACTING_CASH = "retracting_cash"
     ENDING = "ending"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 S = State
@@ -63,7 +61,7 @@ COMMAND_STATES = ("reading_card", "dispensing", "storing", "ejecting_card", "ret
 ESCROW_STATES = ("accepting_notes", "confirming_deposit")
 
 T = dict
-TRANSITIONS = [
+TRANSITIONS: list[dict[str, Any]] = [
     T(trigger="self_test_passed", source="starting", dest="idle"),
     T(trigger="self_test_failed", source="starting", dest="out_of_service"),
     T(trigger="service_restored", source="out_of_service", dest="idle"),

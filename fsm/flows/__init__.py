@@ -8,7 +8,7 @@ error when the machine is built, never a silent no-op.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fsm.flows.card import CardFlow
 from fsm.flows.cash import CashFlow
@@ -17,6 +17,9 @@ from fsm.flows.gate import GateFlow
 from fsm.flows.host import HostFlow
 from fsm.flows.menu import MenuFlow
 from fsm.flows.startup import StartUp
+
+if TYPE_CHECKING:
+    from fsm.atm import ATM
 
 CALLBACK_KEYS = ("prepare", "conditions", "unless", "before", "after")
 
@@ -60,7 +63,7 @@ def bind(states: Iterable[str], table: list[dict[str, Any]], parts: list[Any],
 class Flows:
     """Every part of the session flow of one ATM."""
 
-    def __init__(self, atm: Any) -> None:
+    def __init__(self, atm: ATM) -> None:
         self.startup = StartUp(atm)
         self.card = CardFlow(atm)
         self.host = HostFlow(atm)
@@ -72,6 +75,6 @@ class Flows:
     def parts(self) -> list[Any]:
         return [self.startup, self.card, self.host, self.menu, self.cash, self.deposit, self.gate]
 
-    def fail_safe_steps(self) -> list[Callable[[], None]]:
+    def fail_safe_steps(self) -> list[Callable[[], object]]:
         """What the fail-safe does, step by step (each one best effort)."""
         return self.card.fail_safe_steps()

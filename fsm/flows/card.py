@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devices.carddata import CardDataError
 from devices.commands import Completion
@@ -11,6 +11,10 @@ from fsm.commands import raise_unexpected
 from fsm.language import language_for_country
 from fsm.session import Session
 from fsm.states import ESCROW_STATES
+
+if TYPE_CHECKING:
+    from devices.carddata import CardData
+    from fsm.atm import ATM
 
 # Chip faults that mean the chip never answered: the only case for a magnetic-stripe fallback.
 CHIP_SILENT = {"mute_card", "no_card", "chip_unavailable"}
@@ -24,7 +28,7 @@ class CardFlow:
     """Callbacks of the card's states. Reading is a chain of device commands:
     a camera snapshot, the chip, and (by configuration) the magnetic stripe."""
 
-    def __init__(self, atm: Any) -> None:
+    def __init__(self, atm: ATM) -> None:
         self.atm = atm
 
     def on_enter_idle(self, event: Any) -> None:
@@ -75,7 +79,7 @@ class CardFlow:
         self.atm.report.step(self.atm.sid, "chip_failed", fault=fault)
         self._chip_failed(fault)
 
-    def _chip_failed(self, fault: str) -> None:
+    def _chip_failed(self, fault: str | None) -> None:
         """Chip first. The magnetic stripe only by configuration, and only when the chip
         did not answer at all: a chip that answered (expired, blocked, bad data) is refused."""
         atm = self.atm
@@ -92,11 +96,11 @@ class CardFlow:
             return self._card_known(completion.result)
         self._refused("stuck" if completion.fault_code == "jam" else "unreadable")
 
-    def _card_known(self, card: Any) -> None:
+    def _card_known(self, card: CardData) -> None:
         atm = self.atm
         if card.expired(atm.clock.utcnow().strftime("%y%m")):
             return self._refused("expired")
-        session = atm.session
+        session = atm.current
         session.card = card
         session.language = language_for_country(card.country, atm.cfg.languages, atm.cfg.languages[0])
         # The token answers "was this card used here?"; the last 4 digits are for people.
@@ -109,9 +113,10 @@ class CardFlow:
     def _refused(self, reason: str) -> None:
         atm = self.atm
         if reason == "stuck":
-            atm.session.outcome = "card_stuck"
-            return atm.card_stuck()
-        atm.session.outcome = "card_refused"
+            atm.current.outcome = "card_stuck"
+            atm.card_stuck()
+            return
+        atm.current.outcome = "card_refused"
         atm.report.step(atm.sid, "card_refused", reason=reason)
         atm.show("card_refused", reason=reason)
         if reason in REFUSAL_PROMPTS:
@@ -122,7 +127,7 @@ class CardFlow:
     def on_enter_pin_entry(self, event: Any) -> None:
         atm = self.atm
         atm.devices.keypad.set_mode("pin")
-        atm.show("enter_pin", tries_left=atm.cfg.pin_attempts - atm.session.pin_tries)
+        atm.show("enter_pin", tries_left=atm.cfg.pin_attempts - atm.current.pin_tries)
         atm.idle.arm()
 
     # -- handing the card back ------------------------------------------------
@@ -135,20 +140,21 @@ class CardFlow:
         raise_unexpected(completion)
         atm = self.atm
         if not completion.ok:
-            atm.session.outcome = "card_stuck"
-            return atm.card_stuck()
+            atm.current.outcome = "card_stuck"
+            atm.card_stuck()
+            return
         atm.card_ejected()
 
     def on_enter_retaining_card(self, event: Any) -> None:
         atm = self.atm
-        reason = "forgotten" if event.event.name == "take_timed_out" else atm.session.outcome
+        reason = "forgotten" if event.event.name == "take_timed_out" else atm.current.outcome
         atm.commands.run("card_reader", "capture_card", atm.devices.card_reader.capture, atm.sid,
                          then=lambda completion: self._retained(reason, completion), reason=reason)
 
     def _retained(self, reason: str, completion: Completion) -> None:
         raise_unexpected(completion)
         atm = self.atm
-        session = atm.session
+        session = atm.current
         session.card_retained = True
         session.outcome = "card_retained" if reason == "forgotten" else reason
         atm.report.event(atm.sid, "card_retained", function=session.function, reason=reason)
@@ -166,13 +172,14 @@ class CardFlow:
     def _end_early(self, outcome: str) -> None:
         """The customer cancelled or walked off: give back any notes in escrow."""
         atm = self.atm
-        atm.session.outcome = outcome
+        session = atm.current
+        session.outcome = outcome
         atm.report.step(atm.sid, outcome, state=atm.state)
         if atm.state in ESCROW_STATES:
-            atm.session.escrow = atm.devices.acceptor.escrow()
+            session.escrow = atm.devices.acceptor.escrow()
         atm.flows.deposit.return_escrow()
 
-    def fail_safe_steps(self) -> list[Callable[[], None]]:
+    def fail_safe_steps(self) -> list[Callable[[], object]]:
         """Stop taking cards; with a session open, undo its money and hand the card back."""
         atm = self.atm
         reader = atm.devices.card_reader
@@ -180,7 +187,7 @@ class CardFlow:
 
         def ignore(completion: Completion) -> None:
             pass
-        steps: list[Callable[[], None]] = [
+        steps: list[Callable[[], object]] = [
             lambda: queue.submit("disable_entry", reader.disable_entry, ignore),
             lambda: atm.telemetry.status(True, "out_of_service")]
         if atm.session is not None:

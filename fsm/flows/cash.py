@@ -2,29 +2,33 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devices.base import Action
 from devices.commands import Completion
 from devices.dispenser import DispenseResult
 from fsm.commands import raise_unexpected
 
+if TYPE_CHECKING:
+    from fsm.atm import ATM
+
 
 class CashFlow:
     """The cash's states. A failed or partial dispense is never retried."""
 
-    def __init__(self, atm: Any) -> None:
+    def __init__(self, atm: ATM) -> None:
         self.atm = atm
 
     def on_enter_dispensing(self, event: Any) -> None:
         atm = self.atm
         dispenser = atm.devices.dispenser
-        session = atm.session
+        session = atm.current
         plan = session.plan if dispenser.usable else None
         if plan is None:
             session.outcome = "dispense_failed"
             atm.flows.host.reverse()
-            return atm.dispensed()
+            atm.dispensed()
+            return
         atm.commands.run("dispenser", "dispense", partial(dispenser.dispense, plan), atm.sid,
                          then=self._dispensed, outcome=self._dispense_outcome, cassettes=dispenser.cassettes,
                          plan=plan, amount=session.amount,
@@ -35,7 +39,7 @@ class CashFlow:
         result = completion.result
         if isinstance(result, DispenseResult):
             return result
-        return DispenseResult(requested=dict(self.atm.session.plan or {}),
+        return DispenseResult(requested=dict(self.atm.current.plan or {}),
                               fault_code=completion.fault_code or "hardwareError", uncertain=True)
 
     def _dispense_outcome(self, completion: Completion) -> dict[str, Any]:
@@ -47,7 +51,7 @@ class CashFlow:
     def _dispensed(self, completion: Completion) -> None:
         raise_unexpected(completion)
         atm = self.atm
-        session = atm.session
+        session = atm.current
         dispenser = atm.devices.dispenser
         result = self._result(completion)
         atm.publish_cash()
@@ -70,37 +74,40 @@ class CashFlow:
         atm.dispensed()
 
     def cash_waiting(self, event: Any) -> bool:
-        return bool(self.atm.session.stacked_notes > 0)
+        return self.atm.current.stacked_notes > 0
 
     def on_enter_presenting_cash(self, event: Any) -> None:
         atm = self.atm
         atm.commands.run("dispenser", "present_cash", atm.devices.dispenser.present, atm.sid,
-                         then=self._presented, notes=atm.session.stacked_notes)
+                         then=self._presented, notes=atm.current.stacked_notes)
 
     def _presented(self, completion: Completion) -> None:
         raise_unexpected(completion)
         atm = self.atm
+        session = atm.current
         if not completion.ok:
-            atm.session.outcome = "present_failed"
-            return atm.cash_stuck()
-        atm.session.presented_notes, atm.session.stacked_notes = completion.result, 0
+            session.outcome = "present_failed"
+            atm.cash_stuck()
+            return
+        session.presented_notes, session.stacked_notes = completion.result, 0
         atm.cash_presented()
 
     def on_enter_retracting_cash(self, event: Any) -> None:
         atm = self.atm
-        session = atm.session
+        session = atm.current
         dispenser = atm.devices.dispenser
         if not dispenser.has_shutter:  # the notes stay within reach: they are the customer's
             session.outcome = "cash_left"
             atm.report.event(atm.sid, "cash_left", function=session.function, notes=session.presented_notes)
-            return atm.retracted()
+            atm.retracted()
+            return
         atm.commands.run("dispenser", "retract_cash", dispenser.retract, atm.sid, then=self._retracted,
                          notes=session.presented_notes)
 
     def _retracted(self, completion: Completion) -> None:
         raise_unexpected(completion)
         atm = self.atm
-        session = atm.session
+        session = atm.current
         notes = (completion.result if completion.ok else 0) or 0
         session.cash_retracted = notes
         session.outcome = "cash_retracted"
@@ -114,15 +121,16 @@ class CashFlow:
         atm = self.atm
 
         def retracted(completion: Completion) -> None:
-            atm.session.cash_retracted = (completion.result if completion.ok else 0) or 0
+            atm.current.cash_retracted = (completion.result if completion.ok else 0) or 0
             atm.flows.host.reverse()
         atm.commands.run("dispenser", "retract_cash", atm.devices.dispenser.retract, atm.sid,
-                         then=retracted, notes=atm.session.presented_notes)
+                         then=retracted, notes=atm.current.presented_notes)
 
     def purge_stacker(self) -> None:
         """Notes that were never presented go to the reject bin; the host is credited."""
         atm = self.atm
+        session = atm.current
         atm.commands.run("dispenser", "purge_stacker", atm.devices.dispenser.reset, atm.sid,
-                         notes=atm.session.stacked_notes)
+                         notes=session.stacked_notes)
         atm.flows.host.reverse()
-        atm.session.stacked_notes = 0
+        session.stacked_notes = 0

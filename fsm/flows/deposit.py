@@ -1,16 +1,19 @@
 """Deposit: notes into the escrow, confirmed, stored or given back."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devices.commands import Completion
 from fsm.commands import raise_unexpected
+
+if TYPE_CHECKING:
+    from fsm.atm import ATM
 
 
 class DepositFlow:
     """The deposit's states. Notes left in the escrow are never credited to anyone."""
 
-    def __init__(self, atm: Any) -> None:
+    def __init__(self, atm: ATM) -> None:
         self.atm = atm
 
     def on_enter_accepting_notes(self, event: Any) -> None:
@@ -18,8 +21,9 @@ class DepositFlow:
         acceptor = atm.devices.acceptor
         if acceptor.escrow():  # someone else's notes: never credit them to this customer
             acceptor.raise_fault("escrow_not_empty", "notes are left in the escrow")
-            atm.session.outcome = "deposit_unavailable"
-            return atm.aborted()
+            atm.current.outcome = "deposit_unavailable"
+            atm.aborted()
+            return
         atm.commands.send("acceptor", "enable", acceptor.enable)
         atm.show("insert_notes")
         atm.idle.arm()
@@ -30,25 +34,27 @@ class DepositFlow:
 
     def on_enter_confirming_deposit(self, event: Any) -> None:
         atm = self.atm
+        session = atm.current
         escrow = atm.devices.acceptor.escrow()
-        atm.session.escrow = escrow
-        atm.session.amount = sum(d * n for d, n in escrow.items())
+        session.escrow = escrow
+        session.amount = sum(d * n for d, n in escrow.items())
         atm.devices.keypad.set_mode("confirm", ("confirm",))
-        atm.show("confirm_deposit", amount=atm.session.amount)
+        atm.show("confirm_deposit", amount=session.amount)
         atm.idle.arm()
 
     def on_enter_storing(self, event: Any) -> None:
         atm = self.atm
         atm.commands.run("acceptor", "store_notes", atm.devices.acceptor.store, atm.sid,
-                         then=self._stored, notes=atm.session.escrow)
+                         then=self._stored, notes=atm.current.escrow)
 
     def _stored(self, completion: Completion) -> None:
         raise_unexpected(completion)
         atm = self.atm
+        session = atm.current
         if not completion.ok:
-            atm.session.outcome = "store_failed"
+            session.outcome = "store_failed"
             atm.flows.host.reverse()
-        atm.session.escrow = {}
+        session.escrow = {}
         atm.stored()
 
     def return_escrow(self) -> None:

@@ -1,15 +1,18 @@
 """Card and cash at the gate, forgotten items, and the end of the session."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fsm.states import CARD_INSIDE, ESCROW_STATES
+
+if TYPE_CHECKING:
+    from fsm.atm import ATM
 
 
 class GateFlow:
     """Waiting for the customer to take the card or the cash, and closing the session."""
 
-    def __init__(self, atm: Any) -> None:
+    def __init__(self, atm: ATM) -> None:
         self.atm = atm
 
     def on_enter_card_at_gate(self, event: Any) -> None:
@@ -28,13 +31,14 @@ class GateFlow:
         atm = self.atm
         atm.prompter.stop(event.event.name)
         if event.event.name == "cash_taken":
-            atm.report.step(atm.sid, "cash_taken", notes=atm.session.presented_notes)
+            atm.report.step(atm.sid, "cash_taken", notes=atm.current.presented_notes)
 
     def _wait_for_taking(self, prompt_id: str, timeout: float) -> None:
         """Card or cash is at the gate: ask once, time out, prompt if already gone."""
         atm = self.atm
-        reply = atm.session.reply
-        if reply is not None and reply.ok and atm.session.function == "balance":
+        session = atm.current
+        reply = session.reply
+        if reply is not None and reply.ok and session.function == "balance":
             atm.show(prompt_id, balance=reply.balance)  # stays up while the card is at the gate
         else:
             atm.show(prompt_id)
@@ -50,12 +54,12 @@ class GateFlow:
             return
         if atm.state == "cash_at_gate":
             pattern = "forgotten_cash"
-        elif atm.session.function == "deposit":
+        elif atm.current.function == "deposit":
             pattern = "forgotten_card_deposit"
         else:
             pattern = "forgotten_card"
         atm.report.step(atm.sid, "forgotten_prompt", pattern=pattern)
-        atm.prompter.start(pattern, atm.session.language)
+        atm.prompter.start(pattern, atm.current.language)
 
     def stop_forgotten_prompt(self, event: Any = None) -> None:
         self.atm.prompter.stop("customer_returned")
@@ -70,13 +74,13 @@ class GateFlow:
         if atm.state == "cash_at_gate":
             atm.flows.cash.retract_on_shutdown()
         if atm.state in ESCROW_STATES:
-            atm.session.escrow = atm.devices.acceptor.escrow()
+            atm.current.escrow = atm.devices.acceptor.escrow()
         atm.flows.deposit.return_escrow()
         atm.prompter.stop("shutdown")
 
     def on_enter_ending(self, event: Any) -> None:
         atm = self.atm
-        if atm.session.stacked_notes:
+        if atm.current.stacked_notes:
             atm.flows.cash.purge_stacker()
         atm.commands.when_idle(self._close)
 

@@ -1,13 +1,16 @@
 """The menu, the transfer caution and the amount."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fsm.atm import ATM
 
 
 class MenuFlow:
     """Choosing a function and an amount. Conditions only read the event and the session."""
 
-    def __init__(self, atm: Any) -> None:
+    def __init__(self, atm: ATM) -> None:
         self.atm = atm
 
     def on_enter_menu(self, event: Any) -> None:
@@ -21,7 +24,7 @@ class MenuFlow:
     def _show_menu(self) -> None:
         atm = self.atm
         atm.show("menu", options=list(atm.functions), languages=list(atm.cfg.languages),
-                 language=atm.session.language)
+                 language=atm.current.language)
 
     # -- conditions (pure) -----------------------------------------------------
     def chose_language(self, event: Any) -> bool:
@@ -47,44 +50,46 @@ class MenuFlow:
         return bool(event.kwargs.get("value") == "confirm")
 
     def is_withdrawal(self, event: Any) -> bool:
-        return bool(self.atm.session.function == "withdrawal")
+        return self.atm.current.function == "withdrawal"
 
     def is_deposit(self, event: Any) -> bool:
-        return bool(self.atm.session.function == "deposit")
+        return self.atm.current.function == "deposit"
 
     def amount_ok(self, event: Any) -> bool:
         """An amount within the limit that, for a withdrawal, the cassettes can pay."""
         amount = event.kwargs.get("value", 0)
         if not 0 < amount <= self.atm.cfg.max_withdrawal:
             return False
-        session = self.atm.session
+        session = self.atm.current
         return session.function != "withdrawal" or session.offered_plan is not None
 
     # -- effects -----------------------------------------------------------------
     def change_language(self, event: Any) -> None:
         """The customer picks a language on the menu: everything from now on uses it."""
         atm = self.atm
-        atm.session.language = event.kwargs["value"][5:]
-        atm.report.step(atm.sid, "language", language=atm.session.language)
+        session = atm.current
+        session.language = event.kwargs["value"][5:]
+        atm.report.step(atm.sid, "language", language=session.language)
         self._show_menu()
 
     def take_function(self, event: Any) -> None:
         atm = self.atm
-        atm.session.function = event.kwargs["value"]
-        atm.report.step(atm.sid, "chosen", function=atm.session.function)
+        session = atm.current
+        session.function = event.kwargs["value"]
+        atm.report.step(atm.sid, "chosen", function=session.function)
 
     def plan_amount(self, event: Any) -> None:
         """Plan the notes once per amount entered: nothing else touches the cassettes
         until this session ends."""
         atm = self.atm
         amount = event.kwargs.get("value", 0)
-        session = atm.session
+        session = atm.current
         valid = isinstance(amount, int) and 0 < amount <= atm.cfg.max_withdrawal
         withdrawal = session.function == "withdrawal"
         session.offered_plan = atm.devices.dispenser.plan(amount) if valid and withdrawal else None
 
     def take_amount(self, event: Any) -> None:
-        session = self.atm.session
+        session = self.atm.current
         session.amount = event.kwargs.get("value", 0)
         session.plan = session.offered_plan
 
@@ -104,5 +109,5 @@ class MenuFlow:
     def on_enter_amount_entry(self, event: Any) -> None:
         atm = self.atm
         atm.devices.keypad.set_mode("amount")
-        atm.show("enter_amount", function=atm.session.function)
+        atm.show("enter_amount", function=atm.current.function)
         atm.idle.arm()

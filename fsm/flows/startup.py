@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from devices.base import Action
 from devices.commands import Completion
+
+if TYPE_CHECKING:
+    from fsm.atm import ATM
 
 
 class StartUp:
     """The ATM's start-up, and the self-tests that follow it."""
 
-    def __init__(self, atm: Any) -> None:
+    def __init__(self, atm: ATM) -> None:
         self.atm = atm
 
     def start(self) -> None:
