@@ -5,8 +5,8 @@ after them, and how to tell that it ended as scripted.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from hw_mocks.customer import Customer, Visit
 
@@ -18,7 +18,7 @@ class Scenario:
     name: str
     description: str
     visits: list[Visit]
-    check: Callable[["ScenarioRun"], list[str]]
+    check: Callable[[ScenarioRun], list[str]]
     config: dict = field(default_factory=dict)       # overrides for the config file
     setup: Callable[[object], None] | None = None     # agent -> None, before the first visit
     epilogue: Callable[[object], None] | None = None  # agent -> None, after the last visit

@@ -42,7 +42,7 @@ from agent.prompts import Catalogue, PromptCache, wav_duration  # noqa: E402
 from agent.runtime import ASSETS, VoiceLibrary  # noqa: E402
 from devices.base import DeviceContext  # noqa: E402
 from devices.registry import create_device  # noqa: E402
-from devices.speaker import Clip  # noqa: E402
+from devices.speaker import Clip, Speaker  # noqa: E402
 from fsm.clock import RealClock, Scheduler  # noqa: E402
 from fsm.prompter import Prompter  # noqa: E402
 
@@ -144,16 +144,16 @@ class OnDemandVoice(VoiceLibrary):
         self.rendered = 0
         self.clip = self._render
 
-    def _render(self, prompt_id: str, language: str, volume: float = 1.0) -> Clip | None:
-        meta = self.catalogue.language(language)
+    def _render(self, prompt_id: str, lang: str, volume: float = 1.0) -> Clip | None:
+        meta = self.catalogue.language(lang)
         self.rendered += 1
         out = os.path.join(self.directory, f"on-demand-{self.rendered}.wav")  # never a cached file
-        job = {"text": self.catalogue.speech(prompt_id, language), "voice": meta.voice,
+        job = {"text": self.catalogue.speech(prompt_id, lang), "voice": meta.voice,
                "rate": meta.rate, "out": out}
         if not self.renderer.render(job):
             return None
         duration = wav_duration(out)
-        return Clip(prompt_id, language, out, duration) if duration else None
+        return Clip(prompt_id, lang, out, duration) if duration else None
 
 
 def _stats(values: list[float]) -> dict:
@@ -170,6 +170,7 @@ def measure(library, fifo: FifoPcm, rounds: int, rng: random.Random) -> dict:
     scheduler = Scheduler(RealClock())
     ctx = DeviceContext(scheduler=scheduler)
     speaker = create_device("speaker", f"aplay://{fifo.pcm}", ctx)
+    assert isinstance(speaker, Speaker)
     display = create_device("display", "sim://", ctx)
     speaker.open()
     display.open()
