@@ -56,7 +56,7 @@ class Publisher(abc.ABC):
 class MemoryPublisher(Publisher):
     """Keeps every message in a list (tests, demos without a broker)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.messages: list[Message] = []
         self.birth: dict = {}
 

@@ -113,7 +113,7 @@ def _free_port_pair() -> int:
 class PcscDaemon:
     """The pcscd we use: found running, or started by us."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.port = 0
         self.owned = False
         self.process: subprocess.Popen | None = None

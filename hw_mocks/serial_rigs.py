@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from devices.base import DeviceContext
 from devices.card_reader import CardPosition
 from devices.ict3q8 import Ict3q8CardReader
 from devices.lcdm import Lcdm2000Dispenser
@@ -93,7 +94,7 @@ class EmulatedLcdm2000(_Emulated, Lcdm2000Dispenser):
                      "empty": ("empty_upper", "empty_lower")}
     emulator: Lcdm2000Emulator
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         loc = locator if locator is not None else Locator.empty()
         timing, self._initial_faults = _emulator_options(loc, self._fault_names(Lcdm2000Emulator))
         note_ms = loc.number("note_ms", float, 0.0, 10_000.0, 0.0)
@@ -131,7 +132,7 @@ class EmulatedIct3q8(_Emulated, Ict3q8CardReader):
     FAULT_ALIASES = {}
     emulator: Ict3q8Emulator
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         loc = locator if locator is not None else Locator.empty()
         timing, self._initial_faults = _emulator_options(loc, self._fault_names(Ict3q8Emulator))
         self.emulator = Ict3q8Emulator(baud=38400 if timing else None)

@@ -22,8 +22,9 @@ import os
 
 import cv2
 
-from devices.base import Severity
+from devices.base import DeviceContext, Severity
 from devices.display import MAX_SIZE, MIN_SIZE, Display, resolve_video, seconds_left, video_canvas
+from devices.locator import Locator
 from hw_mocks.history import History
 
 _PROBES: dict[tuple, tuple[float, int, int, int] | None] = {}
@@ -75,7 +76,7 @@ class _Play:
 
 
 class SimDisplay(Display):
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         super().__init__(ctx, locator)
         self.screens: list[dict] = History()
         self._frames_shown: History[tuple[float, int]] = History()

@@ -30,6 +30,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from devices.base import DeviceContext
+from devices.locator import Locator
 from devices.presence import PolledProximity, PresenceDetector, distance_detector_options
 from hw_mocks.faults import FaultInjection
 
@@ -101,7 +103,7 @@ class Walk:
 class TraceProximity(FaultInjection, PolledProximity):
     INJECTABLE = ("failure",)
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         super().__init__(ctx, locator)
         loc = self.loc
         self.options = distance_detector_options(loc)
