@@ -179,7 +179,7 @@ def status_report(cfg: configmod.Config) -> dict:
             "service": agent.atm.service.service,
             "functions": agent.atm.service.functions,
             "devices": {k: d.describe() for k, d in agent.devices.items()},
-            "cassettes": [c.as_dict() for c in agent.devices["dispenser"].cassettes],
+            "cassettes": [c.as_dict() for c in agent.devices.dispenser.cassettes],
             "journal": cfg.journal_path,
         }
     finally:

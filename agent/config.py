@@ -13,8 +13,8 @@ from typing import Any
 
 from agent.rig import RigError, find_rig, is_simulated, load_rig, locator_field, read_toml
 from devices.dispenser import Cassette
-from devices.registry import DEVICE_KINDS, Locator, LocatorError
 from devices.fields import Field, FieldError, check_table, fields
+from devices.registry import DEVICE_KINDS, Locator, LocatorError
 
 DAY = 86_400
 MAX_NOTES = 1_000_000       # notes in one cassette (real ones hold a few thousand)
@@ -125,7 +125,7 @@ DEFAULT_CASSETTES = [{"id": "A", "denomination": 10000, "count": 500, "low": 50}
 DEMO_KEY = SECTIONS["security"]["card_key"].default
 
 
-def uses_demo_key(cfg: "Config") -> bool:
+def uses_demo_key(cfg: Config) -> bool:
     return cfg.card_key == _hex_key(DEMO_KEY)
 
 
@@ -204,11 +204,13 @@ def _from_dict(raw: dict, source: str, base_dir: Path | None, rig: str | None) -
     t = s["timeouts"]
     if t["idle_cancel"] <= t["idle_help"]:
         raise ConfigError("timeouts.idle_cancel: must be longer than timeouts.idle_help")
+    card_key = _hex_key(s["security"]["card_key"])
+    assert card_key is not None  # the field's check accepted it
     return Config(
         atm_id=s["atm"]["id"], languages=s["atm"]["languages"], currency=s["atm"]["currency"],
         devices=devices, cassettes=_cassettes(raw.get("cassettes", DEFAULT_CASSETTES)),
         timeouts=t, session=s["session"], telemetry=s["telemetry"],
-        journal_path=s["journal"]["path"], card_key=_hex_key(s["security"]["card_key"]),
+        journal_path=s["journal"]["path"], card_key=card_key,
         speech=s["speech"], source=source, rig=rig_file, host=s["atm"]["host"])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from devices.registry import Locator, LocatorError
+from devices.registry import Locator
 from fsm.ports import BankHost
 
 HOSTS: dict[str, str] = {

@@ -145,7 +145,9 @@ class Journal:
         if self._buffer:
             self.db.executemany(INSERT, self._buffer)
             self._buffer.clear()
-        return self.db.execute(INSERT, self._row(kind, name, session, data, intent)).lastrowid
+        seq = self.db.execute(INSERT, self._row(kind, name, session, data, intent)).lastrowid
+        assert seq is not None  # an INSERT sets it
+        return seq
 
     def flush(self) -> None:
         """Write the buffered step and event rows."""
@@ -172,14 +174,13 @@ class Journal:
             return self._insert("intent", name, session, data)
 
     def outcome(self, intent: int, session: str | None, name: str, /,
-                cassettes: list[Cassette] | None = None, **data) -> int:
+                cassettes: list[Cassette] | None = None, **data) -> None:
         """Record what the command did, and the cassette counts after it, atomically."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            seq = self._insert("outcome", name, session, data, intent)
+            self._insert("outcome", name, session, data, intent)
             if cassettes:
                 self._write_cassettes(cassettes)
-        return seq
 
     # cassettes ----------------------------------------------------------------
     def _write_cassettes(self, cassettes: list[Cassette]) -> None:

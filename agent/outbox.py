@@ -115,7 +115,9 @@ class Outbox:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
-            return cur.lastrowid
+            row_id = cur.lastrowid
+            assert row_id is not None  # an INSERT sets it
+            return row_id
 
     def _trim(self, now: float) -> None:
         """Over a bound: drop what is too old (coalescing only), then keep only the newest

@@ -10,10 +10,10 @@ Every request, refused or not, leaves a ``remote_command`` row in the journal.
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
-from devices.registry import DEVICE_KINDS
 from devices.fields import Field, FieldError, check_table, fields
+from devices.registry import DEVICE_KINDS
 from fsm.events import RemoteAudit, RemoteRequest
 
 # name -> the fields its JSON body may have

@@ -35,7 +35,7 @@ def _frames(path: str) -> int:
 
 
 class Renderer:
-    def __init__(self):
+    def __init__(self) -> None:
         import pyttsx3
         try:
             from pyttsx3.drivers import _espeak

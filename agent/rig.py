@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import resources
-from devices.registry import DEVICE_KINDS, Locator, LocatorError, backend_class
 from devices.fields import Field, FieldError, TomlFileError, check_table, fields
 from devices.fields import read_toml as _read_toml
+from devices.registry import DEVICE_KINDS, Locator, LocatorError, backend_class
 
 DEFAULT_RIG = resources.rig_path(resources.DEFAULT_RIG_NAME)
 

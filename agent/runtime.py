@@ -12,23 +12,23 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from agent.config import Config, ConfigError
+from agent.host import create_host
 from agent.journal import Journal
 from agent.outbox import Outbox
 from agent.output import Recorder
 from agent.prompts import Catalogue, PromptCache
-from agent.telemetry import MemoryPublisher, Telemetry
-from agent.host import create_host
-from agent.telemetry import Publisher
-from devices.base import DeviceContext
+from agent.telemetry import MemoryPublisher, Publisher, Telemetry
+from devices.base import Device, DeviceContext
 from devices.commands import Activity, CommandQueue, WorkerScheduler
 from devices.deviceset import DeviceSet
 from devices.registry import LocatorError, create_device
 from fsm import events as ev
 from fsm.atm import ATM, Settings
 from fsm.clock import Scheduler
-from fsm.commands import DeviceCommands
+from fsm.commands import DeviceCommands, Queue
 from fsm.loop import EventLoop, Inbox
 from fsm.prompter import Prompter
 
@@ -98,7 +98,10 @@ class Agent:
             raise ConfigError(str(exc)) from None
         self.prompter = Prompter(self.scheduler, self.devices.speaker, self.devices.display,
                                  self.voice, self.recorder)
-        self.commands = DeviceCommands(self.queues, self.journal, self.inbox.post)
+        # a copy typed as the protocol DeviceCommands needs (dict is invariant); the
+        # queues are all made by _create_devices above and never change afterwards
+        queues: dict[str, Queue] = dict(self.queues)
+        self.commands = DeviceCommands(queues, self.journal, self.inbox.post)
         t = config.timeouts
         settings = Settings(
             atm_id=config.atm_id, languages=config.languages, card_key=config.card_key, timeouts=t,
@@ -128,6 +131,7 @@ class Agent:
         from agent.mqtt import MqttLink, TlsFiles
         from agent.remote import CommandHandler
         tel = self.config.telemetry
+        assert self.outbox is not None  # made whenever there are brokers
         tls = TlsFiles(tel["tls_ca"], tel["tls_cert"], tel["tls_key"]) if tel["tls_ca"] else None
         link = MqttLink(brokers, self.config.atm_id, self.outbox, keepalive=tel["keepalive"], tls=tls,
                         failback_after=tel["failback_after"], birth={**self.telemetry.birth_facts,
@@ -147,8 +151,10 @@ class Agent:
         }
 
     def _create_devices(self) -> DeviceSet:
-        peers: dict = {}
-        devices = {}
+        peers: dict[str, Device] = {}
+        # Any: the entry point of each kind names a backend of that kind's interface
+        # (CardReader, Keypad, ...), which create_device can only check is a Device
+        devices: dict[str, Any] = {}
         for kind in DeviceSet.kinds():
             queue = CommandQueue(kind, self.activity, inline=not self.workers)
             self.queues[kind] = queue

@@ -5,8 +5,8 @@ after them, and how to tell that it ended as scripted.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from hw_mocks.customer import Customer, Visit
 
@@ -18,7 +18,7 @@ class Scenario:
     name: str
     description: str
     visits: list[Visit]
-    check: Callable[["ScenarioRun"], list[str]]
+    check: Callable[[ScenarioRun], list[str]]
     config: dict = field(default_factory=dict)       # overrides for the config file
     setup: Callable[[object], None] | None = None     # agent -> None, before the first visit
     epilogue: Callable[[object], None] | None = None  # agent -> None, after the last visit
@@ -110,7 +110,7 @@ def _transfer_more(run, problems):
            "the transfer-fraud caution was not spoken", problems)
 
 
-def _check_forgotten_card(run):
+def _check_forgotten_card(run: ScenarioRun) -> list[str]:
     problems: list[str] = []
     expect(outcomes(run) == ["card_retained"], f"outcomes {outcomes(run)}", problems)
     expect(len(run.prompts("forgotten_card")) >= 2, "forgotten-card prompt not repeated", problems)
@@ -118,7 +118,7 @@ def _check_forgotten_card(run):
     return problems
 
 
-def _check_forgotten_cash(run):
+def _check_forgotten_cash(run: ScenarioRun) -> list[str]:
     problems: list[str] = []
     dispenser = run.agent.devices["dispenser"]
     expect(len(run.prompts("forgotten_cash")) >= 2, "forgotten-cash prompt not repeated", problems)
@@ -133,7 +133,7 @@ def _check_forgotten_cash(run):
     return problems
 
 
-def _check_idle_help(run):
+def _check_idle_help(run: ScenarioRun) -> list[str]:
     problems: list[str] = []
     expect(outcomes(run) == ["completed"], f"outcomes {outcomes(run)}", problems)
     expect(len(run.videos("started")) == 1, "help video did not start once", problems)
@@ -150,7 +150,7 @@ def _engineer_clears_jam(agent):
     agent.maintenance("dispenser")
 
 
-def _check_jam(run):
+def _check_jam(run: ScenarioRun) -> list[str]:
     problems: list[str] = []
     expect(outcomes(run) == ["dispense_failed", "completed"], f"outcomes {outcomes(run)}", problems)
     faults = run.telemetry("fault")
@@ -161,7 +161,7 @@ def _check_jam(run):
     return problems
 
 
-def _check_cash_low(run):
+def _check_cash_low(run: ScenarioRun) -> list[str]:
     problems: list[str] = []
     expect(outcomes(run) == ["completed"], f"outcomes {outcomes(run)}", problems)
     last = run.telemetry("cash")[-1]["cassettes"]
@@ -170,7 +170,7 @@ def _check_cash_low(run):
     return problems
 
 
-def _check_forgotten_card_deposit(run):
+def _check_forgotten_card_deposit(run: ScenarioRun) -> list[str]:
     problems: list[str] = []
     expect(outcomes(run) == ["card_retained"], f"outcomes {outcomes(run)}", problems)
     played = {p["prompt"] for p in run.prompts("forgotten_card_deposit")}
@@ -183,7 +183,7 @@ def _check_forgotten_card_deposit(run):
     return problems
 
 
-def _check_customer_returns(run):
+def _check_customer_returns(run: ScenarioRun) -> list[str]:
     problems: list[str] = []
     expect(outcomes(run) == ["completed"], f"outcomes {outcomes(run)}", problems)
     expect(len(run.prompts("forgotten_card")) >= 1, "the prompt never started", problems)
@@ -194,7 +194,7 @@ def _check_customer_returns(run):
     return problems
 
 
-def _check_no_prompt(run, sessions: int):
+def _check_no_prompt(run: ScenarioRun, sessions: int) -> list[str]:
     problems: list[str] = []
     expect(len(outcomes(run)) == sessions, f"outcomes {outcomes(run)}", problems)
     forgotten = [p for p in run.prompts() if p.get("pattern")]
@@ -202,14 +202,14 @@ def _check_no_prompt(run, sessions: int):
     return problems
 
 
-def _check_passer_by(run):
+def _check_passer_by(run: ScenarioRun) -> list[str]:
     problems = _check_no_prompt(run, 0)
     seen = [r for r in run.agent.recorder.of_type("device") if r.get("event") == "presence" and r.get("present")]
     expect(bool(seen), "the sensor never saw the passer who stopped", problems)
     return problems
 
 
-def _check_sensor_glitch(run):
+def _check_sensor_glitch(run: ScenarioRun) -> list[str]:
     problems = _check_no_prompt(run, 1)
     expect(outcomes(run) == ["completed"], f"outcomes {outcomes(run)}", problems)
     faults = [(f["code"], f["state"]) for f in run.telemetry("fault") if f["device"] == "proximity"]

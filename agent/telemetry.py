@@ -11,8 +11,8 @@ import abc
 import itertools
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 TOPIC_ROOT = "atm/v1"
 
@@ -35,28 +35,28 @@ class Publisher(abc.ABC):
     @abc.abstractmethod
     def publish(self, message: Message) -> None: ...
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - an optional hook: by default nothing to start
         """Begin delivering (a network thread, say)."""
 
     def stop(self, final: Message) -> None:
         """Deliver ``final`` (the offline status) and stop."""
         self.publish(final)
 
-    def rebirth(self) -> None:
+    def rebirth(self) -> None:  # noqa: B027 - an optional hook: by default no birth to resend
         """Send the birth again (the devices are up, or a centre asked)."""
 
     def wait_first_attempt(self, timeout: float) -> bool:
         """Wait for the first delivery attempt (a connection); True when it succeeded."""
         return True
 
-    def set_birth(self, facts: dict) -> None:
+    def set_birth(self, facts: dict) -> None:  # noqa: B027 - an optional hook: by default not kept
         """The loop's latest snapshot for the birth message."""
 
 
 class MemoryPublisher(Publisher):
     """Keeps every message in a list (tests, demos without a broker)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.messages: list[Message] = []
         self.birth: dict = {}
 

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devices.base import DeviceContext  # noqa: E402
+from devices.chip import ChipReader  # noqa: E402
 from devices.registry import create_device  # noqa: E402
 from hw_mocks import pcscd  # noqa: E402
 from hw_mocks.cards import CARDS  # noqa: E402
@@ -44,6 +45,7 @@ def measure(rounds: int, seed: int = 1) -> dict:
     rng = random.Random(seed)
     daemon = pcscd.acquire()
     chip = create_device("chip", f"pcsc://{pcscd.READER}?timeout=3", DeviceContext())
+    assert isinstance(chip, ChipReader)
     chip.open()
     results = {}
     try:

@@ -24,12 +24,16 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import presence_delay  # noqa: E402
-import trees  # noqa: E402
+if TYPE_CHECKING:  # mypy reads bench/ as a package; run as a script, bench/ is on sys.path
+    from bench import presence_delay, trees
+else:
+    import presence_delay
+    import trees
 
 BENCHES = ("presence", "sessions", "startup")
 

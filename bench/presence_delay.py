@@ -32,11 +32,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # probes and trees; the firmware comes from PYTHONPATH
 
-import trees  # noqa: E402
+if TYPE_CHECKING:  # mypy reads bench/ as a package; run as a script, bench/ is on sys.path
+    from bench import trees
+else:
+    import trees
 
 DRIVER_OPTIONS = "ack_timeout=0.2&timeout=0.5&poll=0.1"   # as the +emu rig sets them
 
@@ -82,7 +86,10 @@ def watch_dispenses(emulator, notify) -> None:
 # -- the child: one tree -------------------------------------------------------------
 def child(args) -> dict:
     import agent
-    import probes
+    if TYPE_CHECKING:
+        from bench import probes
+    else:
+        import probes
     trees.check_imported(agent)
     times: dict[str, float] = {}
     began, ended = threading.Event(), threading.Event()
@@ -156,23 +163,25 @@ def measure(tree: Path, notes: int, note_ms: float, period_ms: float, emulator: 
     locator = f"lcdm2000://{emu.port}?{DRIVER_OPTIONS}&note_time={note_time(note_ms)}"
     proc = trees.start_child(tree, "presence_delay.py", [*common, "--window", "stdin", "--dispenser", locator],
                              stdin=subprocess.PIPE)
+    stdin, stdout = proc.stdin, proc.stdout
+    assert stdin is not None and stdout is not None  # both are pipes
 
     def notify(what: str, t: float) -> None:
         try:
-            proc.stdin.write(f"{what} {t!r}\n")
-            proc.stdin.flush()
+            stdin.write(f"{what} {t!r}\n")
+            stdin.flush()
         except (OSError, ValueError):
             pass
 
     watch_dispenses(emu, notify)
     emu.start()
     try:
-        out = proc.stdout.read()
+        out = stdout.read()
         proc.wait(timeout=60)
     finally:
         emu.stop()
         try:
-            proc.stdin.close()
+            stdin.close()
         except OSError:
             pass
     lines = [line for line in out.splitlines() if line.startswith("{")]

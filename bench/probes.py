@@ -101,14 +101,15 @@ def post_presence(agent: Agent, seq: int) -> None:
 
 def emulator_of(agent: Agent):
     """The emulator behind an ``lcdm2000+emu://`` dispenser (None for a plain port)."""
-    device = agent.devices["dispenser"]
+    device: object = agent.devices["dispenser"]
     for _ in range(3):  # a command-queue wrapper may hold the driver
         if hasattr(device, "emulator"):
             return device.emulator
-        device = next((getattr(device, a) for a in ("device", "inner", "_device", "wrapped")
-                       if hasattr(device, a)), None)
-        if device is None:
+        inner = next((getattr(device, a) for a in ("device", "inner", "_device", "wrapped")
+                      if hasattr(device, a)), None)
+        if inner is None:
             return None
+        device = inner
     return None
 
 

@@ -72,6 +72,7 @@ def startup_seconds(runs: int) -> list[float]:
         start = time.perf_counter()
         proc = subprocess.Popen([atm, "run", "--no-customers", "--duration", "0.2"],
                                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             if line.startswith("ready:"):
                 out.append(time.perf_counter() - start)

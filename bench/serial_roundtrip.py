@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from devices import ict3q8_codec, lcdm_codec  # noqa: E402
 from devices.base import DeviceContext  # noqa: E402
+from devices.ict3q8 import Ict3q8CardReader  # noqa: E402
+from devices.lcdm import Lcdm2000Dispenser  # noqa: E402
 from devices.registry import create_device  # noqa: E402
 
 FAST_ROUNDS = 2000    # as fast as the pty goes: well under 1 ms each
@@ -62,6 +64,7 @@ def measure(kind: str, locator: str, round_trip, rounds: int) -> tuple[dict, obj
     """Open the device, time ``rounds`` status round trips, close it.
     Returns the figures and the driver's line settings."""
     device = create_device(kind, locator, DeviceContext())
+    assert isinstance(device, (Lcdm2000Dispenser, Ict3q8CardReader))  # the +emu drivers
     device.open()
     try:
         if not device.opened or device.faults:

@@ -47,7 +47,7 @@ def Mosquitto() -> _Mosquitto:
 class Counter:
     """A subscriber that counts messages and notes when each fault id arrived."""
 
-    def __init__(self, broker, topic="atm/v1/#"):
+    def __init__(self, broker, topic: str = "atm/v1/#") -> None:
         self.count = 0
         self.ids: set[str] = set()
         self.arrived: dict[str, float] = {}

@@ -60,7 +60,7 @@ def child_env(tree: Path) -> dict:
     return env
 
 
-def start_child(tree: Path, script: str, args: list[str], stdin=None) -> subprocess.Popen:
+def start_child(tree: Path, script: str, args: list[str], stdin=None) -> subprocess.Popen[str]:
     """Start ``bench/<script>`` of this tree against the firmware of ``tree``."""
     return subprocess.Popen([sys.executable, str(BENCH / script), *args], cwd=tree, env=child_env(tree),
                             stdin=stdin, stdout=subprocess.PIPE, text=True)
@@ -71,12 +71,14 @@ def run_child(tree: Path, script: str, args: list[str], timeout: float = 600) ->
     return finish_child(start_child(tree, script, args), timeout)
 
 
-def finish_child(proc: subprocess.Popen, timeout: float = 600) -> dict:
+def finish_child(proc: subprocess.Popen[str], timeout: float = 600) -> dict:
     """Wait for a child; its last stdout line that is a JSON object."""
     out, _ = proc.communicate(timeout=timeout)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{proc.args[1]} failed (exit {proc.returncode}): {out[-2000:]}")
+        cmd = proc.args  # start_child's [python, script, *args]
+        script = os.fsdecode(cmd[1]) if isinstance(cmd, list) else str(cmd)
+        raise RuntimeError(f"{script} failed (exit {proc.returncode}): {out[-2000:]}")
     return json.loads(lines[-1])
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 
 from devices.base import DeviceContext  # noqa: E402
+from devices.display import Display  # noqa: E402
 from devices.registry import create_device  # noqa: E402
 from hw_mocks.servers import xvfb  # noqa: E402
 
@@ -42,7 +43,7 @@ def scaled(path: Path, out: Path, fps: float, size=(1280, 720)) -> Path:
     """The help video at ``size`` and ``fps`` (frames repeated to reach the rate)."""
     cap = cv2.VideoCapture(str(path))
     native = cap.get(cv2.CAP_PROP_FPS)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
     repeat = max(1, round(fps / native))
     while True:
         ok, frame = cap.read()
@@ -98,6 +99,7 @@ def sustained(display, path: Path, seconds: float, xvfb_pid: int) -> dict:
 def run(rounds: int = 15, seconds: float = 10.0) -> dict:
     xvfb = start_xvfb()
     display = create_device("display", "opencv://?width=1280&height=720", DeviceContext())
+    assert isinstance(display, Display)
     try:
         display.open()
         display.show("welcome", "")

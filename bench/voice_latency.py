@@ -145,16 +145,16 @@ class OnDemandVoice(VoiceLibrary):
         self.rendered = 0
         self.clip = self._render
 
-    def _render(self, prompt_id: str, language: str, volume: float = 1.0) -> Clip | None:
-        meta = self.catalogue.language(language)
+    def _render(self, prompt_id: str, lang: str, volume: float = 1.0) -> Clip | None:
+        meta = self.catalogue.language(lang)
         self.rendered += 1
         out = os.path.join(self.directory, f"on-demand-{self.rendered}.wav")  # never a cached file
-        job = {"text": self.catalogue.speech(prompt_id, language), "voice": meta.voice,
+        job = {"text": self.catalogue.speech(prompt_id, lang), "voice": meta.voice,
                "rate": meta.rate, "out": out}
         if not self.renderer.render(job):
             return None
         duration = wav_duration(out)
-        return Clip(prompt_id, language, out, duration) if duration else None
+        return Clip(prompt_id, lang, out, duration) if duration else None
 
 
 def _stats(values: list[float]) -> dict:
@@ -171,6 +171,7 @@ def measure(library, fifo: FifoPcm, rounds: int, rng: random.Random) -> dict:
     scheduler = Scheduler(RealClock())
     ctx = DeviceContext(scheduler=scheduler)
     speaker = create_device("speaker", f"aplay://{fifo.pcm}", ctx)
+    assert isinstance(speaker, Speaker)
     display = create_device("display", "sim://", ctx)
     assert isinstance(speaker, Speaker) and isinstance(display, Display)  # what the locators name
     speaker.open()

@@ -4,11 +4,14 @@ A ``reverse`` names the request it undoes (``original``); the host undoes
 only an approved money movement, and only once, whatever the ATM believes.
 Requests are answered after ``latency`` seconds on the scheduler's clock by
 calling ``reply(HostReply)``; with the ``timeout`` fault armed the host still
-acts on the request but its answer is lost, as on a broken link. Accounts are keyed by the card token, never by card number.
+acts on the request but its answer is lost, as on a broken link. Accounts are keyed
+by the card token, never by card number.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from devices.carddata import card_token
 from fsm.ports import BankHost
@@ -42,16 +45,18 @@ class SimBankHost(FaultInjection, BankHost):
         self.key = key
         self.latency = latency
         self.accounts: dict[str, Account] = {}
-        self.log: list[tuple[str, int]] = History()
+        self.log: History[tuple[str, int | None]] = History()
         self._next_id = 0
         self._moved: dict[int, tuple[str, int]] = {}  # approved request -> (token, balance change)
 
     def add_account(self, card: SimCard, pin: str, balance: int) -> None:
         self.accounts[card_token(card.pan, self.key)] = Account(pin, balance)
 
-    def request(self, op: str, token: str, reply, *, pin=None, amount: int = 0,
-                original: int | None = None) -> int:
-        """Send a request; returns its id. ``reply`` gets a HostReply later."""
+    def request(self, op: str, token: str, callback: Callable[[Any], None], *, pin: Any = None,
+                amount: int = 0, original: int | None = None, **fields: Any) -> int:
+        """Send a request; returns its id. ``callback`` gets a HostReply later."""
+        if fields:
+            raise TypeError(f"unexpected host request fields: {', '.join(sorted(fields))}")
         if op not in OPERATIONS:
             raise ValueError(f"unknown host operation {op!r}")
         self._next_id += 1
@@ -60,7 +65,7 @@ class SimBankHost(FaultInjection, BankHost):
         answer = (self._reverse(rid, original, amount) if op == "reverse"
                   else self._answer(rid, op, token, pin, amount))
         if "timeout" not in self.injected:  # a time-out loses the reply, not the request
-            self.scheduler.call_later(self.latency, reply, answer)
+            self.scheduler.call_later(self.latency, callback, answer)
         return rid
 
     def _answer(self, rid: int, op: str, token: str, pin, amount: int) -> HostReply:
@@ -87,7 +92,7 @@ class SimBankHost(FaultInjection, BankHost):
     def _reverse(self, rid: int, original: int | None, amount: int = 0) -> HostReply:
         """Undo ``original``; a positive ``amount`` undoes only that much of it (the
         rest of a withdrawal reached the customer)."""
-        moved = self._moved.pop(original, None)
+        moved = self._moved.pop(original, None) if original is not None else None
         if moved is None:
             return HostReply(rid, False, "nothing_to_reverse")
         token, change = moved

@@ -6,8 +6,8 @@ the simulated devices after a thinking delay on the scheduler's clock.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from hw_mocks.bank_host import DEMO_PIN
 from hw_mocks.cards import CARDS
@@ -37,7 +37,7 @@ class Visit:
 class Customer:
     """Plays one :class:`Visit` against an agent's simulated devices."""
 
-    def __init__(self, agent, visit: Visit, done: Callable[["Customer"], None] | None = None):
+    def __init__(self, agent, visit: Visit, done: Callable[[Customer], None] | None = None):
         self.agent = agent
         self.visit = visit
         self.done = done

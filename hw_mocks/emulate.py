@@ -34,6 +34,9 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 from hw_mocks.cards import CARDS
 from hw_mocks.ict3q8_emulator import Ict3q8Emulator
@@ -97,8 +100,9 @@ def _handle_signals(stop: threading.Event):
     job touching its terminal is not frozen. Returns the undo."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    handlers = {signal.SIGINT: lambda *_: stop.set(), signal.SIGTERM: lambda *_: stop.set(),
-                signal.SIGTTIN: signal.SIG_IGN}
+    handlers: dict[signal.Signals, Callable[[int, FrameType | None], Any] | signal.Handlers] = {
+        signal.SIGINT: lambda *_: stop.set(), signal.SIGTERM: lambda *_: stop.set(),
+        signal.SIGTTIN: signal.SIG_IGN}
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
 
     def restore():

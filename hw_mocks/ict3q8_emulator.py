@@ -54,6 +54,7 @@ Behaviour:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hw_mocks.serial_emulator import PowerLost, SerialEmulator
 
@@ -95,7 +96,7 @@ class Card:
     """A card the simulated customer holds or the reader holds."""
     tracks: dict[int, str]        # track number -> characters (no sentinels); a missing track has no data
     atr: bytes | None = None      # None: no chip
-    tag: object = None            # opaque, for the simulations that own the card
+    tag: Any = None               # opaque, for the simulations that own the card
 
 
 class Refused(Exception):
@@ -348,5 +349,6 @@ class Ict3q8Emulator(SerialEmulator):
         if where == "gate":
             self.position = "gate"
         else:
+            assert self.card is not None  # only a card the reader holds is moved
             self.captured.append(self.card)
             self.card, self.position = None, "none"

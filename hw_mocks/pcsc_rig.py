@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from devices.base import Action, Severity
+from devices.base import Action, DeviceContext, Severity
 from devices.locator import Locator
 from devices.pcsc_chip import PcscChipReader
 from hw_mocks import pcscd
@@ -34,7 +34,7 @@ def profile_for(card: SimCard):
 class EmulatedPcscChip(PcscChipReader):
     """``pcsc+emu://``: pcscd with vpcd, and a virtual card for the card inside."""
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         loc = locator if locator is not None else Locator.empty()
         super().__init__(ctx, loc.derive(pcscd.READER, {}))
         self.daemon: pcscd.PcscDaemon | None = None

@@ -42,8 +42,13 @@ class PcscdError(RuntimeError):
 def pcscd_answers() -> list[str] | None:
     """The reader names of a pcscd that answers, or None when none does."""
     from smartcard.Exceptions import SmartcardException
-    from smartcard.scard import SCARD_S_SUCCESS, SCARD_SCOPE_USER, SCardEstablishContext, SCardListReaders
-    from smartcard.scard import SCardReleaseContext
+    from smartcard.scard import (
+        SCARD_S_SUCCESS,
+        SCARD_SCOPE_USER,
+        SCardEstablishContext,
+        SCardListReaders,
+        SCardReleaseContext,
+    )
     try:
         hresult, context = SCardEstablishContext(SCARD_SCOPE_USER)
     except SmartcardException:
@@ -108,13 +113,13 @@ def _free_port_pair() -> int:
 class PcscDaemon:
     """The pcscd we use: found running, or started by us."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.port = 0
         self.owned = False
         self.process: subprocess.Popen | None = None
         self._dir: tempfile.TemporaryDirectory | None = None
 
-    def start(self, timeout: float = 10.0) -> "PcscDaemon":
+    def start(self, timeout: float = 10.0) -> PcscDaemon:
         readers = pcscd_answers()
         if readers is not None:
             if READER not in readers:

@@ -56,7 +56,7 @@ class SerialEmulator:
         self._pending = bytearray()
 
     # lifecycle ------------------------------------------------------------------
-    def start(self) -> "SerialEmulator":
+    def start(self) -> SerialEmulator:
         self._thread = threading.Thread(target=self._serve, name=f"emulator-{self.name}", daemon=True)
         self._thread.start()
         return self

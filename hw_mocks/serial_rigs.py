@@ -15,14 +15,22 @@ driver, as for ``lcdm2000://PORT``, whose link timing defaults are shorter here
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from devices.base import DeviceContext
 from devices.card_reader import CardPosition
-from devices.locator import Locator
 from devices.ict3q8 import Ict3q8CardReader
 from devices.lcdm import Lcdm2000Dispenser
+from devices.locator import Locator
 from hw_mocks.cards import SimCard
 from hw_mocks.ict3q8_emulator import Ict3q8Emulator
 from hw_mocks.lcdm_emulator import Lcdm2000Emulator
-from hw_mocks.serial_emulator import COMMON_FAULTS
+from hw_mocks.serial_emulator import COMMON_FAULTS, SerialEmulator
+
+if TYPE_CHECKING:  # the mixin is always combined with a driver (a Device)
+    from devices.base import Device as _MixinBase
+else:
+    _MixinBase = object
 
 DEMO_ATR = bytes.fromhex("3B6800000073C84013009000")  # a plain T=0 ATR for chip cards
 # Quicker link timing than a real device needs: an emulator answers at once.
@@ -34,15 +42,15 @@ def _emulator_options(loc: Locator, fault_names: tuple[str, ...]) -> tuple[bool,
     return loc.flag("timing"), loc.words("fault", fault_names)
 
 
-class _Emulated:
+class _Emulated(_MixinBase):
     """What both emulated rigs share: start, stop, fault names."""
 
     FAULT_ALIASES: dict[str, tuple[str, ...]] = {}
-    emulator = None
+    emulator: SerialEmulator
     _initial_faults: tuple[str, ...] = ()
 
     @classmethod
-    def _fault_names(cls, emulator_class) -> tuple[str, ...]:
+    def _fault_names(cls, emulator_class: type[SerialEmulator]) -> tuple[str, ...]:
         return tuple(cls.FAULT_ALIASES) + tuple(emulator_class.FAULTS) + COMMON_FAULTS
 
     def _start_emulator(self) -> None:
@@ -84,8 +92,9 @@ class EmulatedLcdm2000(_Emulated, Lcdm2000Dispenser):
 
     FAULT_ALIASES = {"jam": ("jam_chk",), "near_end": ("near_end_upper", "near_end_lower"),
                      "empty": ("empty_upper", "empty_lower")}
+    emulator: Lcdm2000Emulator
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         loc = locator if locator is not None else Locator.empty()
         timing, self._initial_faults = _emulator_options(loc, self._fault_names(Lcdm2000Emulator))
         note_ms = loc.number("note_ms", float, 0.0, 10_000.0, 0.0)
@@ -121,8 +130,9 @@ class EmulatedIct3q8(_Emulated, Ict3q8CardReader):
     """The ICT3Q8 driver on :class:`Ict3q8Emulator`; cards are :class:`SimCard`."""
 
     FAULT_ALIASES = {}
+    emulator: Ict3q8Emulator
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         loc = locator if locator is not None else Locator.empty()
         timing, self._initial_faults = _emulator_options(loc, self._fault_names(Ict3q8Emulator))
         self.emulator = Ict3q8Emulator(baud=38400 if timing else None)

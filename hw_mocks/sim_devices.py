@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from devices.acceptor import CashAcceptor
-from devices.base import Action, DeviceError, Severity
+from devices.base import Action, DeviceContext, DeviceError, Severity
 from devices.camera import Camera
 from devices.card_reader import CardPosition, CardReader
 from devices.carddata import CardData
 from devices.chip import ChipReader
 from devices.dispenser import CashDispenser, DispenseResult
 from devices.keypad import Keypad
+from devices.locator import Locator
 from devices.proximity import ProximitySensor
 from hw_mocks.cards import SIM_CHIP_FAULTS, SimCard
 from hw_mocks.faults import FaultInjection
@@ -25,7 +26,7 @@ from hw_mocks.history import History
 class SimCardReader(FaultInjection, CardReader):
     INJECTABLE = ("jam", "read_error")
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         super().__init__(ctx, locator)
         self.entry_enabled = False
         self.card: SimCard | None = None
@@ -127,7 +128,7 @@ class SimDispenser(FaultInjection, CashDispenser):
 
     INJECTABLE = ("jam", "pickup_error", "near_end", "empty")
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         super().__init__(ctx, locator)
         self.stacker = 0
         self.at_gate = 0
@@ -201,7 +202,7 @@ class SimDispenser(FaultInjection, CashDispenser):
 class SimAcceptor(FaultInjection, CashAcceptor):
     INJECTABLE = ("jam",)
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         super().__init__(ctx, locator)
         self.enabled = False
         self._escrow: dict[int, int] = {}
@@ -264,7 +265,7 @@ class SimProximity(FaultInjection, ProximitySensor):
 
     INJECTABLE = ("failure",)
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         super().__init__(ctx, locator)
         self._present = False
 

@@ -22,8 +22,9 @@ import os
 
 import cv2
 
-from devices.base import Severity
+from devices.base import DeviceContext, Severity
 from devices.display import MAX_SIZE, MIN_SIZE, Display, resolve_video, seconds_left, video_canvas
+from devices.locator import Locator
 from hw_mocks.history import History
 
 _PROBES: dict[tuple, tuple[float, int, int, int] | None] = {}
@@ -75,14 +76,15 @@ class _Play:
 
 
 class SimDisplay(Display):
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         super().__init__(ctx, locator)
         self.screens: list[dict] = History()
-        self._frames_shown: list[tuple[float, int]] = History()
+        self._frames_shown: History[tuple[float, int]] = History()
         self.frame_count = 0            # every frame recorded, including those History trimmed
         loc = self.loc
         self.decode = loc.flag("decode")
-        self.frames: collections.deque = collections.deque(maxlen=loc.number("keep", int, 1, 10_000, 8))
+        self._keep = loc.number("keep", int, 1, 10_000, 8)
+        self.frames: collections.deque = collections.deque(maxlen=self._keep)
         if loc.has("width") != loc.has("height"):
             raise loc.error("options width= and height= go together")
         w = loc.number("width", int, MIN_SIZE[0], MAX_SIZE[0], 0)
@@ -110,41 +112,42 @@ class SimDisplay(Display):
             return
         self.clear_fault("video_missing")
         fps, count, w, h = info
-        self._play = _Play(path, language, loop, cancel_at, self._now(), fps, count, self.size or (w, h))
+        play = self._play = _Play(path, language, loop, cancel_at, self._now(), fps, count,
+                                  self.size or (w, h))
         self.emit("video_started", path=path, language=language)
-        self._record()
-        self._arm(1)
+        self._record(play)
+        self._arm(play, 1)
 
-    def _arm(self, passes: int) -> None:
+    def _arm(self, play: _Play, passes: int) -> None:
         """A timer at the end of pass ``passes`` through the file."""
-        play = self._play
         self._timer = self.ctx.scheduler.call_later(
             max(0.0, play.time_of(passes * play.count) - self._now()), self._pass_done, passes)
 
     def _pass_done(self, passes: int) -> None:
+        play = self._play
+        assert play is not None  # stop_video cancels this timer
         self._timer = None
-        self._record()
-        if self._play.loop:
-            self._arm(passes + 1)
+        self._record(play)
+        if play.loop:
+            self._arm(play, passes + 1)
         else:
             self.stop_video()
 
-    def _record(self) -> None:
+    def _record(self, play: _Play) -> None:
         """Write the records of the frames due by now."""
-        play = self._play
         last = play.last_due(self._now())
-        k = play.next_k
-        if last < k:
+        first = play.next_k
+        if last < first:
             return
-        n = last - k + 1
+        n = last - first + 1
         play.shown += n
         self.frame_count += n
         cap = self._frames_shown.cap
         if n > 2 * cap:  # only the newest ones would be kept anyway
-            k = last - cap + 1
+            first = last - cap + 1
         append, fps, t0, count = self._frames_shown.append, play.fps, play.t0, play.count
-        first_kept = last - self.frames.maxlen if self.decode else last
-        for k in range(k, last + 1):
+        first_kept = last - self._keep if self.decode else last
+        for k in range(first, last + 1):
             t = t0 + k / fps
             append((t, k % count))
             if k > first_kept:
@@ -173,14 +176,14 @@ class SimDisplay(Display):
     def frames_shown(self) -> list[tuple[float, int]]:
         """``(time, index)`` of the frames shown (bounded: the newest 10,000 to 20,000)."""
         if self._play is not None:
-            self._record()
+            self._record(self._play)
         return self._frames_shown
 
     def stop_video(self) -> None:
         play = self._play
         if play is None:
             return
-        self._record()
+        self._record(play)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

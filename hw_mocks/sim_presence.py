@@ -30,6 +30,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from devices.base import DeviceContext
+from devices.locator import Locator
 from devices.presence import PolledProximity, PresenceDetector, distance_detector_options
 from hw_mocks.faults import FaultInjection
 
@@ -101,7 +103,7 @@ class Walk:
 class TraceProximity(FaultInjection, PolledProximity):
     INJECTABLE = ("failure",)
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         super().__init__(ctx, locator)
         loc = self.loc
         self.options = distance_detector_options(loc)
@@ -151,21 +153,22 @@ class TraceProximity(FaultInjection, PolledProximity):
     # sampling -----------------------------------------------------------------------
     def _samples(self, now: float):
         if self.walk is not None:
-            samples = [(now, self._synthetic(now))]
+            samples = [(now, self._synthetic(self.walk, now))]
         elif self.rows:
             samples = self._replay(now)
         else:
             samples = [(now, self.max_distance)]  # an empty hall: nothing within range
         if "failure" in self.injected:
             return []  # the sensor produces nothing at all
-        out = []
+        out: list[tuple[float, float | None]] = []
         for t, d in samples:
             self._last = d
             out.append((t, self._noisy(d)))
         return out
 
     def _replay(self, now: float) -> list:
-        rows, out = self.rows, []
+        rows = self.rows
+        out: list[tuple[float, float | None]] = []
         while True:
             if self._next >= len(rows):
                 if not self.loop:  # the scene stays as it ended
@@ -184,8 +187,8 @@ class TraceProximity(FaultInjection, PolledProximity):
             return 1.0 / self.rate
         return (self.rows[-1][0] - self.rows[0][0]) / (len(self.rows) - 1)
 
-    def _synthetic(self, now: float) -> float | None:
-        d = self.walk.position(now)
+    def _synthetic(self, walk: Walk, now: float) -> float | None:
+        d = walk.position(now)
         if d >= self.max_distance:
             return self.max_distance
         if self._rng.random() < LOST:

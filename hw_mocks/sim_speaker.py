@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+from devices.base import DeviceContext
+from devices.locator import Locator
 from devices.speaker import Clip, Speaker
 from hw_mocks.history import History
 
@@ -15,7 +17,7 @@ class SimSpeaker(Speaker):
     Like a real speaker it emits no events: the prompter reports what it plays.
     """
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:
         super().__init__(ctx, locator)
         self.played: list[dict] = History()
         self.stopped: list[float] = History()

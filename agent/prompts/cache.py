@@ -99,7 +99,7 @@ class PromptCache:
 
     def variants(self) -> list[tuple[str, str, float]]:
         """``(prompt_id, lang, volume)`` of every louder/softer copy a pattern plays."""
-        wanted = set()
+        wanted: set[tuple[str, str, float]] = set()
         for name in self.catalogue.patterns:
             for step in self.catalogue.pattern(name).steps():
                 if _percent(step.volume) != 100:
@@ -253,6 +253,7 @@ class PromptCache:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 write_chime(path)
                 duration = wav_duration(path)
+            assert duration is not None  # a chime just written is a non-empty WAV
             clip = self._chimes[pct] = Clip("chime", "", str(path), duration)
         return clip
 

@@ -213,7 +213,7 @@ class Catalogue:
         self._patterns = patterns
 
     @classmethod
-    def load(cls, directory: str | os.PathLike | Traversable = ASSETS_DIR) -> "Catalogue":
+    def load(cls, directory: str | os.PathLike | Traversable = ASSETS_DIR) -> Catalogue:
         """Load ``directory`` (a path, or a package resource like the shipped catalogue)."""
         if isinstance(directory, (str, os.PathLike)):
             directory = Path(directory)

@@ -119,7 +119,7 @@ SCENES = {"walking-away": (walking_away, 30.0), "lingering": (lingering, 40.0),
 def render(name: str) -> str:
     scene, duration = SCENES[name]
     rng = random.Random(name)
-    doc = " ".join(scene.__doc__.split())
+    doc = " ".join((scene.__doc__ or "").split())
     lines = [f"# {name}: {doc}", "# written by make_traces.py; 10 Hz, metres, empty = lost echo", "t,distance"]
     for i in range(int(duration * RATE)):
         t = round(i / RATE, 1)
