@@ -187,11 +187,13 @@ def test_crash_mid_dispense_is_recovered_from_the_journal(tmp_path):
     faults = [f["code"] for f in run.telemetry("fault")]
     assert "count_unknown" in faults
     assert "withdrawal" not in run.agent.atm.functions
+    run.agent.close()  # one agent per journal: the next one starts after this one ends
     # A restart does not make it go away; a counted replenishment does.
     run = run_visits([Visit("balance")], journal=path, epilogue=lambda a: a.replenish(a.config.cassettes))
     faults = [(f["code"], f["state"]) for f in run.telemetry("fault")]
     assert faults == [("count_unknown", "raised"), ("count_unknown", "cleared")]
     assert "withdrawal" in run.agent.atm.functions
+    run.agent.close()
     run = run_visits([Visit("withdrawal")], journal=path)
     assert outcomes(run) == ["completed"] and run.telemetry("fault") == []
 
@@ -419,3 +421,43 @@ def test_the_balance_stays_on_screen_while_the_card_is_at_the_gate():
     run = run_visits([Visit("balance")])
     take = [s for s in run.agent.devices["display"].screens if s["screen"] == "take_card"]
     assert take and take[0]["fields"] == {"balance": 1_000_000}
+
+
+def _stop_with_cash_at_the_gate(dispenser: str, tmp_path):
+    """A withdrawal whose customer leaves the cash; the agent stops while it waits at the gate."""
+    from agent.journal import Journal
+    from hw_mocks.customer import Customer
+    agent = make_agent({"devices": {"dispenser": dispenser}}, journal=str(tmp_path / "j.db"))
+    agent.warm_prompts()
+    agent.start()
+    Customer(agent, Visit("withdrawal", amount=30_000, forget_cash=True)).arrive(1.0)
+    for _ in range(600):  # tenth by tenth of a virtual second, until the cash waits at the gate
+        until = agent.clock.now() + 0.1
+        agent.loop.run_until_idle(max_time=until)
+        agent.clock.advance_to(until)
+        if agent.atm.state == "cash_at_gate":
+            break
+    assert agent.atm.state == "cash_at_gate"
+    agent.stop()
+    journal = Journal(str(tmp_path / "j.db"), agent.clock)
+    steps = [e.name for e in journal.entries()]
+    end = [e.data for e in journal.entries(kind="event") if e.name == "session_end"][-1]
+    journal.close()
+    balance = next(iter(agent.host.accounts.values())).balance
+    return steps, end, balance, agent
+
+
+def test_a_stop_with_cash_in_a_throat_without_shutter_reverses_nothing(tmp_path):
+    """The LCDM-2000 has no shutter: it takes nothing back, so the customer keeps the cash and pays."""
+    steps, end, balance, agent = _stop_with_cash_at_the_gate("lcdm2000+emu://", tmp_path)
+    assert end["outcome"] == "shutdown" and end["cash_retracted"] == 0
+    assert "reversal" not in steps
+    assert agent.devices["dispenser"].at_gate == 3
+    assert balance == 1_000_000 - 30_000
+
+
+def test_a_stop_with_cash_at_a_shutter_reverses_what_was_retracted(tmp_path):
+    steps, end, balance, agent = _stop_with_cash_at_the_gate("sim://", tmp_path)
+    assert end["outcome"] == "shutdown" and end["cash_retracted"] == 3
+    assert steps.count("reversal") == 1
+    assert balance == 1_000_000

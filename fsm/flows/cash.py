@@ -104,27 +104,39 @@ class CashFlow:
         atm.commands.run("dispenser", "retract_cash", dispenser.retract, atm.sid, then=self._retracted,
                          notes=session.presented_notes)
 
-    def _retracted(self, completion: Completion) -> None:
-        raise_unexpected(completion)
+    def _reverse_retracted(self, completion: Completion) -> int:
+        """Credit the customer for exactly the notes taken back: all of them, none, or, when
+        only some came back, nothing until an engineer counts the retract bin."""
         atm = self.atm
         session = atm.current
         notes = (completion.result if completion.ok else 0) or 0
         session.cash_retracted = notes
+        if notes and notes >= session.presented_notes:
+            atm.flows.host.reverse()
+        elif notes:
+            atm.report.step(atm.sid, "reversal_withheld", notes=notes, presented=session.presented_notes,
+                            reconcile="required")
+        return int(notes)
+
+    def _retracted(self, completion: Completion) -> None:
+        raise_unexpected(completion)
+        atm = self.atm
+        session = atm.current
+        notes = self._reverse_retracted(completion)
         session.outcome = "cash_retracted"
-        atm.flows.host.reverse()
         atm.report.event(atm.sid, "cash_retracted", function=session.function, notes=notes)
         atm.say("cash_retracted")
         atm.retracted()
 
     def retract_on_shutdown(self) -> None:
-        """The agent stops with cash at the shutter: retract it and reverse."""
+        """The agent stops with cash at the gate: retract it, and reverse what came back
+        (a dispenser without a shutter takes nothing back: the notes are the customer's)."""
         atm = self.atm
-
-        def retracted(completion: Completion) -> None:
-            atm.current.cash_retracted = (completion.result if completion.ok else 0) or 0
-            atm.flows.host.reverse()
         atm.commands.run("dispenser", "retract_cash", atm.devices.dispenser.retract, atm.sid,
-                         then=retracted, notes=atm.current.presented_notes)
+                         then=self._shutdown_retracted, notes=atm.current.presented_notes)
+
+    def _shutdown_retracted(self, completion: Completion) -> None:
+        self._reverse_retracted(completion)
 
     def purge_stacker(self) -> None:
         """Notes that were never presented go to the reject bin; the host is credited."""
