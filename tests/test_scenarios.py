@@ -461,3 +461,33 @@ def test_a_stop_with_cash_at_a_shutter_reverses_what_was_retracted(tmp_path):
     assert end["outcome"] == "shutdown" and end["cash_retracted"] == 3
     assert steps.count("reversal") == 1
     assert balance == 1_000_000
+
+
+def test_after_the_fail_safe_no_self_test_puts_the_atm_back_in_service():
+    """A broken journal: out of service until a restart, everywhere (the state, the service
+    and every status message), however many periodic self-tests follow."""
+    import sqlite3
+
+    def disk_full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def break_journal_at_authorising(agent):
+        def sink(r):
+            if r.get("state") == "authorising":
+                for name in ("intent", "outcome", "flush", "fault", "event", "step"):
+                    setattr(agent.journal, name, disk_full)
+        agent.recorder.sinks.append(sink)
+    run = run_visits([Visit("withdrawal", amount=30_000)], {"timeouts": {"selftest_retry": 10}},
+                     setup=break_journal_at_authorising)
+    agent = run.agent
+    assert agent.atm.broken
+    broke_at = agent.clock.now()
+    agent.loop._stop.clear()  # the scenario stopped the loop; let time run on for 5 self-tests
+    agent.loop.run_until_idle(max_time=broke_at + 55)
+    assert agent.loop.failed is None and not agent.loop.stopped, agent.loop.failed
+    assert agent.clock.now() >= broke_at + 40  # the last self-test before the limit
+    assert agent.atm.state == "out_of_service" and agent.atm.service.service == "out_of_service"
+    assert agent.atm.functions == []
+    after = [m for m in agent.recorder.of_type("telemetry") if m["topic"].endswith("/status")]
+    services = [m["payload"]["service"] for m in after]
+    assert services[0] == "in_service" and services[1:] and set(services[1:]) == {"out_of_service"}
