@@ -1,0 +1,162 @@
+"""One paho connection to one broker, driven by the network thread (paho's external loop)."""
+from __future__ import annotations
+
+import os
+import select
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from agent.mqtt.brokers import BrokerUrl, TlsFiles
+from agent.mqtt.drain import WINDOW
+
+
+class WakeUp:
+    """A self-pipe that wakes the network thread's ``select``; at most one wake-up pending."""
+
+    def __init__(self):
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._pending = False
+
+    def fileno(self) -> int:
+        return self._read
+
+    def set(self) -> None:
+        """Wake the thread (any thread)."""
+        if self._pending:
+            return  # a wake-up is already pending
+        self._pending = True
+        try:
+            os.write(self._write, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full: the thread is awake anyway
+
+    def clear(self) -> None:
+        """Take the pending wake-ups: whatever was queued before is taken by the thread's next
+        turn, and a wake-up from now on writes to the pipe again."""
+        try:
+            os.read(self._read, 4096)
+        except BlockingIOError:
+            pass
+        self._pending = False
+
+
+class BrokerConnection:
+    """A paho MQTT 5 client for one connection to ``url``; every call on the network thread."""
+
+    def __init__(self, url: BrokerUrl, client_id: str, *, keepalive: int, tls: TlsFiles | None,
+                 connect_timeout: float, on_publish: Callable, on_message: Callable):
+        self.url = url
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        client.max_inflight_messages_set(WINDOW)
+        client.max_queued_messages_set(0)
+        if tls is not None:
+            client.tls_set_context(tls.context())
+        client.on_connect = self._on_connect
+        client.on_publish = on_publish
+        client.on_message = on_message
+        client.on_disconnect = self._on_disconnect
+        self._client = client
+        self._connack = threading.Event()
+        self._accepted = False
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected() and self._accepted
+
+    def open(self, will_topic: str, will: bytes) -> str:
+        """Connect with a retained Will and wait for the CONNACK: '' when accepted, else why not."""
+        client = self._client
+        client.will_set(will_topic, will, qos=1, retain=True)
+        try:
+            client.connect_timeout = self.connect_timeout
+            client.connect(self.url.host, self.url.port, self.keepalive, clean_start=True)
+            deadline = time.monotonic() + self.connect_timeout
+            while not self._connack.is_set() and time.monotonic() < deadline:
+                sock = client.socket()
+                if sock is None:
+                    break
+                readable, _, _ = select.select([sock], [], [], 0.05)
+                if readable:
+                    client.loop_read()
+                if client.want_write():
+                    client.loop_write()
+        except (OSError, ssl.SSLError, paho.WebsocketConnectionError) as exc:
+            return f"cannot connect: {exc}"
+        if not self._accepted:
+            client.disconnect()
+            return "no CONNACK" if not self._connack.is_set() else "refused the connection"
+        return ""
+
+    def publish(self, topic: str, payload: bytes, retain: bool, properties=None) -> paho.MQTTMessageInfo:
+        """QoS 1; paho's message info (its ``mid`` comes back in ``on_publish``)."""
+        return self._client.publish(topic, payload, 1, retain, properties)
+
+    def subscribe(self, topic: str) -> None:
+        self._client.subscribe(topic, qos=1)
+
+    def step(self, wake: WakeUp) -> str:
+        """One turn of the loop: wait (0.5 s at most) for the socket or ``wake``, then read,
+        write and keep alive. '' or why the connection is lost; OSError passes through."""
+        client = self._client
+        sock = client.socket()
+        if sock is None:
+            return "socket closed"
+        wlist = [sock] if client.want_write() else []
+        rlist: list = [sock, wake.fileno()]
+        readable, writable, _ = select.select(rlist, wlist, [], 0.5)
+        if wake.fileno() in readable:
+            wake.clear()
+        if sock in readable and client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return "read failed"
+        if writable and client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return "write failed"
+        if client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return "keepalive failed"
+        return ""
+
+    def leave(self, topic: str, offline: bytes) -> None:
+        """Close on purpose: publish our retained offline status (1 s for its PUBACK), then DISCONNECT."""
+        client = self._client
+        info = client.publish(topic, offline, 1, True)
+        deadline = time.monotonic() + 1.0
+        while not info.is_published() and time.monotonic() < deadline:
+            sock = client.socket()
+            if sock is None:
+                break
+            readable, _, _ = select.select([sock], [sock] if client.want_write() else [], [], 0.05)
+            if readable:
+                client.loop_read()
+            if client.want_write():
+                client.loop_write()
+        self.disconnect()
+
+    def disconnect(self) -> None:
+        self._client.disconnect()
+        self._accepted = False
+
+    def drop(self) -> None:
+        """The connection is lost: close its socket, if any."""
+        try:
+            sock = self._client.socket()
+            if sock is not None:
+                sock.close()
+        except OSError:
+            pass
+        self._accepted = False
+
+    # -- paho callbacks ---------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._accepted = not reason_code.is_failure
+        self._connack.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._accepted = False

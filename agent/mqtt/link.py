@@ -1,0 +1,229 @@
+"""The MQTT link: the network thread and its broker connection, composing the other parts."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from agent.mqtt.brokers import BrokerUrl, TlsFiles, parse_broker_url
+from agent.mqtt.commands import CommandChannel
+from agent.mqtt.connection import BrokerConnection, WakeUp
+from agent.mqtt.drain import OutboxDrain
+from agent.mqtt.failover import BrokerChoice
+from agent.mqtt.session import SessionMessages
+from agent.outbox import Outbox
+from agent.telemetry import Message, Publisher
+
+log = logging.getLogger("agent.mqtt")
+
+
+class MqttLink(Publisher):
+    """Durable, failing-over MQTT publisher and command channel of one ATM.
+
+    It owns the network thread and the :class:`BrokerConnection` of the moment; the
+    :class:`BrokerChoice` picks the broker, the :class:`OutboxDrain` what to send,
+    the :class:`CommandChannel` handles requests and replies, and
+    :class:`SessionMessages` builds the births and statuses.
+    """
+
+    def __init__(self, urls: list[str], atm_id: str, outbox: Outbox, *, keepalive: int = 10,
+                 tls: TlsFiles | None = None, failback_after: float = 30.0, connect_timeout: float = 3.0,
+                 birth: dict | None = None, on_command=None, clock=time.time,
+                 make_message: Callable[..., Message] | None = None):
+        if isinstance(urls, str):
+            urls = [urls]
+        if not urls:
+            raise ValueError("MqttLink needs at least one broker URL")
+        self.urls = [parse_broker_url(u) for u in urls]
+        if any(u.tls for u in self.urls) and tls is None:
+            raise ValueError("an mqtts:// broker needs telemetry.tls_ca (and tls_cert/tls_key for mutual TLS)")
+        self.atm_id = atm_id
+        self.outbox = outbox
+        self.keepalive = keepalive
+        self.tls = tls
+        self.connect_timeout = connect_timeout
+        # Builds enveloped messages (boot, seq, id, ts): the agent's Telemetry.message.
+        self.messages = SessionMessages(atm_id, make_message, clock)
+        self.prefix = self.messages.prefix
+        self.brokers = BrokerChoice(self.urls, failback_after)
+        self.drain = OutboxDrain(outbox, self.messages.status_topic)
+        self._wakeup = WakeUp()
+        self.commands = CommandChannel(self.prefix, on_command, self._wakeup.set)
+        self._birth: dict = dict(birth or {})   # the latest snapshot the loop handed over
+        self.current: BrokerUrl | None = None
+        self.bdseq = 0
+        self.failovers = 0
+        self._connection: BrokerConnection | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rebirth = False
+        self._final_sent = False
+        self._first_attempt = threading.Event()
+
+    # -- the Publisher protocol (any thread) -----------------------------------------
+    def publish(self, message: Message) -> None:
+        """Store the message (committed on return), then let the network thread send it."""
+        self.drain.store(message)
+        self._wakeup.set()
+
+    def reply(self, response_topic: str, correlation: bytes | None, body: dict) -> None:
+        """Answer a command (not stored: a request is answered on its own connection)."""
+        self.commands.reply(response_topic, correlation, body)
+
+    def rebirth(self) -> None:
+        self._rebirth = True
+        self._wakeup.set()
+
+    def set_birth(self, facts: dict) -> None:
+        """A new snapshot for the next birth (any thread; the network thread only reads it)."""
+        self._birth = dict(facts)
+
+    @property
+    def on_command(self) -> Callable | None:
+        """``on_command(name, payload, reply)``, called on the network thread for each request."""
+        return self.commands.on_command
+
+    @on_command.setter
+    def on_command(self, handler: Callable | None) -> None:
+        self.commands.on_command = handler
+
+    @property
+    def acked(self) -> int:
+        return self.drain.acked
+
+    @property
+    def refused(self) -> int:
+        return self.drain.refused
+
+    # -- lifecycle ------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.connected
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+            self._thread.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.connected
+
+    def wait_first_attempt(self, timeout: float) -> bool:
+        """Wait until the first connection attempt succeeded or failed; True if connected."""
+        self._first_attempt.wait(timeout)
+        return self.connected
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything stored so far is acknowledged."""
+        return self.drain.wait_empty(timeout)
+
+    def stop(self, final: Message | None = None, timeout: float = 3.0) -> bool:
+        """Send ``final`` (the offline status), drain, disconnect. Without ``final`` the
+        link publishes a plain offline status itself (DISCONNECT suppresses the Will)."""
+        if final is not None:
+            self._final_sent = True
+            self.publish(final)
+        ok = self.flush(timeout) if self._thread is not None else False
+        self._stop.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 2)
+        self.outbox.flush_acks()
+        return ok
+
+    # -- the network thread --------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            if not self.connected:
+                if self._connect_next():
+                    backoff = 0.0
+                else:
+                    backoff = min(max(backoff * 2, 0.2), 5.0) if self.brokers.on_primary else 0.0
+                    self._stop.wait(backoff)
+                continue
+            try:
+                self._service()
+            except OSError as exc:
+                self._lost(f"socket error: {exc}")
+        self._goodbye()
+
+    def _connect_next(self) -> bool:
+        """Try the chosen broker; on success open the session (command subscription, birth,
+        then the backlog), on failure move on to the next broker."""
+        url = self.brokers.target
+        self.bdseq = self.outbox.next_counter("bdseq")
+        connection = BrokerConnection(url, f"atm-{self.atm_id}", keepalive=self.keepalive, tls=self.tls,
+                                      connect_timeout=self.connect_timeout, on_publish=self.drain.on_publish,
+                                      on_message=self.commands.on_message)
+        why = connection.open(self.messages.status_topic, self.messages.will(self.bdseq))
+        if why:
+            self._first_attempt.set()
+            log.warning("MQTT broker %s unreachable: %s; messages stay in the outbox", url, why)
+            self.brokers.move_on()
+            return False
+        previous, self.current, self._connection = self.current, url, connection
+        log.info("MQTT connected to %s (bdSeq %d)", url, self.bdseq)
+        connection.subscribe(self.commands.topic)  # before the birth, as Sparkplug does
+        self._send_birth(connection)
+        self.drain.new_session()
+        if previous is not None and previous != url:  # after the backlog's boundary: a live event
+            self.failovers += 1
+            self._store_event({"event": "broker_failover", "from": str(previous), "to": str(url)})
+        self._first_attempt.set()
+        return True
+
+    def _store_event(self, body: dict) -> None:
+        """An event of the link itself, stored and sent like any other."""
+        self.drain.store(self.messages.event(body))
+
+    def _send_birth(self, connection: BrokerConnection) -> None:
+        facts = self._birth
+        for message in (self.messages.birth(self.bdseq, str(self.current), facts),
+                        self.messages.online(self.bdseq, facts)):
+            connection.publish(message.topic, message.encode(), True)
+
+    def _service(self) -> None:
+        """One turn while connected: rebirth, replies, the outbox, the socket, failback, upkeep."""
+        connection = self._connection
+        assert connection is not None  # called only while connected
+        if self._rebirth:
+            self._rebirth = False
+            self._send_birth(connection)
+        self.commands.send_replies(connection.publish)
+        self.drain.fill(connection.publish, self.bdseq)
+        why = connection.step(self._wakeup)
+        if why:
+            return self._lost(why)
+        if self.brokers.failback_due():
+            self._leave(connection, "failback")
+        report = self.drain.upkeep()
+        if report:
+            self._store_event({"event": "outbox_trimmed", **report})
+
+    def _leave(self, connection: BrokerConnection, reason: str) -> None:
+        """Close this session on purpose: our own offline status, then DISCONNECT."""
+        offline = self.messages.offline(self.bdseq, reason)
+        connection.leave(offline.topic, offline.encode())
+        self._connection = None
+
+    def _lost(self, why: str) -> None:
+        log.warning("MQTT lost %s: %s", self.current, why)
+        if self._connection is not None:
+            self._connection.drop()
+        self._connection = None
+        self.drain.connection_lost()
+        self.brokers.move_on()  # the next site first
+
+    def _goodbye(self) -> None:
+        connection = self._connection
+        if connection is not None and connection.connected:
+            if self._final_sent and self.outbox.count() == 0:
+                connection.disconnect()  # the final status went out already
+                self._connection = None
+            else:
+                self._leave(connection, "stopped")
