@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any, Literal, overload
 
 from devices import lcdm_codec as codec
-from devices.base import Action, DeviceContext, DeviceError, Severity
+from devices.base import Action, DeviceContext, DeviceError, DeviceStatus, Fault, Severity
 from devices.dispenser import CashDispenser, Cassette, DispenseResult
 from devices.locator import Locator
 from devices.serial_device import SerialDevice
@@ -78,7 +79,7 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
         self.link = SerialLink(self.model.name, loc, self.line)
         self.lock = threading.Lock()
         self.at_gate = 0            # notes delivered through the exit, waiting in the throat
-        self.sensors: frozenset = frozenset()
+        self.sensors: frozenset[str] = frozenset()
         self.version = ""
         self.retracted = 0          # always 0: kept for the same reporting as other dispensers
 
@@ -108,6 +109,13 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
                 return cas
         return None
 
+    def _loaded_at(self, position: str) -> Cassette:
+        """The cassette at ``position``, which a reply counted notes from."""
+        cas = self._cassette_at(position)
+        if cas is None:
+            raise LookupError(f"{self.model.name}: no cassette is loaded at the {position} position")
+        return cas
+
     # lifecycle ------------------------------------------------------------------
     def on_open(self) -> None:
         try:
@@ -115,7 +123,7 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
         except DeviceError:
             pass
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update(model=self.model.name, rom_version=self.version, sensors=sorted(self.sensors),
                     cassettes=[{**c.as_dict(), "position": self.position_of(c.id)} for c in self.cassettes])
@@ -158,13 +166,20 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
         self.clear_fault("bad_reply")
         return reply
 
-    def _error_fault(self, error: int, raise_it: bool = True):
+    @overload
+    def _error_fault(self, error: int, raise_it: Literal[True] = ...) -> Fault: ...
+
+    @overload
+    def _error_fault(self, error: int, raise_it: Literal[False]) -> str: ...
+
+    def _error_fault(self, error: int, raise_it: bool = True) -> Fault | str:
+        """The fault of a device error code, raised; with ``raise_it=False`` only its code."""
         code, severity, action, message = ERRORS.get(
             error, ("unknown_error", E, Action.MAINTENANCE, f"unknown error code 0x{error:02X}"))
         return self.raise_fault(code, f"{message} (0x{error:02X})", severity, action) if raise_it else code
 
     # status ---------------------------------------------------------------------
-    def self_test(self):
+    def self_test(self) -> DeviceStatus:
         if not self.reopened():
             return self.status
         try:
@@ -212,7 +227,7 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
                        + ("; count the cassettes" if result.uncertain else "; nothing was dispensed"))
             return result
         for count in reply.counts:
-            cas = self._cassette_at(count.position)
+            cas = self._loaded_at(count.position)
             result.picked[cas.id] = count.check
             result.rejected[cas.id] = count.check - count.exit
             cas.near_end = count.near_end

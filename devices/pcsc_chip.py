@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import importlib
 import time
+from typing import Any
 from urllib.parse import unquote
 
 from devices import emv
-from devices.base import Action, DeviceContext, DeviceError, Severity
+from devices.base import Action, DeviceContext, DeviceError, DeviceStatus, Fault, Severity
 from devices.carddata import CardData
 from devices.chip import ChipReader
 from devices.locator import Locator
@@ -46,8 +47,8 @@ class PcscChipReader(ChipReader):
         self.atr = b""
 
     # the reader ------------------------------------------------------------------
-    def _reader(self):
-        """The named reader (or the one at that index), or None."""
+    def _reader(self) -> Any:
+        """The named pyscard reader (or the one at that index), or None (pyscard is untyped)."""
         from smartcard.Exceptions import SmartcardException
         from smartcard.System import readers
         try:
@@ -69,7 +70,7 @@ class PcscChipReader(ChipReader):
         self.opened = True
         self.self_test()
 
-    def self_test(self):
+    def self_test(self) -> DeviceStatus:
         if not self.opened:
             return self.status
         if self._reader() is None:
@@ -79,11 +80,11 @@ class PcscChipReader(ChipReader):
             self.clear_fault("reader_missing")
         return self.status
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "reader": self.reader_name}
 
     # reading ---------------------------------------------------------------------
-    def _connect(self):
+    def _connect(self) -> Any:
         """Wait up to ``timeout`` for a chip that answers; returns a pyscard connection."""
         from smartcard.Exceptions import CardConnectionException, NoCardException
         reader = self._reader()
@@ -100,10 +101,11 @@ class PcscChipReader(ChipReader):
             except (NoCardException, CardConnectionException):
                 _release(connection)
                 if time.monotonic() >= deadline:
-                    raise DeviceError(self._card_fault("mute_card", f"no chip answered within {self.timeout:g} s"))
+                    fault = self._card_fault("mute_card", f"no chip answered within {self.timeout:g} s")
+                    raise DeviceError(fault) from None
                 time.sleep(0.01)
 
-    def _card_fault(self, code: str, message: str):
+    def _card_fault(self, code: str, message: str) -> Fault:
         """A problem with this card, not with the reader: information, no action."""
         return self.raise_fault(code, message, Severity.INFO, Action.NONE)
 
@@ -111,7 +113,7 @@ class PcscChipReader(ChipReader):
         from smartcard.Exceptions import CardConnectionException
         connection = self._connect()
 
-        def transmit(apdu: bytes):
+        def transmit(apdu: bytes) -> tuple[bytes, int, int]:
             try:
                 data, sw1, sw2 = connection.transmit(list(apdu))
             except CardConnectionException as exc:
@@ -139,7 +141,7 @@ class PcscChipReader(ChipReader):
         return card
 
 
-def _release(connection) -> None:
+def _release(connection: Any) -> None:
     """Free the connection's PC/SC context now, not in a destructor after pcscd may be gone."""
     from smartcard.Exceptions import CardConnectionException
     try:

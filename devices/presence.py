@@ -41,10 +41,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from statistics import median
-from typing import Any, Iterable
+from typing import Any, Generic, Protocol, TypeVar
 
-from devices.base import Action, Severity
+from devices.base import Action, DeviceContext, Severity
 from devices.locator import Locator
 from devices.proximity import ProximitySensor
 
@@ -192,7 +193,7 @@ class PresenceDetector(_Clocked):
             self._known = change
         return change
 
-    def _plausible(self, distance, recent: bool) -> float | None:
+    def _plausible(self, distance: float | None, recent: bool) -> float | None:
         """The reading in metres, or None when it is to be ignored.
 
         ``recent``: the window holds readings young enough to vouch for a 0.
@@ -280,7 +281,26 @@ def distance_detector_options(loc: Locator, max_default: float = 2.0) -> dict[st
 
 
 # -- the device side ------------------------------------------------------------------------
-class PolledProximity(ProximitySensor):
+Reading = TypeVar("Reading", contravariant=True)
+R = TypeVar("R")
+
+
+class Detector(Protocol[Reading]):
+    """What a polled backend needs of its detector (PresenceDetector, MotionDetector)."""
+
+    stale_after: float
+
+    @property
+    def present(self) -> bool | None: ...
+
+    def reset(self, t: float) -> None: ...
+
+    def feed(self, t: float, value: Reading) -> bool | None: ...
+
+    def check(self, t: float) -> bool: ...
+
+
+class PolledProximity(ProximitySensor, Generic[R]):
     """A proximity backend that samples at ``rate`` Hz on the context's scheduler.
 
     Subclasses create ``self.detector`` (a :class:`PresenceDetector` or
@@ -292,11 +312,11 @@ class PolledProximity(ProximitySensor):
 
     NO_READINGS = "no_readings"
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
         self.rate = 10.0
-        self.detector: PresenceDetector | MotionDetector | None = None
-        self._timer = None
+        self.detector: Detector[R] | None = None
+        self._timer: Any = None   # the scheduler's handle of the next tick
 
     @property
     def present(self) -> bool | None:
@@ -305,10 +325,17 @@ class PolledProximity(ProximitySensor):
         return self.detector.present
 
     def _now(self) -> float:
-        return self.ctx.scheduler.clock.now()
+        now: float = self.ctx.scheduler.clock.now()
+        return now
+
+    def _sampling_detector(self) -> Detector[R]:
+        """The detector; a backend that samples made one in its constructor."""
+        if self.detector is None:
+            raise RuntimeError(f"{type(self).__name__} samples without a detector")
+        return self.detector
 
     def _start_sampling(self) -> None:
-        self.detector.reset(self._now())
+        self._sampling_detector().reset(self._now())
         self._stop_sampling()
         self._timer = self.ctx.scheduler.call_later(0, self._tick)
 
@@ -317,7 +344,7 @@ class PolledProximity(ProximitySensor):
             self._timer.cancel()
             self._timer = None
 
-    def _samples(self, now: float) -> Iterable[tuple[float, object]]:
+    def _samples(self, now: float) -> Iterable[tuple[float, R]]:
         """The readings taken since the last tick, as (t, value) pairs."""
         raise NotImplementedError
 
@@ -325,7 +352,7 @@ class PolledProximity(ProximitySensor):
         # schedule the next tick first: an error in one tick must not end the sampling
         self._timer = self.ctx.scheduler.call_later(1.0 / self.rate, self._tick)
         now = self._now()
-        detector = self.detector
+        detector = self._sampling_detector()
         for t, value in self._samples(now):
             change = detector.feed(t, value)
             if change is not None:
@@ -339,5 +366,5 @@ class PolledProximity(ProximitySensor):
         self._stop_sampling()
         super().close()
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "present": self.present}

@@ -19,12 +19,16 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
-from devices.base import Action, Severity
+from devices.base import Action, DeviceContext, DeviceStatus, Severity
 from devices.locator import Locator
 from devices.presence import MotionDetector, PolledProximity, PresenceDetector, distance_detector_options
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 OPEN_FAULTS = ("gpiozero_missing", "pin_unavailable")
 
@@ -42,36 +46,36 @@ def _pin(loc: Locator, key: str, what: str) -> int | str:
     return text
 
 
-def _recording(sensor_class, sink):
+def _recording(sensor_class: type[Any], sink: Callable[[float | None], None]) -> type[Any]:
     """A DistanceSensor that hands each raw reading (a fraction of max, or None) to ``sink``.
 
     gpiozero's queue thread calls ``_read`` for every measurement and keeps
     only a median of the non-None ones; we want every reading, lost echoes
     included, to do our own filtering and to notice when they stop.
     """
-    class RecordingDistanceSensor(sensor_class):
-        def __init__(self, *args, **kwargs):
+    class RecordingDistanceSensor(sensor_class):  # type: ignore[misc]  # gpiozero is untyped
+        def __init__(self, *args: Any, **kwargs: Any):
             self._sink = sink  # before the queue thread starts in __init__
             super().__init__(*args, **kwargs)
 
-        def _read(self):
-            value = super()._read()
+        def _read(self) -> float | None:
+            value: float | None = super()._read()
             self._sink(value)
             return value
 
     return RecordingDistanceSensor
 
 
-class _GpioProximity(PolledProximity):
+class _GpioProximity(PolledProximity[R], Generic[R]):
     """Opening, closing and retrying a gpiozero device."""
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
-        self._sensor = None
+        self._sensor: Any = None   # a gpiozero device (gpiozero is untyped)
         self._wanted = False
 
     @property
-    def sensor(self):
+    def sensor(self) -> Any:
         """The gpiozero device (None while the device is not open)."""
         return self._sensor
 
@@ -103,10 +107,10 @@ class _GpioProximity(PolledProximity):
         self.opened = True
         self._start_sampling()
 
-    def _make_sensor(self, gpiozero):
+    def _make_sensor(self, gpiozero: Any) -> Any:
         raise NotImplementedError
 
-    def self_test(self):
+    def self_test(self) -> DeviceStatus:
         if self._wanted and self._sensor is None:
             self._start()  # the pin may be free now, or the pin factory fixed
         return self.status
@@ -122,7 +126,7 @@ class _GpioProximity(PolledProximity):
                 log.exception("closing the %s sensor", self.kind)
 
 
-class DistanceProximity(_GpioProximity):
+class DistanceProximity(_GpioProximity[float | None]):
     """An HC-SR04 through ``gpiozero.DistanceSensor``.
 
     Options: ``trigger``, ``echo`` (pins, required), ``enter`` (0.6 m),
@@ -130,7 +134,7 @@ class DistanceProximity(_GpioProximity):
     ``stale`` (2 s), ``max`` (2.0 m), ``rate`` (10 Hz).
     """
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
         loc = self.loc
         self.trigger = _pin(loc, "trigger", "the GPIO pin wired to the sensor's TRIG")
@@ -141,29 +145,29 @@ class DistanceProximity(_GpioProximity):
         self.rate = loc.number("rate", float, 0.5, 100.0, 10.0)
         self.max_distance = self.options["max_distance"]
         self.detector = PresenceDetector(**self.options)
-        self._readings: deque = deque(maxlen=1000)
+        self._readings: deque[float | None] = deque(maxlen=1000)
         self.readings = 0  # raw readings taken so far (lost echoes included)
 
-    def _record(self, value) -> None:
+    def _record(self, value: float | None) -> None:
         """gpiozero's queue thread: one raw reading (deque appends are thread-safe)."""
         self._readings.append(value)
         self.readings += 1
 
-    def _make_sensor(self, gpiozero):
+    def _make_sensor(self, gpiozero: Any) -> Any:
         self._readings.clear()  # nothing left over from before a close
         sensor_class = _recording(gpiozero.DistanceSensor, self._record)
         return sensor_class(echo=self.echo, trigger=self.trigger, queue_len=1, partial=True,
                             max_distance=self.max_distance,
                             threshold_distance=min(self.options["enter"], self.max_distance))
 
-    def _samples(self, now: float):
+    def _samples(self, now: float) -> Iterator[tuple[float, float | None]]:
         readings = self._readings
         while readings:
             value = readings.popleft()
             yield now, None if value is None else value * self.max_distance
 
 
-class MotionProximity(_GpioProximity):
+class MotionProximity(_GpioProximity[bool | None]):
     """A PIR through ``gpiozero.MotionSensor``: present while motion was seen within ``hold`` s.
 
     Options: ``pin`` (required), ``debounce`` (1.0 s), ``hold`` (5 s),
@@ -171,7 +175,7 @@ class MotionProximity(_GpioProximity):
     ``rate`` (10 Hz), ``stale`` (2 s: the pin could not be read).
     """
 
-    def __init__(self, ctx=None, locator=None):
+    def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
         loc = self.loc
         self.pin = _pin(loc, "pin", "the GPIO pin wired to the PIR's OUT")
@@ -183,11 +187,11 @@ class MotionProximity(_GpioProximity):
         self.detector = MotionDetector(hold=hold, debounce=debounce, stale=stale)
         self._read_failed = False
 
-    def _make_sensor(self, gpiozero):
+    def _make_sensor(self, gpiozero: Any) -> Any:
         return gpiozero.MotionSensor(self.pin, queue_len=self.queue_len, sample_rate=self.rate,
                                      partial=True)  # partial: reading never blocks the loop
 
-    def _samples(self, now: float):
+    def _samples(self, now: float) -> list[tuple[float, bool | None]]:
         try:
             motion = bool(self._sensor.motion_detected)
         except Exception as exc:  # a closed or broken device: no reading (staleness reports it)

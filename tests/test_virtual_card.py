@@ -1,4 +1,4 @@
-"""The virtual EMV card (hw_mocks/virtual_card.py) against a fake vpcd.
+"""The virtual EMV card (hw_mocks/virtual_card/) against a fake vpcd.
 
 The fake vpcd is a TCP server on a free port of 127.0.0.1 that speaks the
 vpcd side of the protocol (2-byte big-endian length + payload; 1-byte
@@ -414,8 +414,11 @@ def _imports(path: Path) -> list[str]:
 def test_the_card_does_not_use_the_driver_code():
     """Only the declared-fields checker is shared, and it uses nothing but the standard library."""
     import devices.fields
-    for name in _imports(Path(vc.__file__)):
-        assert name == "devices.fields" or not name.startswith(("devices", "agent", "fsm")), name
+    card_modules = sorted(Path(vc.__file__).parent.glob("*.py"))
+    assert {p.stem for p in card_modules} >= {"__init__", "profiles", "model", "connection", "cli"}
+    for path in card_modules:
+        for name in _imports(path):
+            assert name == "devices.fields" or not name.startswith(("devices", "agent", "fsm")), (path, name)
     for path in Path(devices.fields.__file__).parent.glob("*.py"):
         assert all(not n.startswith(("devices", "agent", "fsm", "hw_mocks")) or n.startswith("devices.fields")
                    for n in _imports(path)), path
@@ -803,7 +806,7 @@ def test_garbage_from_vpcd_closes_cleanly(vpcd, plug, caplog, garbage):
 
 
 def test_a_stalled_message_times_out(vpcd, plug, caplog, monkeypatch):
-    monkeypatch.setattr(vc, "MESSAGE_TIMEOUT", 0.3)
+    monkeypatch.setattr(vc.connection, "MESSAGE_TIMEOUT", 0.3)   # read where the connection reads it
     card, conn = plug("domestic_debit")
     conn.sock.sendall(b"\x00\x10\x00\xa4")          # and then nothing
     assert conn.closed()

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 TYPE_WORDS = {str: "str", int: "int", float: "int or float", bool: "bool", list: "array", dict: "table"}
@@ -46,13 +47,13 @@ class Field:
     description: str = ""
     low: float | None = None
     high: float | None = None
-    choices: tuple = ()
+    choices: tuple[Any, ...] = ()
     length: tuple[int, int] = (0, MAX_TEXT)
     pattern: str | None = None
     check: Callable[[Any], str | None] | None = None
-    items: "Field | None" = None
+    items: Field | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.type not in TYPE_WORDS:
             raise TypeError(f"field {self.name}: unsupported type {self.type!r}")
         if self.type in (int, float) and not self.choices and (self.low is None or self.high is None):
@@ -83,16 +84,17 @@ class Field:
         if self.pattern is not None and not re.fullmatch(self.pattern, raw):
             raise FieldError(where, f"must be {self.description or 'like ' + self.pattern}, got {_short(raw)}")
         if self.items is not None:
-            raw = [self._item(item, i, where) for i, item in enumerate(raw)]
+            raw = [self._item(self.items, item, i, where) for i, item in enumerate(raw)]
         if self.check is not None:
             problem = self.check(raw)
             if problem:
                 raise FieldError(where, problem)
         return raw
 
-    def _item(self, item: Any, index: int, where: str) -> Any:
+    @staticmethod
+    def _item(items: Field, item: Any, index: int, where: str) -> Any:
         try:
-            return self.items.value(item, where)
+            return items.value(item, where)
         except FieldError as exc:
             raise FieldError(where, f"element {index}: {exc.problem}") from None
 
@@ -108,7 +110,7 @@ def check_table(raw: Any, spec: dict[str, Field], where: str = "", noun: str = "
     ``where`` prefixes the field names (``"timeouts"`` gives
     ``timeouts.idle_help``); ``noun`` names what a key is in messages.
     """
-    def name(key) -> str:
+    def name(key: object) -> str:
         return f"{where}.{key}" if where else str(key)
 
     if not isinstance(raw, dict):
@@ -128,7 +130,7 @@ def check_table(raw: Any, spec: dict[str, Field], where: str = "", noun: str = "
     return out
 
 
-def _num(x: float) -> str:
+def _num(x: float | None) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
@@ -140,7 +142,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _length_problem(raw, lo: int, hi: int) -> str:
+def _length_problem(raw: Sized, lo: int, hi: int) -> str:
     unit = "characters" if isinstance(raw, str) else "items"
     if lo == 1 and len(raw) == 0:
         return "must not be empty"

@@ -6,6 +6,7 @@ import os
 import tomllib
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 MAX_SIZE = 1 << 20   # bytes: rig, config, catalogue and profile files are a few KB
 MAX_DEPTH = 32       # tables and arrays inside each other
@@ -19,7 +20,7 @@ class TomlFileError(ValueError):
         self.file, self.problem = file, problem
 
 
-def read_toml(path: str | os.PathLike | Traversable, what: str = "file") -> dict:
+def read_toml(path: str | os.PathLike[str] | Traversable, what: str = "file") -> dict[str, Any]:
     """The parsed document; TomlFileError naming ``path`` for any problem.
 
     ``what`` names the file in "no such ..." (e.g. ``"rig file"``). A UTF-8
@@ -38,7 +39,7 @@ def read_toml(path: str | os.PathLike | Traversable, what: str = "file") -> dict
     if len(data) > MAX_SIZE:
         raise TomlFileError(where, f"larger than {MAX_SIZE // 1024} KiB, not a {what}")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise TomlFileError(where, f"is UTF-16 text; TOML files must be UTF-8")
+        raise TomlFileError(where, "is UTF-16 text; TOML files must be UTF-8")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -58,9 +59,10 @@ def read_toml(path: str | os.PathLike | Traversable, what: str = "file") -> dict
     return doc
 
 
-def _depth(doc) -> int:
+def _depth(doc: dict[str, Any]) -> int:
     """How many tables and arrays are inside each other (no recursion)."""
-    deepest, todo = 0, [(doc, 1)]
+    deepest = 0
+    todo: list[tuple[dict[str, Any] | list[Any], int]] = [(doc, 1)]
     while todo:
         node, depth = todo.pop()
         deepest = max(deepest, depth)

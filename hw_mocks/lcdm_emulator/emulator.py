@@ -1,203 +1,57 @@
-"""Puloon LCDM-2000 two-cassette cash dispenser, byte-exact, on a pty.
-
-Implements the "Cash dispenser" section of ``docs/serial-devices.md`` with
-its own framing code (nothing from ``devices/``). Choices that page leaves
-open are marked **(ours)**.
-
-Wire handling
--------------
-- A host frame is ``EOT 50 STX CMD DATA ETX BCC``, framed by the command's
-  known data length (0, 2 or 4 bytes). An unknown CMD is framed up to its ETX
-  (at most 8 data bytes) and answered ACK then ``SOH 50 STX CMD 37 ETX BCC``
-  (undefined command, 7 bytes) **(ours)**.
-- Bytes until ``EOT 50 STX`` are skipped silently: garbage, a stray EOT, or a
-  frame for another ID **(ours)**.
-- A frame that began ``EOT 50 STX`` but is bad (wrong BCC, ETX not where the
-  command's length puts it, or not complete within 0.5 s) is answered NAK.
-  If its structure was broken, the bytes after its EOT are scanned again, so
-  a good frame hidden inside it is still found.
-- A good frame: ACK, act, send the response, then wait up to 0.5 s for the
-  host. Host NAK: resend the response (at most 3 times). Any other byte is
-  kept as the start of the next command.
-- Unpowered: input is read and thrown away; nothing is sent.
-
-State and invariant
--------------------
-``counts``, ``exit_notes``, ``reject_tray``, ``on_path``, ``delivered``,
-``cleared_by_hand`` and ``jam`` are physical and survive a power loss.
-At all times: notes that left the cassettes == ``delivered + reject_tray +
-on_path + cleared_by_hand`` (``cleared_by_hand`` counts the stuck notes that
-``clear_jam()`` took out by hand; it is 0 until a jam has been cleared).
-
-Dispensing and faults
----------------------
-A dispense checks its counts first (two ASCII digits each, 1..60; else
-``3B`` in the normal layout with zero counts), then what stops the device,
-in this order: the jam, a missing cassette it needs (upper before lower),
-a missing reject tray (``3F``), a full reject tray (``44``, fault or
-``reject_tray >= reject_capacity``). Any of these answers at once and moves
-nothing. Then cassettes are worked in order (upper, lower); the first error
-stops the command, and the response carries the counts so far. Each note
-that reaches the exit (or, for a test dispense, the reject tray) counts one
-``work_unit()``: a power loss there stops the command with no response,
-the note already counted.
-
-Mechanism time: ``note_ms`` (default 0) milliseconds per note picked (every
-note counted at the check sensor) pass after the command has acted and
-before its response is sent, on top of line timing. The physical state
-shows the outcome at once; only the reply waits **(ours)**.
-
-- ``jam_chk`` (33, CHK1+CHK2), ``jam_chk34`` (4C, CHK3+CHK4), ``jam_div``
-  (36, DIV1+DIV2), ``jam_exit`` (35, EJT+EXIT), ``jam_ejt`` (48, EJT):
-  while armed, the next dispense moves n//2 notes from the cassette it is
-  working on, then one more note leaves that cassette and sticks (check =
-  moved + 1, ``on_path += 1``). The transport is then jammed (``jam`` names
-  the fault; the fault stays in ``faults``): dispense and purge answer the
-  jam's code and move nothing; status shows the code in [5] and the jam's
-  sensor bits. ``clear_jam()``, or ``remove()`` of that fault, ends it; the
-  stuck notes are taken out by hand. With several jam faults armed, the
-  first in ``FAULTS`` order fires.
-- ``pickup_error``: one shot; the next dispense moves n//2 notes from the
-  cassette it is working on, then stops with 32. The fault then disarms
-  itself **(ours)**.
-- ``near_end_upper``/``near_end_lower``: the near-end bit is set and the
-  cassette status byte of dispense responses is 31. The same happens when a
-  cassette holds fewer than 30 notes. A missing cassette shows neither bit
-  **(ours)**.
-- ``empty_upper``/``empty_lower``: the cassette holds nothing (its notes stay
-  in ``counts``); a dispense from it answers bill end (38 upper, 40 lower)
-  and moves nothing from it. Running out mid-dispense delivers what there
-  is, then answers bill end.
-- ``cassette_removed_upper``/``_lower``: presence bit cleared; a dispense that
-  needs it answers 45/46; status [5] shows the code.
-- ``reject_tray_full``: dispenses answer 44; a purge with notes to move
-  answers 44. Without the fault, a note about to go into a tray holding
-  ``reject_capacity`` notes stops the command with 44 instead.
-- ``reject_tray_removed``: tray bit cleared; dispense and purge answer 3F.
-- Common faults (base class): ``nak_storm`` NAKs every frame, the command is
-  not run; ``garbled`` and ``silent`` change only what is sent: the command
-  still runs, so a dispense sent to a ``silent`` device moves notes.
-
-Purge moves notes left loose on the path (not a jam) into the reject tray
-and answers 30; notes at the exit stay there (the LCDM-2000 cannot retract).
-A test dispense (76/77) sends every note to the reject tray (exit 0,
-rejects = check).
-"""
+"""The emulated LCDM-2000 on a pty: wire handling on the serving thread and the mechanism
+(see the package docstring for its behaviour)."""
 from __future__ import annotations
 
 import select
 import time
-from dataclasses import dataclass
 
+from hw_mocks.lcdm_emulator.protocol import (
+    ACK,
+    CASSETTES,
+    DATA_LENGTH,
+    DEVICE_ID,
+    DISPENSES,
+    EOT,
+    ETX,
+    EXIT,
+    GOOD,
+    JAMS,
+    LOWER_NEAR_END,
+    LOWER_PRESENT,
+    MAX_UNKNOWN_DATA,
+    NAK,
+    NEAR_END,
+    NEAR_END_BELOW,
+    NOTE_REQUEST_ERROR,
+    OVER_REJECT,
+    PICKUP_ERROR,
+    PURGE,
+    ROM,
+    STATUS,
+    STX,
+    TRAY_MISSING,
+    TRAY_PRESENT,
+    UNDEFINED_COMMAND,
+    UPPER_NEAR_END,
+    UPPER_PRESENT,
+    Tally,
+    bcc,
+    digits,
+    parse_counts,
+    response,
+)
 from hw_mocks.serial_emulator import PowerLost, SerialEmulator
 
-SOH, STX, ETX, EOT, ACK, NAK = 0x01, 0x02, 0x03, 0x04, 0x06, 0x15
-DEVICE_ID = 0x50
-
-PURGE, UPPER, STATUS, ROM, LOWER, BOTH, TEST_UPPER, TEST_LOWER = (
-    0x44, 0x45, 0x46, 0x47, 0x55, 0x56, 0x76, 0x77)
-DATA_LENGTH = {PURGE: 0, STATUS: 0, ROM: 0, UPPER: 2, LOWER: 2, BOTH: 4,
-               TEST_UPPER: 2, TEST_LOWER: 2}
-# dispense command -> (cassettes in order, notes go to the reject tray)
-DISPENSES = {
-    UPPER: (("upper",), False),
-    LOWER: (("lower",), False),
-    BOTH: (("upper", "lower"), False),
-    TEST_UPPER: (("upper",), True),
-    TEST_LOWER: (("lower",), True),
-}
-
-GOOD = 0x30
-NEAR_END = 0x31                 # cassette status byte
-PICKUP_ERROR = 0x32
-UNDEFINED_COMMAND = 0x37
-NOTE_REQUEST_ERROR = 0x3B
-TRAY_MISSING = 0x3F
-OVER_REJECT = 0x44
-
-# sensor byte [6]
-CHK1, CHK2, DIV1, DIV2, EJT, EXIT, UPPER_NEAR_END = (1 << i for i in range(7))
-# sensor byte [7]
-SOLENOID, UPPER_PRESENT, LOWER_PRESENT, CHK3, CHK4, LOWER_NEAR_END, TRAY_PRESENT = (
-    1 << i for i in range(7))
-
-MAX_NOTES = 60                  # per cassette per command
-NEAR_END_BELOW = 30             # fewer notes than this: near end
-MAX_UNKNOWN_DATA = 8            # data bytes read while looking for an unknown frame's ETX
 POLL = 0.05                     # wait for the first byte of a frame (keeps stop() quick)
 FRAME_TIMEOUT = 0.5             # the rest of a frame must arrive within this
 HOST_ACK_TIMEOUT = 0.5
 MAX_RESENDS = 3
 
-
-@dataclass(frozen=True)
-class Jam:
-    code: int
-    sensor6: int = 0
-    sensor7: int = 0
-
-
-JAMS = {
-    "jam_chk": Jam(0x33, sensor6=CHK1 | CHK2),
-    "jam_chk34": Jam(0x4C, sensor7=CHK3 | CHK4),
-    "jam_div": Jam(0x36, sensor6=DIV1 | DIV2),
-    "jam_exit": Jam(0x35, sensor6=EJT | EXIT),
-    "jam_ejt": Jam(0x48, sensor6=EJT),
-}
-
-
-@dataclass(frozen=True)
-class Cassette:
-    bill_end: int
-    missing: int
-
-
-CASSETTES = {"upper": Cassette(0x38, 0x45), "lower": Cassette(0x40, 0x46)}
-
-
-@dataclass
-class Tally:
-    """What one cassette did in one dispense."""
-    check: int = 0
-    exit: int = 0
-    rejects: int = 0
-
-
 _BAD = object()                 # _read_frame: a frame to answer with NAK
 
 
-def bcc(data: bytes) -> int:
-    """XOR of every byte."""
-    out = 0
-    for b in data:
-        out ^= b
-    return out
-
-
-def response(cmd: int, body: bytes) -> bytes:
-    """``SOH ID STX CMD body ETX BCC``."""
-    frame = bytes([SOH, DEVICE_ID, STX, cmd]) + body + bytes([ETX])
-    return frame + bytes([bcc(frame)])
-
-
-def digits(n: int) -> bytes:
-    """A count as two ASCII digits."""
-    return b"%02d" % n
-
-
-def parse_counts(data: bytes) -> list[int] | None:
-    """Two-digit note counts, each 1..60; None when any is bad."""
-    counts = []
-    for i in range(0, len(data), 2):
-        pair = data[i:i + 2]
-        if len(pair) != 2 or not pair.isdigit() or not 1 <= int(pair) <= MAX_NOTES:
-            return None
-        counts.append(int(pair))
-    return counts
-
-
 class Lcdm2000Emulator(SerialEmulator):
-    """A Puloon LCDM-2000 on a pty; see the module docstring for its behaviour."""
+    """A Puloon LCDM-2000 on a pty; see the package docstring for its behaviour."""
 
     name = "lcdm2000"
     FAULTS = ("pickup_error", "jam_chk", "jam_chk34", "jam_div", "jam_exit", "jam_ejt",
