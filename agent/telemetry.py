@@ -38,9 +38,12 @@ class Publisher(abc.ABC):
     def start(self) -> None:  # noqa: B027 - an optional hook: by default nothing to start
         """Begin delivering (a network thread, say)."""
 
-    def stop(self, final: Message) -> None:
-        """Deliver ``final`` (the offline status) and stop."""
-        self.publish(final)
+    def stop(self, final: Message | None = None, timeout: float = 3.0) -> bool:
+        """Deliver ``final`` (the offline status) within ``timeout`` and stop; True when
+        everything was delivered."""
+        if final is not None:
+            self.publish(final)
+        return True
 
     def rebirth(self) -> None:  # noqa: B027 - an optional hook: by default no birth to resend
         """Send the birth again (the devices are up, or a centre asked)."""

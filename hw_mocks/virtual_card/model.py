@@ -32,6 +32,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hw_mocks.virtual_card.profiles import Application, Profile
@@ -117,13 +118,13 @@ class CardModel:
 
     def __init__(self, profile: Profile):
         self.profile = profile
-        # INS -> (its CLA, handler returning (data, SW)); GET RESPONSE is
-        # answered by process() itself (it returns the whole response).
-        self._handlers = {
+        # INS -> (its CLA, handler returning (data, SW)). GET RESPONSE has its CLA here
+        # too, but process() answers it itself (it returns the whole response).
+        self._handlers: dict[int, tuple[int, Callable[[_Command], tuple[bytes, bytes]] | None]] = {
             INS_SELECT: (0x00, self._select),
             INS_READ_RECORD: (0x00, self._read_record),
             INS_GPO: (0x80, self._gpo),
-            INS_GET_RESPONSE: (0x00, self._get_response),
+            INS_GET_RESPONSE: (0x00, None),
         }
         self.reset()
 
@@ -152,7 +153,7 @@ class CardModel:
         if cmd.cla != cla:
             self._pending = None
             return SW_CLA_UNKNOWN
-        if cmd.ins == INS_GET_RESPONSE:
+        if handler is None:  # GET RESPONSE
             return self._get_response(cmd)
         data, sw = handler(cmd)
         if data and cmd.le is not None and cmd.le < len(data):
