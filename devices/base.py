@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from devices.locator import Locator
 
@@ -42,7 +43,7 @@ class Action(str, enum.Enum):
 class DeviceError(Exception):
     """A device command failed; carries the fault it raised."""
 
-    def __init__(self, fault: "Fault"):
+    def __init__(self, fault: Fault):
         super().__init__(f"{fault.device}: {fault.code}: {fault.message}")
         self.fault = fault
 
@@ -83,7 +84,7 @@ class DeviceContext:
     peers: dict[str, Any] = field(default_factory=dict)
 
 
-class Device(abc.ABC):
+class Device(abc.ABC):  # noqa: B024 -- abstract by intent; each interface adds its methods
     """Base for all device interfaces.
 
     Subclasses call ``raise_fault`` / ``clear_fault``; those update the status

@@ -62,7 +62,7 @@ class CardData:
         self.aid = aid                  # hex AID of the chip application read
 
     @classmethod
-    def from_track2(cls, track2: str, key: bytes, source: str = "magstripe") -> "CardData":
+    def from_track2(cls, track2: str, key: bytes, source: str = "magstripe") -> CardData:
         """Parse ``;PAN=YYMMSSS...?`` (ISO 7813 track 2)."""
         body = track2.strip().lstrip(";").rstrip("?")
         pan, sep, rest = body.partition("=")

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from devices.base import Device, DeviceError, Fault
+from devices.base import DeviceError, Fault
 
 log = logging.getLogger(__name__)
 

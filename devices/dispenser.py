@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from functools import lru_cache, reduce
+from functools import cache, reduce
 from math import gcd
 
 from devices.base import Device, DeviceContext
@@ -81,7 +81,7 @@ def plan_notes(cassettes: list[Cassette], amount: int, max_notes: int) -> dict[s
     for i in range(len(usable) - 1, -1, -1):
         reach[i] = reach[i + 1] + limit[i] * usable[i].denomination
 
-    @lru_cache(maxsize=None)
+    @cache
     def fewest(i: int, rest: int) -> int | None:
         if rest == 0:
             return 0

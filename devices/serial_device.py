@@ -1,7 +1,8 @@
 """What the serial drivers share around their link: opening, closing, polling."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from devices.base import Action, Device, Severity
 from devices.serial_link import SerialLink

@@ -8,8 +8,8 @@ between objects are padding and skipped. Anything malformed raises
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 MAX_DEPTH = 16          # nesting of constructed objects
 MAX_TAG_BYTES = 4       # EMV uses at most 3
@@ -44,7 +44,7 @@ class Tlv:
 
     tag: int
     value: bytes
-    children: tuple["Tlv", ...] = field(default=None, compare=False)  # type: ignore[arg-type]
+    children: tuple[Tlv, ...] = field(default=None, compare=False)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         if self.children is None:  # built by hand: parse a constructed value now

@@ -28,8 +28,8 @@ def installed(tmp_path_factory):
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = next((base / "dist").glob("atm_agent-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for shipped in ("rigs/sim.toml", "rigs/pi-kiosk.toml", "assets/prompts/ja.toml",
-                    "assets/prompts/patterns.toml", "assets/video/help_en.mp4", "hw_mocks/emv_profiles/domestic_debit.toml"):
+    for shipped in ("rigs/sim.toml", "rigs/pi-kiosk.toml", "assets/prompts/ja.toml", "assets/prompts/patterns.toml",
+                    "assets/video/help_en.mp4", "hw_mocks/emv_profiles/domestic_debit.toml"):
         assert shipped in names, shipped
     venv.create(base / "venv", with_pip=True)
     python = base / "venv" / "bin" / "python"

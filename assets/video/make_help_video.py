@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -62,8 +62,8 @@ GOLD, RED, GREEN, DARK = (60, 190, 240), (60, 60, 220), (80, 180, 60), (40, 25, 
 AA, SHIFT = cv2.LINE_AA, 4
 
 
-@lru_cache(maxsize=None)
-def face() -> "cv2.FontFace":
+@cache
+def face() -> cv2.FontFace:
     return cv2.FontFace("sans")
 
 
@@ -85,7 +85,7 @@ def text(img, s, x, y, size=20, color=WHITE, weight=400, width=None) -> None:
     cv2.putText(img, s, (int(round(x)), int(round(y))), color, face(), size, weight)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _glyph(ch: str) -> bytes:
     img = np.zeros((48, 48), np.uint8)
     cv2.putText(img, ch, (4, 38), 255, face(), 32, 400)
