@@ -10,18 +10,14 @@ DEB_PACKAGES := python3-venv python3-dev build-essential swig libpcsclite-dev \
 	pcscd vsmartcard-vpcd pcsc-tools espeak-ng alsa-utils sox libgl1 \
 	mosquitto mosquitto-clients xvfb x11-apps graphviz
 
-# `make test LINT=1` runs `make lint` first; LINT will default to 1 once every branch is merged.
-LINT ?= 0
-
 .PHONY: run test lint diagram bench deps venv clean
 
 run: deps venv
 	$(BIN)/atm run --journal var/journal.db
 
+# The linters first, then the whole suite.
 test: deps venv
-ifeq ($(LINT),1)
-	$(MAKE) lint
-endif
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q
 
 # BASE: the commit the side-by-side comparison measures this tree against.

@@ -1,2 +1,3 @@
 """ATM firmware simulator and edge agent."""
+
 __version__ = "0.1.0"

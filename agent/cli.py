@@ -1,4 +1,5 @@
 """The ``atm`` command: run, demo and status."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,9 @@ from agent.rig import RigError, is_simulated
 from devices.registry import LocatorError
 from fsm.clock import RealClock, VirtualClock
 
-RIG_HELP = ("a shipped rig (sim, pcsc, pi-kiosk) or a rig file naming each device's backend"
-            " (default: the config's, else sim)")
+RIG_HELP = (
+    "a shipped rig (sim, pcsc, pi-kiosk) or a rig file naming each device's backend (default: the config's, else sim)"
+)
 JSON_TYPES = ("state", "device", "card", "prompt", "video", "telemetry")
 
 
@@ -47,6 +49,7 @@ def load_config(path: str | None, overrides: dict | None = None, rig: str | None
     shipped rig ``sim`` (serial drivers on emulators) is used.
     """
     from agent.rig import DEFAULT_RIG, read_toml
+
     raw: dict = {}
     base_dir = None
     if path is not None:
@@ -61,6 +64,7 @@ def load_config(path: str | None, overrides: dict | None = None, rig: str | None
 
 def make_agent(cfg, clock, recorder, brokers: list[str] | None):
     from agent.runtime import Agent
+
     try:
         return Agent(cfg, clock, recorder, brokers=brokers)
     except ValueError as exc:  # a malformed broker URL
@@ -84,20 +88,23 @@ def _printer(as_json: bool, wall: bool = False):
         except OSError as exc:  # e.g. a full disk behind a redirect
             closed = True
             say(f"atm: output stopped: {exc.strerror or exc}", sys.stderr)
+
     return sink
 
 
 # -- atm demo ------------------------------------------------------------------
 def cmd_demo(args) -> int:
     from agent.scenarios import SCENARIOS, ScenarioRun
+
     scenario = SCENARIOS.get(args.scenario)
     if scenario is None:
         raise UsageError(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})")
     cfg = load_config(args.config, scenario.config, args.rig)
     not_sim = [k for k, text in cfg.devices.items() if not is_simulated(text)]
     if not_sim:
-        raise UsageError(f"scenarios drive simulated or emulated devices; devices.{not_sim[0]}"
-                         f" is {cfg.devices[not_sim[0]]!r}")
+        raise UsageError(
+            f"scenarios drive simulated or emulated devices; devices.{not_sim[0]} is {cfg.devices[not_sim[0]]!r}"
+        )
     if args.journal:
         cfg.journal_path = args.journal
     clock = VirtualClock()
@@ -110,8 +117,7 @@ def cmd_demo(args) -> int:
     problems = ScenarioRun(scenario, agent).run()
     agent.stop()
     if problems:
-        print(f"atm: scenario {scenario.name} did not end as scripted: {'; '.join(problems)}",
-              file=sys.stderr)
+        print(f"atm: scenario {scenario.name} did not end as scripted: {'; '.join(problems)}", file=sys.stderr)
         return 1
     if not args.json:
         print(f"scenario {scenario.name}: ended as scripted")
@@ -121,6 +127,7 @@ def cmd_demo(args) -> int:
 # -- atm run -------------------------------------------------------------------
 def cmd_run(args) -> int:
     from hw_mocks.crowd import Crowd
+
     cfg = load_config(args.config, rig=args.rig)
     if args.journal:
         cfg.journal_path = args.journal
@@ -130,11 +137,12 @@ def cmd_run(args) -> int:
     recorder.sinks.append(_printer(False, wall=True))
     agent = make_agent(cfg, clock, recorder, args.mqtt)
     report = agent.warm_prompts()
-    say(f"speech cache: {len(report.rendered)} rendered, {report.cached} cached,"
-        f" {len(report.failed)} failed ({report.seconds:.2f} s)")
+    say(
+        f"speech cache: {len(report.rendered)} rendered, {report.cached} cached,"
+        f" {len(report.failed)} failed ({report.seconds:.2f} s)"
+    )
     if configmod.uses_demo_key(cfg):
-        say("security: security.card_key is the public demo key; set your own secret"
-            " before this ATM sees a real card")
+        say("security: security.card_key is the public demo key; set your own secret before this ATM sees a real card")
     say(f"rig: {cfg.rig or 'devices from ' + cfg.source}")
     brokers = args.mqtt or cfg.telemetry["brokers"]
     say(f"telemetry: {', '.join(brokers) if brokers else 'no broker configured (--mqtt URL); kept in memory'}")
@@ -142,8 +150,13 @@ def cmd_run(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     ready = threading.Event()
-    recorder.sinks.append(lambda r: ready.set() if r["type"] == "state" and r["state"] in
-                          ("idle", "out_of_service") and r["previous"] == "starting" else None)
+    recorder.sinks.append(
+        lambda r: (
+            ready.set()
+            if r["type"] == "state" and r["state"] in ("idle", "out_of_service") and r["previous"] == "starting"
+            else None
+        )
+    )
     agent.start()
     if not args.no_customers:
         Crowd(agent, cfg, seed=args.seed).start(first_within=3.0)
@@ -167,6 +180,7 @@ def cmd_run(args) -> int:
 def status_report(cfg: configmod.Config) -> dict:
     """Open each device, self-test it and report, without starting sessions."""
     from agent.runtime import Agent
+
     agent = Agent(cfg, VirtualClock())
     agent.open(persist=False)
     try:
@@ -191,8 +205,10 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
-    print(f"ATM {report['atm_id']}: {report['service']} ({', '.join(report['functions']) or 'no functions'})"
-          f" on rig {report['rig']}")
+    print(
+        f"ATM {report['atm_id']}: {report['service']} ({', '.join(report['functions']) or 'no functions'})"
+        f" on rig {report['rig']}"
+    )
     for kind, d in report["devices"].items():
         faults = "; ".join(f"{f['code']}: {f['message']}" for f in d["faults"])
         print(f"  {kind:<12} {d['status']:<15} {d['locator']}" + (f"  [{faults}]" if faults else ""))
@@ -205,13 +221,16 @@ def cmd_status(args) -> int:
 def cmd_prompts(args) -> int:
     """Render every prompt of every language into the WAV cache (a child process)."""
     from agent.prompts import Catalogue, PromptCache
+
     cfg = load_config(args.config)
     cache = PromptCache(cfg.speech["cache_dir"] or None, Catalogue.load(), timeout=cfg.speech["render_timeout"])
     if args.force:
         cache.forget()
     report = cache.warm()
-    print(f"speech cache {cache.directory}: {len(report.rendered)} rendered, {report.cached} cached,"
-          f" {len(report.failed)} failed ({report.seconds:.2f} s)")
+    print(
+        f"speech cache {cache.directory}: {len(report.rendered)} rendered, {report.cached} cached,"
+        f" {len(report.failed)} failed ({report.seconds:.2f} s)"
+    )
     for entry, reason in sorted(report.failed.items()):
         print(f"  failed {entry}: {reason}", file=sys.stderr)
     return 0 if report.ok else 1
@@ -220,9 +239,9 @@ def cmd_prompts(args) -> int:
 # -- atm emulate ---------------------------------------------------------------
 def cmd_emulate(args) -> int:
     from hw_mocks.emulate import EmulateError, serve
+
     try:
-        return serve(args.device, faults=args.fault or [], timing=args.timing,
-                     commands=sys.stdin, out=sys.stdout)
+        return serve(args.device, faults=args.fault or [], timing=args.timing, commands=sys.stdin, out=sys.stdout)
     except EmulateError as exc:
         raise UsageError(str(exc)) from None
 
@@ -231,6 +250,7 @@ def cmd_emulate(args) -> int:
 def cmd_diagram(args) -> int:
     """The state diagram from fsm.states, to stdout or ``-o FILE``."""
     from agent.diagram import DiagramError, from_fsm
+
     try:
         text = from_fsm(args.format)
     except DiagramError as exc:
@@ -265,14 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--journal", help="journal file (default: from the config)")
     run.add_argument("--seed", type=int, default=None, help="seed for the simulated customers")
     run.add_argument("--no-customers", action="store_true", help="do not simulate customers")
-    run.add_argument("--duration", type=_duration, default=0, metavar="SECONDS",
-                     help="stop by itself after this long (default: run until Ctrl-C)")
+    run.add_argument(
+        "--duration",
+        type=_duration,
+        default=0,
+        metavar="SECONDS",
+        help="stop by itself after this long (default: run until Ctrl-C)",
+    )
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="run a scripted scenario on the virtual clock")
     from agent.scenarios import SCENARIOS
-    demo.add_argument("--scenario", required=True, metavar="NAME",
-                      help=f"one of: {', '.join(SCENARIOS)}")
+
+    demo.add_argument("--scenario", required=True, metavar="NAME", help=f"one of: {', '.join(SCENARIOS)}")
     demo.add_argument("--rig", metavar="RIG", help=RIG_HELP)
     demo.add_argument("--config", help="TOML config file")
     demo.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -299,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.set_defaults(func=cmd_emulate)
 
     from agent.diagram import FORMATS
+
     diagram = sub.add_parser("diagram", help="the state diagram, drawn from the state table")
     diagram.add_argument("--format", choices=FORMATS, default="mermaid", help="default: mermaid")
     diagram.add_argument("-o", "--output", metavar="FILE", help="write there (default: stdout)")
@@ -308,8 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return args.func(args)
     except (ConfigError, JournalError, LocatorError, PromptError, RigError, UsageError) as exc:

@@ -5,6 +5,7 @@ An error is a :class:`ConfigError` whose message names the field, e.g.
 the help video)``. Unknown sections and keys are errors too, so a typo never
 becomes a silent default; every number is bounded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from devices.fields import Field, FieldError, check_table, fields
 from devices.registry import DEVICE_KINDS, Locator, LocatorError
 
 DAY = 86_400
-MAX_NOTES = 1_000_000       # notes in one cassette (real ones hold a few thousand)
+MAX_NOTES = 1_000_000  # notes in one cassette (real ones hold a few thousand)
 MAX_CASSETTES = 8
 
 
@@ -44,6 +45,7 @@ def _broker_problem(url: str) -> str | None:
 def host_problem(text: str) -> str | None:
     """Why ``text`` names no known bank host backend, or None."""
     from agent.host import HOSTS
+
     try:
         scheme = Locator.parse(text).scheme
     except LocatorError as exc:
@@ -59,12 +61,23 @@ ATM_ID = r"[A-Za-z0-9_-]{1,64}"
 SECTIONS: dict[str, dict[str, Field]] = {
     "atm": fields(
         Field("id", str, "atm-0001", "1-64 letters, digits, '-' or '_'", pattern=ATM_ID),
-        Field("languages", list, ["ja", "en", "zh", "ko"], "the prompt languages, the default first",
-              length=(1, 16), items=Field("language", str, description="a 2-letter language code",
-                                          pattern=r"[a-z]{2}")),
+        Field(
+            "languages",
+            list,
+            ["ja", "en", "zh", "ko"],
+            "the prompt languages, the default first",
+            length=(1, 16),
+            items=Field("language", str, description="a 2-letter language code", pattern=r"[a-z]{2}"),
+        ),
         Field("currency", str, "JPY", "a 3-letter ISO 4217 code", pattern=r"[A-Z]{3}"),
-        Field("host", str, "sim://", "the bank host's locator (sim:// is the simulated bank)",
-              length=(1, 1024), check=host_problem),
+        Field(
+            "host",
+            str,
+            "sim://",
+            "the bank host's locator (sim:// is the simulated bank)",
+            length=(1, 1024),
+            check=host_problem,
+        ),
     ),
     "timeouts": fields(
         _seconds("idle_help", 15.0, "without input before the help video"),
@@ -77,20 +90,31 @@ SECTIONS: dict[str, dict[str, Field]] = {
     ),
     "session": fields(
         Field("pin_attempts", int, 3, "wrong PINs before the card is retained", low=1, high=10),
-        Field("max_withdrawal", int, 500_000, "the largest withdrawal, in currency units",
-              low=1, high=10**10),
+        Field("max_withdrawal", int, 500_000, "the largest withdrawal, in currency units", low=1, high=10**10),
         Field("magstripe_fallback", bool, True, "read the stripe when the chip fails"),
     ),
     "telemetry": fields(
-        Field("brokers", list, [], "broker URLs, primary first", length=(0, 8),
-              items=Field("broker", str, length=(1, 1024), check=_broker_problem)),
+        Field(
+            "brokers",
+            list,
+            [],
+            "broker URLs, primary first",
+            length=(0, 8),
+            items=Field("broker", str, length=(1, 1024), check=_broker_problem),
+        ),
         _seconds("cash_interval", 300.0, "between periodic cash reports"),
         Field("keepalive", int, 10, "MQTT keepalive in seconds", low=5, high=600),
         _seconds("failback_after", 30.0, "the primary must answer again before going back to it"),
         _path("outbox", "", "the outbox file ('' for next to the journal)"),
         Field("outbox_max_mb", int, 64, "the outbox's size bound in MB", low=1, high=100_000),
-        Field("outbox_max_age", float, 7 * DAY * 1.0, "seconds the outbox keeps a message (90 days at most)",
-              low=60, high=90 * DAY),
+        Field(
+            "outbox_max_age",
+            float,
+            7 * DAY * 1.0,
+            "seconds the outbox keeps a message (90 days at most)",
+            low=60,
+            high=90 * DAY,
+        ),
         _path("tls_ca", "", "the CA file that signed the brokers' certificates"),
         _path("tls_cert", "", "this ATM's client certificate file"),
         _path("tls_key", "", "this ATM's private key file"),
@@ -99,9 +123,14 @@ SECTIONS: dict[str, dict[str, Field]] = {
         Field("path", str, ":memory:", "a file path or ':memory:'", length=(1, 4096)),
     ),
     "security": fields(
-        Field("card_key", str, "6174 6d2d 6465 6d6f 2d6b 6579 2d6f 6e6c 792d 6e6f 742d 7365 6372 6574",
-              "the card token secret", length=(1, 1024),
-              check=lambda v: None if _hex_key(v) else "must be at least 16 bytes written in hex"),
+        Field(
+            "card_key",
+            str,
+            "6174 6d2d 6465 6d6f 2d6b 6579 2d6f 6e6c 792d 6e6f 742d 7365 6372 6574",
+            "the card token secret",
+            length=(1, 1024),
+            check=lambda v: None if _hex_key(v) else "must be at least 16 bytes written in hex",
+        ),
     ),
     "speech": fields(
         _path("cache_dir", "", "the WAV cache directory ('' for the default)"),
@@ -120,8 +149,10 @@ CASSETTE_FIELDS = fields(
     Field("low", int, 0, "at or below this many notes the cassette is low", low=0, high=MAX_NOTES),
     Field("empty", int, 0, "at or below this many notes the cassette is empty", low=0, high=MAX_NOTES),
 )
-DEFAULT_CASSETTES = [{"id": "A", "denomination": 10000, "count": 500, "low": 50},
-                     {"id": "B", "denomination": 1000, "count": 1000, "low": 100}]
+DEFAULT_CASSETTES = [
+    {"id": "A", "denomination": 10000, "count": 500, "low": 50},
+    {"id": "B", "denomination": 1000, "count": 1000, "low": 100},
+]
 DEMO_KEY = SECTIONS["security"]["card_key"].default
 
 
@@ -143,8 +174,8 @@ class Config:
     card_key: bytes = field(repr=False)
     speech: dict[str, Any]
     source: str = "<defaults>"
-    rig: str = ""                 # the rig file the devices came from ('' for none)
-    host: str = "sim://"          # the bank host backend
+    rig: str = ""  # the rig file the devices came from ('' for none)
+    host: str = "sim://"  # the bank host backend
 
 
 def _cassettes(raw: Any) -> list[Cassette]:
@@ -191,11 +222,12 @@ def _from_dict(raw: dict, source: str, base_dir: Path | None, rig: str | None) -
         raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(known)})")
     s = {name: check_table(raw.get(name, {}), spec, name) for name, spec in SECTIONS.items()}
     given = {kind: s["devices"][kind] for kind in raw.get("devices", {})}
-    devices, rig_file = _devices(given, s["rig"]["file"] if rig is None else rig,
-                                 base_dir if rig is None else None)
+    devices, rig_file = _devices(given, s["rig"]["file"] if rig is None else rig, base_dir if rig is None else None)
     if s["security"]["card_key"] == DEMO_KEY and not all(is_simulated(devices[k]) for k in ("card_reader", "chip")):
-        raise ConfigError("security.card_key: the public demo key cannot be used with real card"
-                          " readers; set a secret of at least 16 bytes")
+        raise ConfigError(
+            "security.card_key: the public demo key cannot be used with real card"
+            " readers; set a secret of at least 16 bytes"
+        )
     tel = s["telemetry"]
     if any(u.startswith("mqtts://") for u in tel["brokers"]) and not tel["tls_ca"]:
         raise ConfigError("telemetry.tls_ca: an mqtts:// broker needs the CA file to verify it")
@@ -207,11 +239,21 @@ def _from_dict(raw: dict, source: str, base_dir: Path | None, rig: str | None) -
     card_key = _hex_key(s["security"]["card_key"])
     assert card_key is not None  # the field's check accepted it
     return Config(
-        atm_id=s["atm"]["id"], languages=s["atm"]["languages"], currency=s["atm"]["currency"],
-        devices=devices, cassettes=_cassettes(raw.get("cassettes", DEFAULT_CASSETTES)),
-        timeouts=t, session=s["session"], telemetry=s["telemetry"],
-        journal_path=s["journal"]["path"], card_key=card_key,
-        speech=s["speech"], source=source, rig=rig_file, host=s["atm"]["host"])
+        atm_id=s["atm"]["id"],
+        languages=s["atm"]["languages"],
+        currency=s["atm"]["currency"],
+        devices=devices,
+        cassettes=_cassettes(raw.get("cassettes", DEFAULT_CASSETTES)),
+        timeouts=t,
+        session=s["session"],
+        telemetry=s["telemetry"],
+        journal_path=s["journal"]["path"],
+        card_key=card_key,
+        speech=s["speech"],
+        source=source,
+        rig=rig_file,
+        host=s["atm"]["host"],
+    )
 
 
 def load(path: str | Path | None, rig: str | None = None) -> Config:

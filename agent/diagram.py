@@ -6,6 +6,7 @@ strings or str-valued Enum members; each transition row is a dict with ``trigger
 ``"="`` = the source) and optional ``conditions`` / ``unless`` (a name, a callable or a
 list of them). Internal transitions become notes (Mermaid) or dashed self-loops (dot).
 """
+
 from __future__ import annotations
 
 import re
@@ -108,8 +109,12 @@ def _q(text: str) -> str:
 def dot(states: Iterable[Any], transitions: Iterable[Any], initial: Any = None) -> str:
     """Graphviz dot text; internal transitions are dashed self-loops."""
     names, all_edges = edges(states, transitions)
-    lines = ["digraph atm {", "    rankdir=LR;", '    node [shape=box, style=rounded, fontname="sans-serif"];',
-             '    edge [fontname="sans-serif", fontsize=10];']
+    lines = [
+        "digraph atm {",
+        "    rankdir=LR;",
+        '    node [shape=box, style=rounded, fontname="sans-serif"];',
+        '    edge [fontname="sans-serif", fontsize=10];',
+    ]
     lines += [f"    {_q(n)};" for n in names]
     if names:
         lines.append('    "__initial" [shape=point, label=""];')
@@ -166,4 +171,5 @@ def render(fmt: str, states: Iterable[Any], transitions: Iterable[Any], initial:
 def from_fsm(fmt: str) -> str:
     """The diagram of the ATM's own state table."""
     from fsm import states as table
+
     return render(fmt, table.STATES, table.TRANSITIONS, getattr(table, "INITIAL", None))

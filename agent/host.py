@@ -4,6 +4,7 @@ A real host adapter is one more entry in :data:`HOSTS` (``scheme`` ->
 ``module:factory``), with a factory ``(locator, scheduler, card_key)`` that
 returns a :class:`fsm.ports.BankHost`; the state machine does not change.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,6 +21,7 @@ HOSTS: dict[str, str] = {
 def sim_host(locator: Locator, scheduler: Any, card_key: bytes) -> BankHost:
     """The simulated bank: every test card, PIN 1234. Option: ``latency`` (seconds, 0-60)."""
     from hw_mocks.bank_host import demo_host
+
     latency = locator.number("latency", float, 0.0, 60.0, 0.2)
     locator.check_all_read()
     return demo_host(scheduler, card_key, latency)

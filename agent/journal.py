@@ -7,6 +7,7 @@ transaction. After a crash, an intent with no outcome is exactly the command
 whose result must be reconciled. Card numbers never reach the journal: only
 masked numbers and tokens do.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -122,25 +123,26 @@ class Journal:
         """Refuse a journal whose interrupted commands cannot be read (recovery needs them)."""
         rows = self.db.execute(
             "SELECT seq, name, data FROM entries i WHERE kind = 'intent'"
-            " AND NOT EXISTS (SELECT 1 FROM entries o WHERE o.kind = 'outcome' AND o.intent = i.seq)")
+            " AND NOT EXISTS (SELECT 1 FROM entries o WHERE o.kind = 'outcome' AND o.intent = i.seq)"
+        )
         for seq, name, data in rows:
             try:
                 ok = isinstance(json.loads(data), dict)
             except (TypeError, ValueError):
                 ok = False
             if not ok:
-                raise JournalError(f"{self.path}: row {seq} (intent {name!r}) is corrupt: its data is not"
-                                   " a JSON object; restore the journal from a backup or have it examined")
+                raise JournalError(
+                    f"{self.path}: row {seq} (intent {name!r}) is corrupt: its data is not"
+                    " a JSON object; restore the journal from a backup or have it examined"
+                )
 
-    def _row(self, kind: str, name: str, session: str | None, data: dict,
-             intent: int | None = None) -> tuple:
+    def _row(self, kind: str, name: str, session: str | None, data: dict, intent: int | None = None) -> tuple:
         now = self.clock.now()
         if now != self._ts_at:  # many rows share one instant
             self._ts_at, self._ts = now, self.clock.utcnow().isoformat(timespec="milliseconds")
         return (self._ts, session, kind, name, intent, _encode(data))
 
-    def _insert(self, kind: str, name: str, session: str | None, data: dict,
-                intent: int | None = None) -> int:
+    def _insert(self, kind: str, name: str, session: str | None, data: dict, intent: int | None = None) -> int:
         """Write the buffer and this row; the caller holds the transaction."""
         if self._buffer:
             self.db.executemany(INSERT, self._buffer)
@@ -173,8 +175,9 @@ class Journal:
             self.db.execute("BEGIN IMMEDIATE")
             return self._insert("intent", name, session, data)
 
-    def outcome(self, intent: int, session: str | None, name: str, /,
-                cassettes: list[Cassette] | None = None, **data) -> None:
+    def outcome(
+        self, intent: int, session: str | None, name: str, /, cassettes: list[Cassette] | None = None, **data
+    ) -> None:
         """Record what the command did, and the cassette counts after it, atomically."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
@@ -188,7 +191,8 @@ class Journal:
             "INSERT INTO cassettes (id, denomination, count, low, empty) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET denomination=excluded.denomination,"
             " count=excluded.count, low=excluded.low, empty=excluded.empty",
-            [(c.id, c.denomination, c.count, c.low, c.empty) for c in cassettes])
+            [(c.id, c.denomination, c.count, c.low, c.empty) for c in cassettes],
+        )
 
     def save_cassettes(self, cassettes: list[Cassette]) -> None:
         with self.db:
@@ -199,9 +203,11 @@ class Journal:
         rows = self.db.execute("SELECT id, denomination, count, low, empty FROM cassettes ORDER BY id")
         cassettes = [Cassette(id=r[0], denomination=r[1], count=r[2], low=r[3], empty=r[4]) for r in rows]
         for c in cassettes:
-            if not (isinstance(c.id, str) and all(isinstance(v, int) and v >= 0 for v in
-                                                  (c.denomination, c.count, c.low, c.empty))
-                    and c.denomination > 0):
+            if not (
+                isinstance(c.id, str)
+                and all(isinstance(v, int) and v >= 0 for v in (c.denomination, c.count, c.low, c.empty))
+                and c.denomination > 0
+            ):
                 raise sqlite3.DatabaseError(f"{self.path}: cassette row {c.id!r} is corrupt: {c}")
         return cassettes
 
@@ -227,7 +233,8 @@ class Journal:
         rows = self.db.execute(
             "SELECT seq, ts, session, kind, name, intent, data FROM entries i WHERE kind = 'intent'"
             " AND NOT EXISTS (SELECT 1 FROM entries o WHERE o.kind = 'outcome' AND o.intent = i.seq)"
-            " ORDER BY seq")
+            " ORDER BY seq"
+        )
         return [Entry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
     def replay_counts(self, initial: list[Cassette]) -> dict[str, int]:
@@ -252,12 +259,15 @@ class Journal:
         self.flush()
         row = self.db.execute(
             "SELECT MAX(seq) FROM entries WHERE name = 'dispense' AND (kind = 'recovery'"
-            " OR (kind = 'outcome' AND json_extract(data, '$.reconcile') = 'required'))").fetchone()
+            " OR (kind = 'outcome' AND json_extract(data, '$.reconcile') = 'required'))"
+        ).fetchone()
         if row[0] is None:
             return False
         later = self.db.execute(
             "SELECT 1 FROM entries WHERE kind = 'outcome' AND name = 'replenish' AND seq > ?"
-            " AND json_extract(data, '$.ok')", (row[0],)).fetchone()
+            " AND json_extract(data, '$.ok')",
+            (row[0],),
+        ).fetchone()
         return later is None
 
     def recover(self) -> list[Entry]:
@@ -270,8 +280,12 @@ class Journal:
         for entry in pending:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
-                self._insert("recovery", entry.name, entry.session,
-                             {"result": "unknown", "reconcile": "required", **entry.data}, entry.seq)
-                self._insert("outcome", entry.name, entry.session,
-                             {"ok": False, "result": "interrupted"}, entry.seq)
+                self._insert(
+                    "recovery",
+                    entry.name,
+                    entry.session,
+                    {"result": "unknown", "reconcile": "required", **entry.data},
+                    entry.seq,
+                )
+                self._insert("outcome", entry.name, entry.session, {"ok": False, "result": "interrupted"}, entry.seq)
         return pending

@@ -19,6 +19,7 @@ way first: only the newest per topic is kept. Critical messages are never
 dropped, even over the bound. Whatever was coalesced or dropped is counted and
 reported (:meth:`Outbox.take_report`).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -58,8 +59,7 @@ class Stored:
 class Outbox:
     """The stored messages, safe to use from several threads."""
 
-    def __init__(self, path: str, max_bytes: int = 64 * 1024 * 1024, max_age: float = 7 * 86400,
-                 clock=time.time):
+    def __init__(self, path: str, max_bytes: int = 64 * 1024 * 1024, max_age: float = 7 * 86400, clock=time.time):
         self.path = path
         self.max_bytes = max_bytes
         self.max_age = max_age
@@ -91,8 +91,9 @@ class Outbox:
         with self._lock:
             self._set_sync("FULL")
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT INTO meta(key, value) VALUES (?, 1) "
-                            "ON CONFLICT(key) DO UPDATE SET value = value + 1", (name,))
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, 1) ON CONFLICT(key) DO UPDATE SET value = value + 1", (name,)
+            )
             value = self.db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()[0]
             self.db.execute("COMMIT")
             return value
@@ -107,7 +108,8 @@ class Outbox:
             try:
                 cur = self.db.execute(
                     "INSERT INTO outbox(topic, payload, qos, retain, class, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (topic, payload, qos, int(retain), cls, now))
+                    (topic, payload, qos, int(retain), cls, now),
+                )
                 self.bytes += len(payload)
                 if self.bytes > self.max_bytes:
                     self._trim(now)
@@ -122,15 +124,18 @@ class Outbox:
     def _trim(self, now: float) -> None:
         """Over a bound: drop what is too old (coalescing only), then keep only the newest
         coalescing message per topic. Critical messages stay."""
-        cur = self.db.execute("DELETE FROM outbox WHERE class = ? AND created < ? RETURNING LENGTH(payload)",
-                              (COALESCE, now - self.max_age))
+        cur = self.db.execute(
+            "DELETE FROM outbox WHERE class = ? AND created < ? RETURNING LENGTH(payload)",
+            (COALESCE, now - self.max_age),
+        )
         for (size,) in cur.fetchall():
             self.bytes -= size
             self.dropped += 1
         cur = self.db.execute(
             "DELETE FROM outbox WHERE class = ? AND id NOT IN "
             "(SELECT MAX(id) FROM outbox WHERE class = ? GROUP BY topic) RETURNING LENGTH(payload)",
-            (COALESCE, COALESCE))
+            (COALESCE, COALESCE),
+        )
         for (size,) in cur.fetchall():
             self.bytes -= size
             self.coalesced += 1
@@ -139,8 +144,10 @@ class Outbox:
         """Drop coalescing messages older than ``max_age`` (called now and then)."""
         with self._lock:
             self._set_sync("NORMAL")
-            cur = self.db.execute("DELETE FROM outbox WHERE class = ? AND created < ? RETURNING LENGTH(payload)",
-                                  (COALESCE, self.clock() - self.max_age))
+            cur = self.db.execute(
+                "DELETE FROM outbox WHERE class = ? AND created < ? RETURNING LENGTH(payload)",
+                (COALESCE, self.clock() - self.max_age),
+            )
             for (size,) in cur.fetchall():
                 self.bytes -= size
                 self.dropped += 1
@@ -162,7 +169,9 @@ class Outbox:
             self._delete_acked()
             rows = self.db.execute(
                 "SELECT id, topic, payload, qos, retain, class, created FROM outbox WHERE id > ? AND id <= ? "
-                "ORDER BY id LIMIT ?", (after, upto if upto is not None else 2 ** 62, limit)).fetchall()
+                "ORDER BY id LIMIT ?",
+                (after, upto if upto is not None else 2**62, limit),
+            ).fetchall()
         return [Stored(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
 
     def max_id(self) -> int:
@@ -194,7 +203,7 @@ class Outbox:
         self.db.execute("BEGIN IMMEDIATE")
         sizes = 0
         for chunk_start in range(0, len(self._acked), 500):
-            chunk = self._acked[chunk_start:chunk_start + 500]
+            chunk = self._acked[chunk_start : chunk_start + 500]
             marks = ",".join("?" * len(chunk))
             cur = self.db.execute(f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING LENGTH(payload)", chunk)
             sizes += sum(size for (size,) in cur.fetchall())

@@ -1,6 +1,7 @@
 """What the agent reports: one record per state change, device event,
 prompt, video action and telemetry message, sent to any number of sinks
 (the CLI printers, the simulated customer, tests)."""
+
 from __future__ import annotations
 
 import json
@@ -48,15 +49,17 @@ def _describe(r: dict) -> str:
     if kind == "prompt":
         if r.get("action") == "stop":
             return f"prompt  stop {r.get('pattern')} ({r.get('reason')})"
-        return (f"prompt  {r['prompt']} [{r['language']}]"
-                + (f" {r['pattern']} #{r['repeat']}" if r.get("pattern") else ""))
+        return f"prompt  {r['prompt']} [{r['language']}]" + (
+            f" {r['pattern']} #{r['repeat']}" if r.get("pattern") else ""
+        )
     if kind == "video":
         return f"video   {r['action']} {r.get('path', '')}".rstrip()
     if kind == "telemetry":
         return f"telemetry {r['topic']} {to_json(r['payload'])}"
     if kind == "card":  # only ever the masked number
-        return (f"card    {r['masked']} ({r['source']}, {r.get('label') or 'no label'},"
-                f" country {r.get('country') or '?'})")
+        return (
+            f"card    {r['masked']} ({r['source']}, {r.get('label') or 'no label'}, country {r.get('country') or '?'})"
+        )
     rest = {k: v for k, v in r.items() if k not in ("type", "t")}
     return f"{kind:<7} {to_json(rest)}"
 

@@ -7,6 +7,7 @@ at once with ``{"ok": false, "error": ..., "reason": ...}`` and nothing runs.
 A good one is posted to the state machine's loop, which runs it and answers.
 Every request, refused or not, leaves a ``remote_command`` row in the journal.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,7 @@ from fsm.events import RemoteAudit, RemoteRequest
 # name -> the fields its JSON body may have
 COMMANDS: dict[str, dict[str, Field]] = {
     "status": {},
-    "selftest": fields(Field("device", str, "all", "the device to test, or all",
-                             choices=(*DEVICE_KINDS, "all"))),
+    "selftest": fields(Field("device", str, "all", "the device to test, or all", choices=(*DEVICE_KINDS, "all"))),
     "out_of_service": fields(Field("reason", str, "", "why, for the journal", length=(0, 200))),
     "in_service": {},
     "rebirth": {},

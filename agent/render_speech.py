@@ -13,6 +13,7 @@ the file exists. Worse, if espeak still reports "playing" when the next
 waits for espeak to go idle, then for a completed ``finished-utterance``, and
 is retried if it was cancelled.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,10 @@ def _frames(path: str) -> int:
 class Renderer:
     def __init__(self) -> None:
         import pyttsx3
+
         try:
             from pyttsx3.drivers import _espeak
+
             self._is_playing = _espeak.IsPlaying
         except (ImportError, AttributeError):  # other pyttsx3 layout: skip settling
             self._is_playing = lambda: 0
@@ -115,8 +118,10 @@ def main() -> int:
         renderer = Renderer()
     except Exception as exc:
         for job in jobs:
-            print(json.dumps({"out": job.get("out"), "ok": False,
-                              "error": f"pyttsx3 espeak unavailable: {exc}"}), file=results)
+            print(
+                json.dumps({"out": job.get("out"), "ok": False, "error": f"pyttsx3 espeak unavailable: {exc}"}),
+                file=results,
+            )
         return 1
     for job in jobs:
         print(json.dumps(renderer.render(job), ensure_ascii=False), file=results)

@@ -6,6 +6,7 @@ installed wheel finds them wherever it lives. Every lookup goes through
 library needs one (OpenCV, aplay), extracted for the life of the process when
 the package is not plain files.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -18,7 +19,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 DEFAULT_RIG_NAME = "sim"
-RIG_NAME = re.compile(r"[A-Za-z0-9_-]+")   # a bare name like "sim" means a shipped rig
+RIG_NAME = re.compile(r"[A-Za-z0-9_-]+")  # a bare name like "sim" means a shipped rig
 
 _extracted = contextlib.ExitStack()
 atexit.register(_extracted.close)

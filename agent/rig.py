@@ -7,6 +7,7 @@ A rig is a TOML file with a ``[rig]`` table (``name``, ``description``) and a
 serial drivers on emulators, ``pcsc`` reads the chip through pcscd and
 ``pi-kiosk`` is the example for real devices. Anything else is a file path.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,8 +69,14 @@ def check_locator(kind: str, text, where: str) -> str:
 def locator_field(kind: str, default=None) -> Field:
     """The field naming the backend of one device kind."""
     extra = {} if default is None else {"default": default}
-    return Field(kind, str, description="a backend locator like 'sim://'; every device needs one",
-                 length=(1, 1024), check=lambda text: locator_problem(kind, text), **extra)
+    return Field(
+        kind,
+        str,
+        description="a backend locator like 'sim://'; every device needs one",
+        length=(1, 1024),
+        check=lambda text: locator_problem(kind, text),
+        **extra,
+    )
 
 
 RIG_TABLES = fields(
@@ -98,8 +105,9 @@ def find_rig(text: str, base_dir: Path | None = None) -> Path:
         try:
             return resources.rig_path(text)
         except KeyError:
-            raise RigError(f"{text}: no such shipped rig (shipped: {', '.join(resources.shipped_rigs())};"
-                           " or give a file path)") from None
+            raise RigError(
+                f"{text}: no such shipped rig (shipped: {', '.join(resources.shipped_rigs())}; or give a file path)"
+            ) from None
     path = Path(text)
     return base_dir / path if base_dir is not None and not path.is_absolute() else path
 

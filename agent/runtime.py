@@ -7,6 +7,7 @@ that order, and then the loop, with nothing patched afterwards. The clock
 decides the mode: a virtual clock for demos and tests, the real clock for
 ``atm run`` and kiosks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,9 +65,15 @@ STOP_TIMEOUT = 30.0  # seconds a stopping agent waits for the open session to cl
 class Agent:
     """One ATM on one clock."""
 
-    def __init__(self, config: Config, clock, recorder: Recorder | None = None,
-                 brokers: list[str] | None = None, catalogue: Catalogue | None = None,
-                 workers: bool | None = None):
+    def __init__(
+        self,
+        config: Config,
+        clock,
+        recorder: Recorder | None = None,
+        brokers: list[str] | None = None,
+        catalogue: Catalogue | None = None,
+        workers: bool | None = None,
+    ):
         """``workers``: run device commands on worker threads (the default on the real
         clock); on the virtual clock they run inline unless asked (see devices.commands)."""
         self.config = config
@@ -84,8 +91,9 @@ class Agent:
         self.telemetry.publishers.append(self.publisher)
         self.journal = Journal(config.journal_path, clock)
         self.catalogue = catalogue or Catalogue.load(ASSETS / "prompts")
-        self.prompts = PromptCache(config.speech["cache_dir"] or None, self.catalogue,
-                                   timeout=config.speech["render_timeout"])
+        self.prompts = PromptCache(
+            config.speech["cache_dir"] or None, self.catalogue, timeout=config.speech["render_timeout"]
+        )
         self.voice = VoiceLibrary(self.catalogue, self.prompts)
         self.activity = Activity()
         self.queues: dict[str, CommandQueue] = {}
@@ -96,30 +104,51 @@ class Agent:
             self._close_devices()
             self.journal.close()
             raise ConfigError(str(exc)) from None
-        self.prompter = Prompter(self.scheduler, self.devices.speaker, self.devices.display,
-                                 self.voice, self.recorder)
+        self.prompter = Prompter(self.scheduler, self.devices.speaker, self.devices.display, self.voice, self.recorder)
         # a copy typed as the protocol DeviceCommands needs (dict is invariant); the
         # queues are all made by _create_devices above and never change afterwards
         queues: dict[str, Queue] = dict(self.queues)
         self.commands = DeviceCommands(queues, self.journal, self.inbox.post)
         t = config.timeouts
         settings = Settings(
-            atm_id=config.atm_id, languages=config.languages, card_key=config.card_key, timeouts=t,
-            pin_attempts=config.session["pin_attempts"], max_withdrawal=config.session["max_withdrawal"],
+            atm_id=config.atm_id,
+            languages=config.languages,
+            card_key=config.card_key,
+            timeouts=t,
+            pin_attempts=config.session["pin_attempts"],
+            max_withdrawal=config.session["max_withdrawal"],
             magstripe_fallback=config.session["magstripe_fallback"],
-            cash_interval=config.telemetry["cash_interval"], help_video=str(HELP_VIDEO))
-        self.atm = ATM(settings, self.devices, self.scheduler, self.commands, self.journal, self.telemetry,
-                       self.prompter, self.host, self.inbox.post, self.recorder)
-        self.loop = EventLoop(self.scheduler, self.inbox, self.atm.handle, self.atm.contain_error,
-                              activity=self.activity if clock.virtual else None)
+            cash_interval=config.telemetry["cash_interval"],
+            help_video=str(HELP_VIDEO),
+        )
+        self.atm = ATM(
+            settings,
+            self.devices,
+            self.scheduler,
+            self.commands,
+            self.journal,
+            self.telemetry,
+            self.prompter,
+            self.host,
+            self.inbox.post,
+            self.recorder,
+        )
+        self.loop = EventLoop(
+            self.scheduler,
+            self.inbox,
+            self.atm.handle,
+            self.atm.contain_error,
+            activity=self.activity if clock.virtual else None,
+        )
         self._thread: threading.Thread | None = None
         self.atm.publish_birth()  # the first birth may go out before the loop runs
 
     def _make_outbox(self) -> Outbox:
         """The durable outbox: the configured file, else next to the journal."""
         tel = self.config.telemetry
-        path = tel["outbox"] or (":memory:" if self.config.journal_path == ":memory:"
-                                 else self.config.journal_path + "-outbox.db")
+        path = tel["outbox"] or (
+            ":memory:" if self.config.journal_path == ":memory:" else self.config.journal_path + "-outbox.db"
+        )
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return Outbox(path, max_bytes=tel["outbox_max_mb"] * 1024 * 1024, max_age=tel["outbox_max_age"])
@@ -130,19 +159,27 @@ class Agent:
             return MemoryPublisher()
         from agent.mqtt import MqttLink, TlsFiles
         from agent.remote import CommandHandler
+
         tel = self.config.telemetry
         assert self.outbox is not None  # made whenever there are brokers
         tls = TlsFiles(tel["tls_ca"], tel["tls_cert"], tel["tls_key"]) if tel["tls_ca"] else None
-        link = MqttLink(brokers, self.config.atm_id, self.outbox, keepalive=tel["keepalive"], tls=tls,
-                        failback_after=tel["failback_after"], birth={**self.telemetry.birth_facts,
-                                                                     "service": "starting"},
-                        make_message=self.telemetry.message)
+        link = MqttLink(
+            brokers,
+            self.config.atm_id,
+            self.outbox,
+            keepalive=tel["keepalive"],
+            tls=tls,
+            failback_after=tel["failback_after"],
+            birth={**self.telemetry.birth_facts, "service": "starting"},
+            make_message=self.telemetry.message,
+        )
         link.on_command = CommandHandler(self.inbox.post, link.rebirth)
         return link
 
     def _static_birth(self) -> dict:
         """The birth's facts that do not change while the agent runs."""
         from agent import __version__
+
         return {
             "firmware": __version__,
             "boot": self.telemetry.boot,
@@ -174,8 +211,7 @@ class Agent:
         self.inbox.post(ev.device_event(kind, event, data))
 
     def _telemetry_out(self, message) -> None:
-        self.recorder("telemetry", topic=message.topic, payload=message.payload,
-                      qos=message.qos, retain=message.retain)
+        self.recorder("telemetry", topic=message.topic, payload=message.payload, qos=message.qos, retain=message.retain)
 
     # lifecycle -------------------------------------------------------------
     def warm_prompts(self):
@@ -183,8 +219,8 @@ class Agent:
         report = self.prompts.warm()
         if not report.ok:
             self.devices.speaker.raise_fault(
-                "prompts_unrendered", f"{len(report.failed)} prompts could not be rendered;"
-                " their text is shown instead")
+                "prompts_unrendered", f"{len(report.failed)} prompts could not be rendered; their text is shown instead"
+            )
         return report
 
     def open(self, persist: bool = True) -> None:

@@ -3,6 +3,7 @@
 Each scenario says how to set up the rig, which customers come, what happens
 after them, and how to tell that it ended as scripted.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,10 +20,10 @@ class Scenario:
     description: str
     visits: list[Visit]
     check: Callable[[ScenarioRun], list[str]]
-    config: dict = field(default_factory=dict)       # overrides for the config file
-    setup: Callable[[object], None] | None = None     # agent -> None, before the first visit
+    config: dict = field(default_factory=dict)  # overrides for the config file
+    setup: Callable[[object], None] | None = None  # agent -> None, before the first visit
     epilogue: Callable[[object], None] | None = None  # agent -> None, after the last visit
-    linger: float = 5.0                               # virtual seconds to run on after the last visit
+    linger: float = 5.0  # virtual seconds to run on after the last visit
 
 
 class ScenarioRun:
@@ -43,8 +44,9 @@ class ScenarioRun:
         agent.scheduler.call_later(1.0, self._next)
         agent.loop.run_until_idle(max_time=MAX_VIRTUAL_SECONDS)
         if not agent.loop.stopped:
-            return [f"scenario did not finish within {MAX_VIRTUAL_SECONDS:.0f} virtual seconds"
-                    f" (state {agent.atm.state})"]
+            return [
+                f"scenario did not finish within {MAX_VIRTUAL_SECONDS:.0f} virtual seconds (state {agent.atm.state})"
+            ]
         return self.scenario.check(self)
 
     def _next(self, _customer=None) -> None:
@@ -59,16 +61,21 @@ class ScenarioRun:
 
     # what the checks look at -------------------------------------------------
     def sessions(self) -> list[dict]:
-        return [m["payload"] for m in self.agent.recorder.of_type("telemetry")
-                if m["topic"].endswith("/event") and m["payload"].get("event") == "session"]
+        return [
+            m["payload"]
+            for m in self.agent.recorder.of_type("telemetry")
+            if m["topic"].endswith("/event") and m["payload"].get("event") == "session"
+        ]
 
     def telemetry(self, kind: str) -> list[dict]:
-        return [m["payload"] for m in self.agent.recorder.of_type("telemetry")
-                if m["topic"].endswith("/" + kind)]
+        return [m["payload"] for m in self.agent.recorder.of_type("telemetry") if m["topic"].endswith("/" + kind)]
 
     def prompts(self, pattern: str | None = None) -> list[dict]:
-        return [p for p in self.agent.recorder.of_type("prompt")
-                if p.get("action") == "play" and (pattern is None or p.get("pattern") == pattern)]
+        return [
+            p
+            for p in self.agent.recorder.of_type("prompt")
+            if p.get("action") == "play" and (pattern is None or p.get("pattern") == pattern)
+        ]
 
     def videos(self, action: str) -> list[dict]:
         return [v for v in self.agent.recorder.of_type("video") if v["action"] == action]
@@ -86,11 +93,15 @@ def outcomes(run: ScenarioRun) -> list[str]:
 def _completed(function: str, more: Callable[[ScenarioRun, list], None] | None = None):
     def check(run: ScenarioRun) -> list[str]:
         problems: list[str] = []
-        expect([(s["function"], s["outcome"]) for s in run.sessions()] == [(function, "completed")],
-               f"expected one completed {function}, got {outcomes(run)}", problems)
+        expect(
+            [(s["function"], s["outcome"]) for s in run.sessions()] == [(function, "completed")],
+            f"expected one completed {function}, got {outcomes(run)}",
+            problems,
+        )
         if more:
             more(run, problems)
         return problems
+
     return check
 
 
@@ -106,8 +117,11 @@ def _deposit_more(run, problems):
 
 
 def _transfer_more(run, problems):
-    expect(any(p["prompt"] == "transfer_caution" for p in run.prompts()),
-           "the transfer-fraud caution was not spoken", problems)
+    expect(
+        any(p["prompt"] == "transfer_caution" for p in run.prompts()),
+        "the transfer-fraud caution was not spoken",
+        problems,
+    )
 
 
 def _check_forgotten_card(run: ScenarioRun) -> list[str]:
@@ -128,8 +142,7 @@ def _check_forgotten_cash(run: ScenarioRun) -> list[str]:
     else:  # no shutter: the notes stay in the throat, reported as left behind
         expect(outcomes(run) == ["cash_left"], f"outcomes {outcomes(run)}", problems)
         left = [e["notes"] for e in run.telemetry("event") if e.get("event") == "cash_left"]
-        expect(left == [3] and dispenser.at_gate == 3, f"cash left {left}, at the gate {dispenser.at_gate}",
-               problems)
+        expect(left == [3] and dispenser.at_gate == 3, f"cash left {left}, at the gate {dispenser.at_gate}", problems)
     return problems
 
 
@@ -178,8 +191,7 @@ def _check_forgotten_card_deposit(run: ScenarioRun) -> list[str]:
     expect(not run.prompts("forgotten_card"), "the withdrawal pattern was used after a deposit", problems)
     expect("forgotten_card" not in played, f"played {sorted(played)}", problems)
     retained = [e for e in run.telemetry("event") if e.get("event") == "card_retained"]
-    expect(len(retained) == 1 and retained[0]["function"] == "deposit", f"card_retained events {retained}",
-           problems)
+    expect(len(retained) == 1 and retained[0]["function"] == "deposit", f"card_retained events {retained}", problems)
     return problems
 
 
@@ -187,8 +199,11 @@ def _check_customer_returns(run: ScenarioRun) -> list[str]:
     problems: list[str] = []
     expect(outcomes(run) == ["completed"], f"outcomes {outcomes(run)}", problems)
     expect(len(run.prompts("forgotten_card")) >= 1, "the prompt never started", problems)
-    stops = [p for p in run.agent.recorder.of_type("prompt") if p.get("action") == "stop"
-             and p.get("reason") == "customer_returned"]
+    stops = [
+        p
+        for p in run.agent.recorder.of_type("prompt")
+        if p.get("action") == "stop" and p.get("reason") == "customer_returned"
+    ]
     expect(len(stops) == 1, f"prompt stops {stops}", problems)
     expect(len(run.agent.devices["card_reader"].captured) == 0, "the card was captured", problems)
     return problems
@@ -213,8 +228,11 @@ def _check_sensor_glitch(run: ScenarioRun) -> list[str]:
     problems = _check_no_prompt(run, 1)
     expect(outcomes(run) == ["completed"], f"outcomes {outcomes(run)}", problems)
     faults = [(f["code"], f["state"]) for f in run.telemetry("fault") if f["device"] == "proximity"]
-    expect(("no_readings", "raised") in faults and faults[-1] == ("no_readings", "cleared"),
-           f"sensor faults {faults}", problems)
+    expect(
+        ("no_readings", "raised") in faults and faults[-1] == ("no_readings", "cleared"),
+        f"sensor faults {faults}",
+        problems,
+    )
     return problems
 
 
@@ -226,38 +244,92 @@ def _sensor_recovers(agent):
     agent.devices["proximity"].remove("failure")
 
 
-SCENARIOS = {s.name: s for s in [
-    Scenario("withdrawal", "A customer withdraws 30,000 yen and takes card and cash.",
-             [Visit("withdrawal", amount=30_000)], _completed("withdrawal", _withdrawal_more)),
-    Scenario("deposit", "A customer deposits 23,000 yen.",
-             [Visit("deposit")], _completed("deposit", _deposit_more)),
-    Scenario("balance", "A customer checks the balance.",
-             [Visit("balance")], _completed("balance")),
-    Scenario("transfer", "A transfer, with the fraud caution spoken and shown first.",
-             [Visit("transfer", amount=50_000)], _completed("transfer", _transfer_more)),
-    Scenario("forgotten-card", "After a balance inquiry the customer walks away without the card.",
-             [Visit("balance", forget_card=True)], _check_forgotten_card),
-    Scenario("forgotten-cash", "The customer takes the card but walks away without the cash.",
-             [Visit("withdrawal", forget_cash=True)], _check_forgotten_cash),
-    Scenario("idle-help", "A customer is stuck at the menu; the help video plays until a key is pressed.",
-             [Visit("balance", idle_at="menu", idle_for=20.0)], _check_idle_help),
-    Scenario("dispenser-jam", "The dispenser jams mid-withdrawal; balance still works; an engineer clears it.",
-             [Visit("withdrawal"), Visit("balance", card="domestic2")], _check_jam,
-             setup=_jam, epilogue=_engineer_clears_jam),
-    Scenario("cash-low", "A withdrawal takes cassette A below its low threshold.",
-             [Visit("withdrawal", amount=40_000)], _check_cash_low,
-             config={"cassettes": [{"id": "A", "denomination": 10_000, "count": 53, "low": 50},
-                                   {"id": "B", "denomination": 1_000, "count": 1000, "low": 100}]}),
-    Scenario("forgotten-card-deposit", "After a deposit the customer walks away without the card:"
-             " the deposit pattern (chime, more often, more urgent) calls them back, then the card is retained.",
-             [Visit("deposit", forget_card=True)], _check_forgotten_card_deposit),
-    Scenario("customer-returns", "The customer walks away from the card, hears the prompt, comes back"
-             " and takes the card.", [Visit("balance", forget_card=True, come_back_after=6.0)],
-             _check_customer_returns),
-    Scenario("passer-by", "Nobody uses the ATM; people walk past the distance sensor and one stops briefly.",
-             [], _check_passer_by, config={"devices": {"proximity": "trace://passers-by"}}, linger=40.0),
-    Scenario("sensor-glitch", "The presence sensor stops reporting during a session: no prompt, the"
-             " ATM relies on its time-outs; the fault is raised and cleared.",
-             [Visit("balance", forget_card=True, come_back_after=4.0)], _check_sensor_glitch,
-             setup=_sensor_fails, epilogue=_sensor_recovers),
-]}
+SCENARIOS = {
+    s.name: s
+    for s in [
+        Scenario(
+            "withdrawal",
+            "A customer withdraws 30,000 yen and takes card and cash.",
+            [Visit("withdrawal", amount=30_000)],
+            _completed("withdrawal", _withdrawal_more),
+        ),
+        Scenario(
+            "deposit", "A customer deposits 23,000 yen.", [Visit("deposit")], _completed("deposit", _deposit_more)
+        ),
+        Scenario("balance", "A customer checks the balance.", [Visit("balance")], _completed("balance")),
+        Scenario(
+            "transfer",
+            "A transfer, with the fraud caution spoken and shown first.",
+            [Visit("transfer", amount=50_000)],
+            _completed("transfer", _transfer_more),
+        ),
+        Scenario(
+            "forgotten-card",
+            "After a balance inquiry the customer walks away without the card.",
+            [Visit("balance", forget_card=True)],
+            _check_forgotten_card,
+        ),
+        Scenario(
+            "forgotten-cash",
+            "The customer takes the card but walks away without the cash.",
+            [Visit("withdrawal", forget_cash=True)],
+            _check_forgotten_cash,
+        ),
+        Scenario(
+            "idle-help",
+            "A customer is stuck at the menu; the help video plays until a key is pressed.",
+            [Visit("balance", idle_at="menu", idle_for=20.0)],
+            _check_idle_help,
+        ),
+        Scenario(
+            "dispenser-jam",
+            "The dispenser jams mid-withdrawal; balance still works; an engineer clears it.",
+            [Visit("withdrawal"), Visit("balance", card="domestic2")],
+            _check_jam,
+            setup=_jam,
+            epilogue=_engineer_clears_jam,
+        ),
+        Scenario(
+            "cash-low",
+            "A withdrawal takes cassette A below its low threshold.",
+            [Visit("withdrawal", amount=40_000)],
+            _check_cash_low,
+            config={
+                "cassettes": [
+                    {"id": "A", "denomination": 10_000, "count": 53, "low": 50},
+                    {"id": "B", "denomination": 1_000, "count": 1000, "low": 100},
+                ]
+            },
+        ),
+        Scenario(
+            "forgotten-card-deposit",
+            "After a deposit the customer walks away without the card:"
+            " the deposit pattern (chime, more often, more urgent) calls them back, then the card is retained.",
+            [Visit("deposit", forget_card=True)],
+            _check_forgotten_card_deposit,
+        ),
+        Scenario(
+            "customer-returns",
+            "The customer walks away from the card, hears the prompt, comes back and takes the card.",
+            [Visit("balance", forget_card=True, come_back_after=6.0)],
+            _check_customer_returns,
+        ),
+        Scenario(
+            "passer-by",
+            "Nobody uses the ATM; people walk past the distance sensor and one stops briefly.",
+            [],
+            _check_passer_by,
+            config={"devices": {"proximity": "trace://passers-by"}},
+            linger=40.0,
+        ),
+        Scenario(
+            "sensor-glitch",
+            "The presence sensor stops reporting during a session: no prompt, the"
+            " ATM relies on its time-outs; the fault is raised and cleared.",
+            [Visit("balance", forget_card=True, come_back_after=4.0)],
+            _check_sensor_glitch,
+            setup=_sensor_fails,
+            epilogue=_sensor_recovers,
+        ),
+    ]
+}

@@ -5,6 +5,7 @@ and hands each :class:`Message` to a publisher. A publisher is anything with
 ``publish(message)``; the MQTT one lives in ``agent.mqtt``. A durable outbox
 slots in as a publisher that stores first and forwards later.
 """
+
 from __future__ import annotations
 
 import abc
@@ -23,7 +24,7 @@ class Message:
     payload: dict
     qos: int = 1
     retain: bool = False
-    durability: str = "critical"   # "critical": never dropped; "coalesce": the latest per topic is enough
+    durability: str = "critical"  # "critical": never dropped; "coalesce": the latest per topic is enough
 
     def encode(self) -> bytes:
         return json.dumps(self.payload, ensure_ascii=False, separators=(",", ":")).encode()
@@ -76,8 +77,14 @@ class MemoryPublisher(Publisher):
 class Telemetry:
     """Builds and publishes the four message kinds of the ATM."""
 
-    def __init__(self, atm_id: str, clock, publishers: list[Publisher] | None = None,
-                 on_message: Callable[[Message], None] | None = None, boot: int | None = None):
+    def __init__(
+        self,
+        atm_id: str,
+        clock,
+        publishers: list[Publisher] | None = None,
+        on_message: Callable[[Message], None] | None = None,
+        boot: int | None = None,
+    ):
         self.atm_id = atm_id
         self.clock = clock
         self.publishers: list[Publisher] = list(publishers or [])
@@ -86,18 +93,24 @@ class Telemetry:
         self.prefix = f"{TOPIC_ROOT}/{atm_id}/"
         # ``boot`` counts agent starts (kept by the outbox); without an outbox a random
         # one keeps (boot, seq) unique. Message ids are "<atm_id>-<boot>-<seq>".
-        self.boot = boot if boot is not None else uuid.uuid4().int % 10 ** 12
+        self.boot = boot if boot is not None else uuid.uuid4().int % 10**12
         self._id_prefix = f"{atm_id}-{self.boot}-"
-        self.birth_facts: dict = {}   # what never changes while the agent runs (firmware, rig)
+        self.birth_facts: dict = {}  # what never changes while the agent runs (firmware, rig)
 
     def envelope(self, body: dict) -> dict:
         seq = next(self._seq)
-        return {"atm_id": self.atm_id,
-                "ts": self.clock.utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "boot": self.boot, "seq": seq, "id": f"{self._id_prefix}{seq}", **body}
+        return {
+            "atm_id": self.atm_id,
+            "ts": self.clock.utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "boot": self.boot,
+            "seq": seq,
+            "id": f"{self._id_prefix}{seq}",
+            **body,
+        }
 
-    def message(self, kind: str, body: dict, qos: int = 1, retain: bool = False,
-                durability: str = "critical") -> Message:
+    def message(
+        self, kind: str, body: dict, qos: int = 1, retain: bool = False, durability: str = "critical"
+    ) -> Message:
         return Message(self.prefix + kind, self.envelope(body), qos, retain, durability)
 
     def send(self, message: Message) -> None:

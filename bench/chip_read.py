@@ -9,6 +9,7 @@ vpcd every 400 ms.
 
     .venv/bin/python bench/chip_read.py [--rounds N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,13 @@ CASES = {"PSE card (domestic_debit)": "domestic", "61xx-chunked card (chunked_61
 
 def _ms(values: list[float]) -> dict:
     ordered = sorted(values)
-    return {"median_ms": statistics.median(ordered) * 1000,
-            "p95_ms": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))] * 1000,
-            "min_ms": ordered[0] * 1000, "max_ms": ordered[-1] * 1000, "rounds": len(ordered)}
+    return {
+        "median_ms": statistics.median(ordered) * 1000,
+        "p95_ms": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))] * 1000,
+        "min_ms": ordered[0] * 1000,
+        "max_ms": ordered[-1] * 1000,
+        "rounds": len(ordered),
+    }
 
 
 def measure(rounds: int, seed: int = 1) -> dict:
@@ -85,8 +90,10 @@ def main() -> None:
     args = parser.parse_args()
     for label, r in run(args.rounds).items():
         for what, f in r.items():
-            print(f"{label:<34} {what:<15} median {f['median_ms']:7.1f} ms  p95 {f['p95_ms']:7.1f} ms"
-                  f"  (min {f['min_ms']:.1f}, max {f['max_ms']:.1f}, {f['rounds']} rounds)")
+            print(
+                f"{label:<34} {what:<15} median {f['median_ms']:7.1f} ms  p95 {f['p95_ms']:7.1f} ms"
+                f"  (min {f['min_ms']:.1f}, max {f['max_ms']:.1f}, {f['rounds']} rounds)"
+            )
 
 
 if __name__ == "__main__":

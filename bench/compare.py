@@ -15,6 +15,7 @@ nothing here asserts a speed.
 
     .venv/bin/python bench/compare.py [--base REV] [--bench presence,sessions,startup]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,6 +46,7 @@ def _tree_run_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     import agent
+
     trees.check_imported(agent)
     return module
 
@@ -96,9 +98,11 @@ def compare(base_tree: Path, args) -> tuple[dict, dict]:
 
 
 def report(base: dict, current: dict, args, out=sys.stdout) -> None:
-    print(f"\nside by side: base {base['tree']} vs current {current['tree']}"
-          f" (presence: {args.notes} notes, {args.note_ms:g} ms/note, 9600 baud, event every {args.period_ms:g} ms)",
-          file=out)
+    print(
+        f"\nside by side: base {base['tree']} vs current {current['tree']}"
+        f" (presence: {args.notes} notes, {args.note_ms:g} ms/note, 9600 baud, event every {args.period_ms:g} ms)",
+        file=out,
+    )
     print(f"  {'benchmark':<40}{'base':>14}{'current':>14}{'current/base':>14}  better", file=out)
     for key, entry in base.items():
         if key == "tree":

@@ -20,6 +20,7 @@ Everything that touches the firmware's internals is in ``bench/probes.py``.
 
     .venv/bin/python bench/presence_delay.py [--base REV] [--only current|base]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # mypy reads bench/ as a package; run as a script, bench/ is 
 else:
     import trees
 
-DRIVER_OPTIONS = "ack_timeout=0.2&timeout=0.5&poll=0.1"   # as the +emu rig sets them
+DRIVER_OPTIONS = "ack_timeout=0.2&timeout=0.5&poll=0.1"  # as the +emu rig sets them
 
 
 def note_time(note_ms: float) -> str:
@@ -59,8 +60,13 @@ def percentile(values: list[float], p: float) -> float:
 def summary(delays_ms: list[float]) -> dict:
     if not delays_ms:
         return {"count": 0}
-    return {"count": len(delays_ms), "p50_ms": percentile(delays_ms, 50), "p99_ms": percentile(delays_ms, 99),
-            "max_ms": max(delays_ms), "mean_ms": statistics.fmean(delays_ms)}
+    return {
+        "count": len(delays_ms),
+        "p50_ms": percentile(delays_ms, 50),
+        "p99_ms": percentile(delays_ms, 99),
+        "max_ms": max(delays_ms),
+        "mean_ms": statistics.fmean(delays_ms),
+    }
 
 
 def watch_dispenses(emulator, notify) -> None:
@@ -86,6 +92,7 @@ def watch_dispenses(emulator, notify) -> None:
 # -- the child: one tree -------------------------------------------------------------
 def child(args) -> dict:
     import agent
+
     if TYPE_CHECKING:
         from bench import probes
     else:
@@ -110,18 +117,26 @@ def child(args) -> dict:
     try:
         if not began.wait(30):
             raise SystemExit("the dispense did not start within 30 s")
-        posted = _sensor_thread(atm, probes, ended, args.period_ms / 1000,
-                                limit=args.notes * args.note_ms / 1000 * 3 + 30)
+        posted = _sensor_thread(
+            atm, probes, ended, args.period_ms / 1000, limit=args.notes * args.note_ms / 1000 * 3 + 30
+        )
         deadline = time.monotonic() + 30
         while len(handled) < len(posted) and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         probes.stop(atm)
     delays = [1000 * (handled[s] - t) for s, t in posted.items() if s in handled]
-    return {"tree": trees.describe(Path(os.environ.get("BENCH_TREE", trees.ROOT))), "api": probes.api_shape(),
-            "notes": args.notes, "note_ms": args.note_ms, "period_ms": args.period_ms,
-            "dispense_s": times.get("end", 0) - times.get("start", 0),
-            "posted": len(posted), "lost": len(posted) - len(delays), **summary(delays)}
+    return {
+        "tree": trees.describe(Path(os.environ.get("BENCH_TREE", trees.ROOT))),
+        "api": probes.api_shape(),
+        "notes": args.notes,
+        "note_ms": args.note_ms,
+        "period_ms": args.period_ms,
+        "dispense_s": times.get("end", 0) - times.get("start", 0),
+        "posted": len(posted),
+        "lost": len(posted) - len(delays),
+        **summary(delays),
+    }
 
 
 def _read_marks(mark) -> None:
@@ -159,10 +174,12 @@ def measure(tree: Path, notes: int, note_ms: float, period_ms: float, emulator: 
         return trees.run_child(tree, "presence_delay.py", [*common, "--window", "emulator"])
     sys.path.insert(0, str(trees.ROOT))
     from hw_mocks.lcdm_emulator import Lcdm2000Emulator
+
     emu = Lcdm2000Emulator(upper=notes * 10 + 100, baud=9600, note_ms=note_ms)
     locator = f"lcdm2000://{emu.port}?{DRIVER_OPTIONS}&note_time={note_time(note_ms)}"
-    proc = trees.start_child(tree, "presence_delay.py", [*common, "--window", "stdin", "--dispenser", locator],
-                             stdin=subprocess.PIPE)
+    proc = trees.start_child(
+        tree, "presence_delay.py", [*common, "--window", "stdin", "--dispenser", locator], stdin=subprocess.PIPE
+    )
     stdin, stdout = proc.stdin, proc.stdout
     assert stdin is not None and stdout is not None  # both are pipes
 
@@ -194,12 +211,25 @@ def report(results: dict[str, dict], out=sys.stdout) -> None:
     """Rows of figures, one column per tree, and current/base."""
     names = list(results)
     any_r = next(iter(results.values()))
-    print(f"presence event delay during a {any_r['notes']}-note dispense "
-          f"(9600 baud, {any_r['note_ms']:g} ms/note, one event per {any_r['period_ms']:g} ms)", file=out)
-    print(f"  {'':<14}" + "".join(f"{n + ' ' + results[n]['tree']:>26}" for n in names)
-          + ("   current/base" if len(names) == 2 else ""), file=out)
-    for key, label in (("count", "events"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms"),
-                       ("dispense_s", "dispense s"), ("lost", "lost")):
+    print(
+        f"presence event delay during a {any_r['notes']}-note dispense "
+        f"(9600 baud, {any_r['note_ms']:g} ms/note, one event per {any_r['period_ms']:g} ms)",
+        file=out,
+    )
+    print(
+        f"  {'':<14}"
+        + "".join(f"{n + ' ' + results[n]['tree']:>26}" for n in names)
+        + ("   current/base" if len(names) == 2 else ""),
+        file=out,
+    )
+    for key, label in (
+        ("count", "events"),
+        ("p50_ms", "p50 ms"),
+        ("p99_ms", "p99 ms"),
+        ("max_ms", "max ms"),
+        ("dispense_s", "dispense s"),
+        ("lost", "lost"),
+    ):
         cells = [results[n].get(key) for n in names]
         row = "".join(f"{c:>26.2f}" if isinstance(c, float) else f"{c!s:>26}" for c in cells)
         if len(cells) == 2 and all(isinstance(c, (int, float)) for c in cells) and cells[0]:
@@ -233,8 +263,14 @@ def main() -> None:
         report(results)
 
 
-def run(base: str = trees.DEFAULT_BASE, only: str | None = None, notes: int = 60, note_ms: float = 200.0,
-        period_ms: float = 10.0, emulator: str = "shared") -> dict[str, dict]:
+def run(
+    base: str = trees.DEFAULT_BASE,
+    only: str | None = None,
+    notes: int = 60,
+    note_ms: float = 200.0,
+    period_ms: float = 10.0,
+    emulator: str = "shared",
+) -> dict[str, dict]:
     """Figures per tree: {'base': ..., 'current': ...}."""
     results = {}
     if only != "current":

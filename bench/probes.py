@@ -14,6 +14,7 @@ tree, change only this file.
 - :func:`post_presence` -- a presence reading, as a sensor thread emits it.
 - :func:`emulator_of` -- the in-process emulator of an ``+emu`` dispenser.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -26,22 +27,25 @@ from agent.runtime import Agent
 from fsm.clock import RealClock
 from hw_mocks.customer import Customer, Visit
 
-NOTE = 1_000              # the denomination of the one cassette
-SEQ = "bench_seq"         # the key that numbers the benchmark's presence events
+NOTE = 1_000  # the denomination of the one cassette
+SEQ = "bench_seq"  # the key that numbers the benchmark's presence events
 
 
 def api_shape() -> str:
     """'kwargs' when the loop takes ``post(name, **data)``, else 'typed'."""
     from fsm.loop import EventLoop
+
     params = list(inspect.signature(EventLoop.post).parameters.values())
     return "kwargs" if any(p.kind is p.VAR_KEYWORD for p in params) else "typed"
 
 
 def make_agent(dispenser: str, cassette_count: int = 2_000) -> Agent:
-    cfg = configmod.from_dict({
-        "devices": {"dispenser": dispenser},
-        "cassettes": [{"id": "A", "denomination": NOTE, "count": cassette_count, "low": 10}],
-    })
+    cfg = configmod.from_dict(
+        {
+            "devices": {"dispenser": dispenser},
+            "cassettes": [{"id": "A", "denomination": NOTE, "count": cassette_count, "low": 10}],
+        }
+    )
     cfg.journal_path = ":memory:"
     clock = RealClock()
     return Agent(cfg, clock, Recorder(clock, keep=False))
@@ -53,7 +57,8 @@ def start(agent: Agent, notes: int, arrive: float = 1.0, think: float = 0.05, ti
     The customer is scheduled before the loop thread runs: timers are loop-only."""
     ready = threading.Event()
     agent.recorder.sinks.append(
-        lambda r: ready.set() if r.get("type") == "state" and r.get("state") == "idle" else None)
+        lambda r: ready.set() if r.get("type") == "state" and r.get("state") == "idle" else None
+    )
     agent.start()
     visit = Visit("withdrawal", amount=notes * NOTE, think=think, forget_cash=True, label="bench")
     Customer(agent, visit).arrive(arrive)
@@ -105,8 +110,9 @@ def emulator_of(agent: Agent):
     for _ in range(3):  # a command-queue wrapper may hold the driver
         if hasattr(device, "emulator"):
             return device.emulator
-        inner = next((getattr(device, a) for a in ("device", "inner", "_device", "wrapped")
-                      if hasattr(device, a)), None)
+        inner = next(
+            (getattr(device, a) for a in ("device", "inner", "_device", "wrapped") if hasattr(device, a)), None
+        )
         if inner is None:
             return None
         device = inner

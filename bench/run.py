@@ -14,6 +14,7 @@
 7. The help video on the real window under Xvfb: timeout to first frame, and
    sustained 720p playback, frames dropped and CPU (bench/video_playback.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,10 @@ from bench import chip_read, serial_roundtrip, telemetry, video_playback, voice_
 from fsm.clock import VirtualClock  # noqa: E402
 from hw_mocks.customer import Customer, Visit  # noqa: E402
 
-BIG_CASSETTES = [{"id": "A", "denomination": 10_000, "count": 1_000_000, "low": 10},
-                 {"id": "B", "denomination": 1_000, "count": 1_000_000, "low": 10}]
+BIG_CASSETTES = [
+    {"id": "A", "denomination": 10_000, "count": 1_000_000, "low": 10},
+    {"id": "B", "denomination": 1_000, "count": 1_000_000, "low": 10},
+]
 
 
 def withdrawals_per_second(sessions: int, journal: str) -> float:
@@ -70,8 +73,9 @@ def startup_seconds(runs: int) -> list[float]:
     out = []
     for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.Popen([atm, "run", "--no-customers", "--duration", "0.2"],
-                                stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        proc = subprocess.Popen(
+            [atm, "run", "--no-customers", "--duration", "0.2"], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
         assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             if line.startswith("ready:"):
@@ -103,15 +107,19 @@ def main() -> None:
     print(f"withdrawal sessions/s, virtual clock, one core, journal in memory : {rate_mem:8.0f}  (target >= 2000)")
     print(f"withdrawal sessions/s, virtual clock, one core, journal on disk   : {rate_disk:8.0f}  (synchronous=FULL)")
     print(f"ratio disk/memory                                                 : {rate_disk / rate_mem:8.3f}")
-    print(f"atm run start-up to ready, warm speech cache, median of {len(starts)}       : "
-          f"{statistics.median(starts):8.3f} s (target <= 2 s; min {min(starts):.3f}, max {max(starts):.3f})")
+    print(
+        f"atm run start-up to ready, warm speech cache, median of {len(starts)}       : "
+        f"{statistics.median(starts):8.3f} s (target <= 2 s; min {min(starts):.3f}, max {max(starts):.3f})"
+    )
     for name, r in serial.items():
         wire = r["wire"]
         for mode, how in (("fast", "no line timing"), ("timed", f"{wire['baud']} baud (timing=1)")):
             f = r[mode]
             label = f"{name} status round trip via pty, {how}"
-            print(f"{label:<66}: {f['median_ms']:8.3f} ms median (p95 {f['p95_ms']:.3f}; "
-                  f"{f['per_s']:.0f}/s; {f['rounds']} trips)")
+            print(
+                f"{label:<66}: {f['median_ms']:8.3f} ms median (p95 {f['p95_ms']:.3f}; "
+                f"{f['per_s']:.0f}/s; {f['rounds']} trips)"
+            )
         label = f"{name} theoretical wire time, {wire['bytes']} bytes x {wire['bits_per_byte']} bits"
         print(f"{label:<66}: {wire['ms']:8.3f} ms (timed median/wire {r['timed']['median_ms'] / wire['ms']:.2f})")
 
@@ -119,11 +127,14 @@ def main() -> None:
         for what, how in (("insert_to_data", "insertion to masked data"), ("read_only", "EMV read, card known")):
             f = r[what]
             label = f"chip via pcscd/vpcd, {name}, {how}"
-            print(f"{label:<66}: {f['median_ms']:8.1f} ms median (p95 {f['p95_ms']:.1f}; {f['rounds']} rounds)"
-                  + ("  (target <= 300 ms)" if what == "insert_to_data" and "PSE" in name else ""))
+            print(
+                f"{label:<66}: {f['median_ms']:8.1f} ms median (p95 {f['p95_ms']:.1f}; {f['rounds']} rounds)"
+                + ("  (target <= 300 ms)" if what == "insert_to_data" and "PSE" in name else "")
+            )
     telemetry.report(mqtt)
     voice_latency.report(voice)
     video_playback.report(video)
+
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@
 
     .venv/bin/python bench/telemetry.py
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -107,8 +108,11 @@ def link_rate(broker, directory, n: int, kind: str) -> float:
     link, tel = make_link([broker.url], directory)
     link.start()
     link.wait_connected(5)
-    send = (lambda i: tel.cash([{"id": "A", "count": i}])) if kind == "coalesce" else \
-        (lambda i: tel.fault({"device": "dispenser", "code": "bench", "n": i}))
+    send = (
+        (lambda i: tel.cash([{"id": "A", "count": i}]))
+        if kind == "coalesce"
+        else (lambda i: tel.fault({"device": "dispenser", "code": "bench", "n": i}))
+    )
     start = time.perf_counter()
     for i in range(n):
         send(i)
@@ -149,8 +153,12 @@ def fault_latency(broker, directory, faults: int = 300) -> dict:
     lat = sorted((counter.arrived[i] - t) * 1000 for i, t in sent.items() if i in counter.arrived)
     link.stop(timeout=1)
     counter.stop()
-    return {"p50_ms": statistics.median(lat), "p99_ms": lat[int(0.99 * (len(lat) - 1))],
-            "received": len(lat), "sent": len(sent)}
+    return {
+        "p50_ms": statistics.median(lat),
+        "p99_ms": lat[int(0.99 * (len(lat) - 1))],
+        "received": len(lat),
+        "sent": len(sent),
+    }
 
 
 def drain(directory, n: int) -> dict:
@@ -159,8 +167,11 @@ def drain(directory, n: int) -> dict:
     link, tel = make_link([broker.url], directory)
     ids = set()
     for i in range(n):
-        message = tel.message("cash", {"cassettes": [{"id": "A", "count": i}]}, durability="coalesce") \
-            if i % 2 else tel.message("fault", {"code": "x", "n": i})
+        message = (
+            tel.message("cash", {"cassettes": [{"id": "A", "count": i}]}, durability="coalesce")
+            if i % 2
+            else tel.message("fault", {"code": "x", "n": i})
+        )
         link.publish(message)
         ids.add(message.payload["id"])
     broker.start()
@@ -189,6 +200,7 @@ def failover(directory, rounds: int = 3) -> list[float]:
         tokyo.kill()
         start = time.perf_counter()
         tel.fault({"code": "after-kill"})
+
         def at_osaka(link=link, port=osaka.port) -> bool:
             return link.outbox.count() == 0 and link.current is not None and link.current.port == port
 
@@ -212,25 +224,41 @@ def run(n: int = 20_000, backlog: int = 100_000) -> dict:
             broker.close()
         drained = drain(directory, backlog)
         failovers = failover(directory)
-    return {"raw": raw, "coalesce": coalesce, "critical": critical, "latency": latency,
-            "drain": drained, "failover": failovers}
+    return {
+        "raw": raw,
+        "coalesce": coalesce,
+        "critical": critical,
+        "latency": latency,
+        "drain": drained,
+        "failover": failovers,
+    }
 
 
 def report(r: dict) -> None:
     print(f"raw paho QoS 1, no persistence                 : {r['raw']:8.0f} msg/s")
-    print(f"MqttLink, coalescing messages (sync NORMAL)    : {r['coalesce']:8.0f} msg/s  "
-          f"(ratio {r['coalesce'] / r['raw']:.2f}; targets >= 5000 msg/s, >= 0.5)")
-    print(f"MqttLink, critical messages (fsync each)       : {r['critical']:8.0f} msg/s  "
-          f"(ratio {r['critical'] / r['raw']:.2f})")
+    print(
+        f"MqttLink, coalescing messages (sync NORMAL)    : {r['coalesce']:8.0f} msg/s  "
+        f"(ratio {r['coalesce'] / r['raw']:.2f}; targets >= 5000 msg/s, >= 0.5)"
+    )
+    print(
+        f"MqttLink, critical messages (fsync each)       : {r['critical']:8.0f} msg/s  "
+        f"(ratio {r['critical'] / r['raw']:.2f})"
+    )
     lat = r["latency"]
-    print(f"fault raised -> subscriber, 100 msg/s load     : p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms"
-          f"  ({lat['received']}/{lat['sent']} received; target p99 <= 20 ms)")
+    print(
+        f"fault raised -> subscriber, 100 msg/s load     : p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms"
+        f"  ({lat['received']}/{lat['sent']} received; target p99 <= 20 ms)"
+    )
     d = r["drain"]
-    print(f"backlog drain after an outage                  : {d['rate']:8.0f} msg/s  ({d['messages']} in"
-          f" {d['seconds']:.1f} s, {d['missing']} missing; target >= 5000 msg/s, none lost)")
+    print(
+        f"backlog drain after an outage                  : {d['rate']:8.0f} msg/s  ({d['messages']} in"
+        f" {d['seconds']:.1f} s, {d['missing']} missing; target >= 5000 msg/s, none lost)"
+    )
     f = r["failover"]
-    print(f"failover, primary killed -> secondary PUBACK   : {statistics.median(f):.3f} s median"
-          f" (max {max(f):.3f}; target <= 3 s)")
+    print(
+        f"failover, primary killed -> secondary PUBACK   : {statistics.median(f):.3f} s median"
+        f" (max {max(f):.3f}; target <= 3 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ a crash). :func:`run_child` runs one of this tree's bench scripts with the
 same Python, but with ``PYTHONPATH`` set to the tree under test, so the
 firmware it imports is that tree's; the script prints one JSON line last.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
-DEFAULT_BASE = "5992920"   # the blocking design: device commands on the loop thread
+DEFAULT_BASE = "5992920"  # the blocking design: device commands on the loop thread
 
 
 def git(*args: str, cwd: Path = ROOT) -> str:
@@ -55,15 +56,21 @@ def checkout(rev: str):
 
 def child_env(tree: Path) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(tree)   # ahead of the editable install of this tree
-    env["BENCH_TREE"] = str(tree)   # the child checks that it imported this tree
+    env["PYTHONPATH"] = str(tree)  # ahead of the editable install of this tree
+    env["BENCH_TREE"] = str(tree)  # the child checks that it imported this tree
     return env
 
 
 def start_child(tree: Path, script: str, args: list[str], stdin=None) -> subprocess.Popen[str]:
     """Start ``bench/<script>`` of this tree against the firmware of ``tree``."""
-    return subprocess.Popen([sys.executable, str(BENCH / script), *args], cwd=tree, env=child_env(tree),
-                            stdin=stdin, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(BENCH / script), *args],
+        cwd=tree,
+        env=child_env(tree),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_child(tree: Path, script: str, args: list[str], timeout: float = 600) -> dict:

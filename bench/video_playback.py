@@ -8,6 +8,7 @@
 
     .venv/bin/python bench/video_playback.py
 """
+
 from __future__ import annotations
 
 import os
@@ -92,8 +93,14 @@ def sustained(display, path: Path, seconds: float, xvfb_pid: int) -> dict:
     x_cpu = cpu_seconds(xvfb_pid) - x_cpu
     time.sleep(0.2)
     fps = cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS)
-    return {"fps": fps, "shown": display.frames_shown - shown, "dropped": display.frames_dropped - dropped,
-            "expected": int(seconds * fps), "cores": cpu / wall, "x_cores": x_cpu / wall}
+    return {
+        "fps": fps,
+        "shown": display.frames_shown - shown,
+        "dropped": display.frames_dropped - dropped,
+        "expected": int(seconds * fps),
+        "cores": cpu / wall,
+        "x_cores": x_cpu / wall,
+    }
 
 
 def run(rounds: int = 15, seconds: float = 10.0) -> dict:
@@ -108,8 +115,11 @@ def run(rounds: int = 15, seconds: float = 10.0) -> dict:
             v10 = scaled(HELP, Path(tmp) / "help720p10.mp4", 10)
             v30 = scaled(HELP, Path(tmp) / "help720p30.mp4", 30)
             latency = first_frame_latency(display, v10, rounds)
-            return {"latency": latency, "p10": sustained(display, v10, seconds, xvfb.pid),
-                    "p30": sustained(display, v30, seconds, xvfb.pid)}
+            return {
+                "latency": latency,
+                "p10": sustained(display, v10, seconds, xvfb.pid),
+                "p30": sustained(display, v30, seconds, xvfb.pid),
+            }
     finally:
         display.close()
         xvfb.terminate()
@@ -118,13 +128,17 @@ def run(rounds: int = 15, seconds: float = 10.0) -> dict:
 
 def report(r: dict) -> None:
     lat = sorted(r["latency"])
-    print(f"help video: inactivity timeout -> first frame on the window       : "
-          f"{statistics.median(lat) * 1000:6.1f} ms median (max {lat[-1] * 1000:.1f}; target <= 150 ms)")
+    print(
+        f"help video: inactivity timeout -> first frame on the window       : "
+        f"{statistics.median(lat) * 1000:6.1f} ms median (max {lat[-1] * 1000:.1f}; target <= 150 ms)"
+    )
     for key in ("p10", "p30"):
         s = r[key]
-        print(f"help video: 720p at {s['fps']:.0f} fps for 10 s on the real window           : "
-              f"{s['shown']} shown of {s['expected']}, {s['dropped']} dropped, {s['cores']:.2f} cores"
-              f" (+ {s['x_cores']:.2f} in the X server; target: none dropped, <= 0.5 core)")
+        print(
+            f"help video: 720p at {s['fps']:.0f} fps for 10 s on the real window           : "
+            f"{s['shown']} shown of {s['expected']}, {s['dropped']} dropped, {s['cores']:.2f} cores"
+            f" (+ {s['x_cores']:.2f} in the X server; target: none dropped, <= 0.5 core)"
+        )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ polls. No sound card and no private ALSA configuration are needed.
 
     .venv/bin/python bench/voice_latency.py [--rounds N] [--demand-rounds N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,9 @@ from devices.speaker import Clip, Speaker  # noqa: E402
 from fsm.clock import RealClock, Scheduler  # noqa: E402
 from fsm.prompter import Prompter  # noqa: E402
 
-PATTERN = "forgotten_card"      # no chime on the first repeat: the words come first
+PATTERN = "forgotten_card"  # no chime on the first repeat: the words come first
 LANGUAGE = "en"
-FIRST_SAMPLE_TIMEOUT = 5.0      # seconds; a round without a sample by then is counted as failed
+FIRST_SAMPLE_TIMEOUT = 5.0  # seconds; a round without a sample by then is counted as failed
 SAFE_PATH = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-.")
 
 
@@ -113,6 +114,7 @@ class InProcessRenderer:
 
     def __init__(self):
         from agent.render_speech import Renderer
+
         self.renderer = Renderer()
 
     def render(self, job: dict) -> bool:
@@ -129,8 +131,13 @@ class ChildRenderer:
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), self.env.get("PYTHONPATH")]))
 
     def render(self, job: dict) -> bool:
-        proc = subprocess.run([sys.executable, "-m", "agent.render_speech"], input=json.dumps([job]).encode(),
-                              capture_output=True, timeout=self.timeout, env=self.env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent.render_speech"],
+            input=json.dumps([job]).encode(),
+            capture_output=True,
+            timeout=self.timeout,
+            env=self.env,
+        )
         lines = proc.stdout.decode(errors="replace").splitlines()
         return bool(lines) and bool(json.loads(lines[-1]).get("ok"))
 
@@ -149,8 +156,7 @@ class OnDemandVoice(VoiceLibrary):
         meta = self.catalogue.language(lang)
         self.rendered += 1
         out = os.path.join(self.directory, f"on-demand-{self.rendered}.wav")  # never a cached file
-        job = {"text": self.catalogue.speech(prompt_id, lang), "voice": meta.voice,
-               "rate": meta.rate, "out": out}
+        job = {"text": self.catalogue.speech(prompt_id, lang), "voice": meta.voice, "rate": meta.rate, "out": out}
         if not self.renderer.render(job):
             return None
         duration = wav_duration(out)
@@ -161,9 +167,13 @@ def _stats(values: list[float]) -> dict:
     ordered = sorted(values)
     if not ordered:
         return {"rounds": 0}
-    return {"p50_ms": statistics.median(ordered) * 1000,
-            "p99_ms": ordered[int(0.99 * (len(ordered) - 1))] * 1000,
-            "min_ms": ordered[0] * 1000, "max_ms": ordered[-1] * 1000, "rounds": len(ordered)}
+    return {
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[int(0.99 * (len(ordered) - 1))] * 1000,
+        "min_ms": ordered[0] * 1000,
+        "max_ms": ordered[-1] * 1000,
+        "rounds": len(ordered),
+    }
 
 
 def measure(library, fifo: FifoPcm, rounds: int, rng: random.Random) -> dict:
@@ -186,9 +196,9 @@ def measure(library, fifo: FifoPcm, rounds: int, rng: random.Random) -> dict:
         for _ in range(rounds):
             fifo.drain()
             events.clear()
-            t0 = time.perf_counter()                    # debounced customer_left
+            t0 = time.perf_counter()  # debounced customer_left
             prompter.start(PATTERN, LANGUAGE)
-            spawned = time.perf_counter()               # aplay forked and exec'd
+            spawned = time.perf_counter()  # aplay forked and exec'd
             first = fifo.wait_first(FIRST_SAMPLE_TIMEOUT)
             plays = [f for kind, f in events if kind == "prompt" and f.get("action") == "play"]
             if not plays or not plays[0]["spoken"]:
@@ -199,21 +209,24 @@ def measure(library, fifo: FifoPcm, rounds: int, rng: random.Random) -> dict:
                 edge_to_sample.append(first[0] - t0)
                 edge_to_spawned.append(spawned - t0)
                 first_bytes.append(first[1])
-            killed += speaker.playing                   # still writing (blocked on the FIFO)
-            prompter.stop("bench")                      # cancels the repeats; speaker.stop() kills aplay
+            killed += speaker.playing  # still writing (blocked on the FIFO)
+            prompter.stop("bench")  # cancels the repeats; speaker.stop() kills aplay
             if speaker.playing:
                 raise RuntimeError("aplay is still running after stop()")
             scheduler.run_due()
             fifo.drain()
-            time.sleep(rng.uniform(0.02, 0.06))         # let the next edge fall at no fixed phase
+            time.sleep(rng.uniform(0.02, 0.06))  # let the next edge fall at no fixed phase
     finally:
         prompter.stop("bench")
         speaker.close()
         display.close()
     result = _stats(edge_to_sample)
-    result.update(failed=failed, killed=killed, spawn_p50_ms=statistics.median(edge_to_spawned) * 1000
-                  if edge_to_spawned else None, first_read_bytes=statistics.median(first_bytes)
-                  if first_bytes else None)
+    result.update(
+        failed=failed,
+        killed=killed,
+        spawn_p50_ms=statistics.median(edge_to_spawned) * 1000 if edge_to_spawned else None,
+        first_read_bytes=statistics.median(first_bytes) if first_bytes else None,
+    )
     return result
 
 
@@ -230,14 +243,19 @@ def run(rounds: int = 50, demand_rounds: int = 10, seed: int = 1) -> dict:
             cached = measure(VoiceLibrary(catalogue, cache), fifo, rounds, rng)
             renders = os.path.join(directory, "renders")
             os.mkdir(renders)
-            in_process = measure(OnDemandVoice(catalogue, cache, InProcessRenderer(), renders),
-                                 fifo, demand_rounds, rng)
-            child = measure(OnDemandVoice(catalogue, cache, ChildRenderer(), renders),
-                            fifo, demand_rounds, rng)
+            in_process = measure(
+                OnDemandVoice(catalogue, cache, InProcessRenderer(), renders), fifo, demand_rounds, rng
+            )
+            child = measure(OnDemandVoice(catalogue, cache, ChildRenderer(), renders), fifo, demand_rounds, rng)
         finally:
             fifo.close()
-    return {"warm_seconds": warm.seconds, "warm_rendered": len(warm.rendered), "cached": cached,
-            "on_demand": in_process, "on_demand_child": child}
+    return {
+        "warm_seconds": warm.seconds,
+        "warm_rendered": len(warm.rendered),
+        "cached": cached,
+        "on_demand": in_process,
+        "on_demand_child": child,
+    }
 
 
 def report(r: dict) -> None:
@@ -245,9 +263,11 @@ def report(r: dict) -> None:
         if not s.get("rounds"):
             print(f"{label:<52}: no first sample in any round ({s.get('failed', 0)} failed)")
             return
-        print(f"{label:<52}: p50 {s['p50_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  (min {s['min_ms']:.1f},"
-              f" max {s['max_ms']:.1f}; {s['rounds']} rounds, {s['failed']} failed;"
-              f" start() returned after {s['spawn_p50_ms']:.1f} ms p50){extra}")
+        print(
+            f"{label:<52}: p50 {s['p50_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  (min {s['min_ms']:.1f},"
+            f" max {s['max_ms']:.1f}; {s['rounds']} rounds, {s['failed']} failed;"
+            f" start() returned after {s['spawn_p50_ms']:.1f} ms p50){extra}"
+        )
 
     c, d, k = r["cached"], r["on_demand"], r["on_demand_child"]
     print(f"prompt cache warmed beforehand: {r['warm_rendered']} WAVs in {r['warm_seconds']:.2f} s (not timed below)")
@@ -256,10 +276,14 @@ def report(r: dict) -> None:
     line("... on demand, pyttsx3 renderer child", k)
     for label, s in (("in process", d), ("renderer child", k)):
         if c.get("rounds") and s.get("rounds"):
-            print(f"{'ratio cached / on demand, ' + label:<52}: p50 {c['p50_ms'] / s['p50_ms']:.2f}"
-                  f"  p99 {c['p99_ms'] / s['p99_ms']:.2f}")
-    print(f"(first sample = first bytes on the FIFO of the ALSA 'file' PCM; median first read"
-          f" {c['first_read_bytes']:.0f} bytes; aplay still running and killed by stop(): {c['killed']}/{c['rounds']})")
+            print(
+                f"{'ratio cached / on demand, ' + label:<52}: p50 {c['p50_ms'] / s['p50_ms']:.2f}"
+                f"  p99 {c['p99_ms'] / s['p99_ms']:.2f}"
+            )
+    print(
+        f"(first sample = first bytes on the FIFO of the ALSA 'file' PCM; median first read"
+        f" {c['first_read_bytes']:.0f} bytes; aplay still running and killed by stop(): {c['killed']}/{c['rounds']})"
+    )
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 Events emitted: ``notes_inserted`` (notes: {denomination: count}).
 """
+
 from __future__ import annotations
 
 import abc

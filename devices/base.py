@@ -2,6 +2,7 @@
 
 Vocabulary follows XFS4IoT where it fits (status, error actions).
 """
+
 from __future__ import annotations
 
 import abc
@@ -131,8 +132,9 @@ class Device(abc.ABC):  # noqa: B024 -- abstract by intent; each interface adds 
     def emit(self, name: str, **data: Any) -> None:
         self.ctx.emit(self.kind, name, data)
 
-    def raise_fault(self, code: str, message: str, severity: Severity = Severity.ERROR,
-                    action: Action = Action.MAINTENANCE) -> Fault:
+    def raise_fault(
+        self, code: str, message: str, severity: Severity = Severity.ERROR, action: Action = Action.MAINTENANCE
+    ) -> Fault:
         fault = Fault(self.kind, code, severity, message, action)
         if self.faults.get(code) != fault:
             self.faults[code] = fault

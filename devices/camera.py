@@ -1,4 +1,5 @@
 """Camera interface and the OpenCV backend (``opencv://0``)."""
+
 from __future__ import annotations
 
 import abc
@@ -34,6 +35,7 @@ class OpenCVCamera(Camera):
 
     def open(self) -> None:
         import cv2
+
         source = self.source
         self._cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
         if self.width and self.height:

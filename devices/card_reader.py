@@ -2,6 +2,7 @@
 
 Events emitted: ``inserted``, ``at_gate``, ``taken``; a jam raises a fault.
 """
+
 from __future__ import annotations
 
 import abc

@@ -4,6 +4,7 @@ The raw PAN lives only in a private slot of :class:`CardData`, built by the
 card-reading driver. Everything else sees ``masked`` (first 6, last 4) or
 ``token`` (HMAC-SHA256 under the device key).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,18 @@ class CardData:
 
     __slots__ = ("_pan", "masked", "last4", "token", "expiry", "service_code", "source", "country", "label", "aid")
 
-    def __init__(self, pan: str, key: bytes, *, expiry: str = "", service_code: str = "",
-                 source: str = "chip", country: str = "", label: str = "", aid: str = ""):
+    def __init__(
+        self,
+        pan: str,
+        key: bytes,
+        *,
+        expiry: str = "",
+        service_code: str = "",
+        source: str = "chip",
+        country: str = "",
+        label: str = "",
+        aid: str = "",
+    ):
         if not (12 <= len(pan) <= 19 and pan.isdigit()):
             raise CardDataError("card number is not 12-19 digits")
         if not luhn_ok(pan):
@@ -54,12 +65,12 @@ class CardData:
         self.masked = mask_pan(pan)
         self.last4 = pan[-4:]  # what the journal keeps next to the token
         self.token = card_token(pan, key)
-        self.expiry = expiry            # YYMM
+        self.expiry = expiry  # YYMM
         self.service_code = service_code
-        self.source = source            # "chip" or "magstripe"
-        self.country = country          # ISO 3166 numeric, from the chip
+        self.source = source  # "chip" or "magstripe"
+        self.country = country  # ISO 3166 numeric, from the chip
         self.label = label
-        self.aid = aid                  # hex AID of the chip application read
+        self.aid = aid  # hex AID of the chip application read
 
     @classmethod
     def from_track2(cls, track2: str, key: bytes, source: str = "magstripe") -> CardData:

@@ -1,4 +1,5 @@
 """Chip (ICC) reader interface: returns the card's data from the chip."""
+
 from __future__ import annotations
 
 import abc

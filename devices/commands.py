@@ -18,6 +18,7 @@ clock, where the loop would wait for the command anyway (virtual time stands
 still while it runs), that gives the same events in the same order without
 two thread switches per command.
 """
+
 from __future__ import annotations
 
 import enum
@@ -134,13 +135,17 @@ _ids = itertools.count(1)
 class CommandQueue:
     """The worker of one device: runs submitted commands one at a time, in order."""
 
-    def __init__(self, kind: str, activity: Activity | None = None,
-                 classify: Callable[[BaseException], Completion | None] | None = None,
-                 inline: bool = False) -> None:
+    def __init__(
+        self,
+        kind: str,
+        activity: Activity | None = None,
+        classify: Callable[[BaseException], Completion | None] | None = None,
+        inline: bool = False,
+    ) -> None:
         self.kind = kind
         self.activity = activity or Activity()
         self.classify = classify  # maps an error that is not a DeviceError to a completion
-        self.inline = inline      # run each job at once on the caller's thread (the virtual clock)
+        self.inline = inline  # run each job at once on the caller's thread (the virtual clock)
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending: dict[int, _Job] = {}
         self._lock = threading.Lock()
@@ -150,8 +155,7 @@ class CommandQueue:
             self._thread.start()
 
     # submitting -------------------------------------------------------------
-    def submit(self, command: str, action: Callable[[], Any],
-               on_complete: Callable[[Completion], None]) -> int:
+    def submit(self, command: str, action: Callable[[], Any], on_complete: Callable[[Completion], None]) -> int:
         """Queue ``action()`` as command ``command``; returns the command id."""
         job = _Job(next(_ids), command, action, on_complete)
         self._enqueue(job)

@@ -1,4 +1,5 @@
 """The devices of one ATM, one typed field per kind."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

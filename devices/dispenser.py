@@ -5,6 +5,7 @@ thresholds). ``dispense`` moves notes to the stacker, ``present`` to the
 gate; then ``cash_taken`` follows, or ``retract`` pulls them back.
 Events emitted: ``cash_presented``, ``cash_taken``.
 """
+
 from __future__ import annotations
 
 import abc
@@ -21,8 +22,8 @@ class Cassette:
     id: str
     denomination: int
     count: int
-    low: int = 0            # at or below: "low" (replenish soon)
-    empty: int = 0          # at or below: "empty" (the cassette is not used)
+    low: int = 0  # at or below: "low" (replenish soon)
+    empty: int = 0  # at or below: "empty" (the cassette is not used)
     near_end: bool = False  # the cassette's near-end sensor
 
     @property
@@ -34,8 +35,7 @@ class Cassette:
         return "ok"
 
     def as_dict(self) -> dict[str, object]:
-        return {"id": self.id, "denomination": self.denomination,
-                "count": self.count, "status": self.status}
+        return {"id": self.id, "denomination": self.denomination, "count": self.count, "status": self.status}
 
 
 @dataclass
@@ -52,7 +52,8 @@ class DispenseResult:
     @property
     def complete(self) -> bool:
         return not self.fault_code and all(
-            self.picked.get(c, 0) - self.rejected.get(c, 0) == n for c, n in self.requested.items())
+            self.picked.get(c, 0) - self.rejected.get(c, 0) == n for c, n in self.requested.items()
+        )
 
     def stacked(self, cassette_id: str) -> int:
         return self.picked.get(cassette_id, 0) - self.rejected.get(cassette_id, 0)
@@ -113,7 +114,7 @@ def plan_notes(cassettes: list[Cassette], amount: int, max_notes: int) -> dict[s
 class CashDispenser(Device):
     kind = "dispenser"
     max_notes = 60
-    has_shutter = True      # False: notes go straight out to the customer; no stacker, no retract
+    has_shutter = True  # False: notes go straight out to the customer; no stacker, no retract
 
     def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)

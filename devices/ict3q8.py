@@ -10,6 +10,7 @@ The card's position comes from every reply's status bytes and from polling
 status while something is expected. Changes become the events the state
 machine listens to: ``inserted``, ``at_gate``, ``taken``, ``captured``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,8 +27,10 @@ from devices.serial_link import LineSettings, LinkFailure, ProtocolError, Serial
 W, E = Severity.WARNING, Severity.ERROR
 # error code -> (fault code, severity, action, message)
 ERRORS: dict[str, tuple[str, Severity, Action, str]] = {
-    **{f"0{i}": ("command_error", E, Action.SOFTWARE, "the reader refused a command or parameter")
-       for i in (0, 1, 3, 4)},
+    **{
+        f"0{i}": ("command_error", E, Action.SOFTWARE, "the reader refused a command or parameter")
+        for i in (0, 1, 3, 4)
+    },
     "02": ("no_card", W, Action.NONE, "no card inside"),
     "10": ("jam", E, Action.MAINTENANCE, "card jammed in the transport"),
     "13": ("bad_card", W, Action.NONE, "card too long"),
@@ -43,8 +46,20 @@ ERRORS: dict[str, tuple[str, Severity, Action, str]] = {
     "B0": ("not_initialised", W, Action.RESET, "the reader is not initialised"),
 }
 # Warnings about one card or one command: gone once a command succeeds.
-PASSING = {"no_card", "bad_card", "card_moved", "read_error", "power_loss", "card_pulled_out",
-           "ic_position", "icc_error", "not_initialised", "command_error", "no_response", "bad_reply"}
+PASSING = {
+    "no_card",
+    "bad_card",
+    "card_moved",
+    "read_error",
+    "power_loss",
+    "card_pulled_out",
+    "ic_position",
+    "icc_error",
+    "not_initialised",
+    "command_error",
+    "no_response",
+    "bad_reply",
+}
 INIT_MODES = {"eject": 0x30, "capture": 0x31, "keep": 0x32}
 LEDS = {"off": 0x30, "green": 0x31, "red": 0x32, "orange": 0x33}
 _POSITIONS = {"none": CardPosition.NONE, "gate": CardPosition.GATE, "inside": CardPosition.INSIDE}
@@ -83,7 +98,7 @@ class Ict3q8CardReader(SerialDevice, CardReader):
             return self.status
         try:
             if "jam" in self.faults:
-                self.initialise()   # moves the transport: the jam is gone if it succeeds
+                self.initialise()  # moves the transport: the jam is gone if it succeeds
             else:
                 self.command(codec.STATUS, 0x30)
             self.clear_fault("two_cards")
@@ -137,7 +152,8 @@ class Ict3q8CardReader(SerialDevice, CardReader):
             self.command(codec.INITIALISE, 0x32, retry_init=False)
             return self.command(cm, pm, data, retry_init=False)
         code, severity, action, message = ERRORS.get(
-            reply.error, ("unknown_error", E, Action.MAINTENANCE, "unknown error"))
+            reply.error, ("unknown_error", E, Action.MAINTENANCE, "unknown error")
+        )
         if code == "jam":
             self._position = CardPosition.JAMMED
         elif code == "card_pulled_out":
@@ -184,8 +200,9 @@ class Ict3q8CardReader(SerialDevice, CardReader):
             return CardData.from_track2(reply.data.decode("ascii"), key)
         except (UnicodeDecodeError, CardDataError) as exc:
             reason = exc.reason if isinstance(exc, UnicodeDecodeError) else str(exc)
-            raise DeviceError(self.raise_fault("read_error", f"track 2 is not valid card data: {reason}",
-                                               W, Action.NONE)) from None
+            raise DeviceError(
+                self.raise_fault("read_error", f"track 2 is not valid card data: {reason}", W, Action.NONE)
+            ) from None
 
     def eject(self) -> None:
         self.command(codec.MOVE, 0x30)

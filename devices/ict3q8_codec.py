@@ -5,6 +5,7 @@ Command ``F2 LEN 'C' CM PM [data] CRC``; reply ``F2 LEN 'P' CM PM st1 st0
 counts from the 'C'/'P'/'N' through the data; the CRC is CRC-16/XMODEM over
 ``F2`` through the data. See ``docs/serial-devices.md``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from devices.serial_link import ProtocolError
 
 STX, ACK, NAK = 0xF2, 0x06, 0x15
 COMMAND, POSITIVE, NEGATIVE = 0x43, 0x50, 0x4E
-MAX_LEN = 512   # longer is garbage: the longest reply is a track of ~110 characters
+MAX_LEN = 512  # longer is garbage: the longest reply is a track of ~110 characters
 
 INITIALISE, STATUS, MOVE, LED, READ_TRACK, ENTRY, IC = 0x30, 0x31, 0x33, 0x35, 0x36, 0x3A, 0x49
 POSITIONS = {b"00": "none", b"01": "gate", b"02": "inside"}
@@ -120,8 +121,8 @@ def split_replies(data: bytes) -> list[Reply]:
     """Decode back-to-back reply frames."""
     replies, i = [], 0
     while i < len(data):
-        size = frame_length(data[i:i + 3])
-        replies.append(decode_reply(data[i:i + size]))
+        size = frame_length(data[i : i + 3])
+        replies.append(decode_reply(data[i : i + size]))
         i += size
     return replies
 
@@ -133,4 +134,4 @@ def redact(chunk: bytes) -> str:
         return chunk.hex(" ")
     keep = at + 5  # 'P' CM PM st1 st0
     hidden = max(0, len(chunk) - keep - 2)  # keep the CRC visible
-    return f"{chunk[:keep].hex(' ')} <{hidden} bytes of track data> {chunk[keep + hidden:].hex(' ')}".strip()
+    return f"{chunk[:keep].hex(' ')} <{hidden} bytes of track data> {chunk[keep + hidden :].hex(' ')}".strip()

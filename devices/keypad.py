@@ -4,6 +4,7 @@ Like an encrypting PIN pad, the keypad itself collects the PIN and reports
 only key activity until Enter. Events emitted: ``key`` (activity only),
 ``pin`` (pin: Pin), ``choice`` (value), ``amount`` (value), ``cancel``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -88,6 +89,7 @@ class EvdevKeypad(Keypad):
         super().open()
         try:
             import evdev  # optional: only kiosks with a USB keypad need it
+
             self._dev = evdev.InputDevice(self.loc.path)
         except (ImportError, OSError) as exc:
             self.raise_fault("offline", f"keypad did not open: {exc}", Severity.ERROR)
@@ -96,6 +98,7 @@ class EvdevKeypad(Keypad):
 
     def _read(self) -> None:
         import evdev
+
         buffer = ""
         for event in self._dev.read_loop():
             if event.type != evdev.ecodes.EV_KEY or event.value != 1:

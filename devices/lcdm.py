@@ -10,6 +10,7 @@ Notes leave through the exit into the throat, where the customer takes them:
 ``present`` only announces them; ``cash_taken`` follows when the EXIT sensor
 clears. The LCDM-2000 has no shutter, so it cannot retract.
 """
+
 from __future__ import annotations
 
 import logging
@@ -78,16 +79,17 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
             raise loc.error(f"options {' and '.join(self.slots)} name the same cassette")
         self.link = SerialLink(self.model.name, loc, self.line)
         self.lock = threading.Lock()
-        self.at_gate = 0            # notes delivered through the exit, waiting in the throat
+        self.at_gate = 0  # notes delivered through the exit, waiting in the throat
         self.sensors: frozenset[str] = frozenset()
         self.version = ""
-        self.retracted = 0          # always 0: kept for the same reporting as other dispensers
+        self.retracted = 0  # always 0: kept for the same reporting as other dispensers
 
     # cassettes ----------------------------------------------------------------
     def load_cassettes(self, cassettes: list[Cassette]) -> None:
         if len(cassettes) > len(self.model.positions):
-            raise ValueError(f"{self.model.name} has {len(self.model.positions)} cassettes;"
-                             f" the config lists {len(cassettes)}")
+            raise ValueError(
+                f"{self.model.name} has {len(self.model.positions)} cassettes; the config lists {len(cassettes)}"
+            )
         ids = [c.id for c in cassettes]
         for position, cid in self.slots.items():
             if cid not in ids:
@@ -125,8 +127,12 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(model=self.model.name, rom_version=self.version, sensors=sorted(self.sensors),
-                    cassettes=[{**c.as_dict(), "position": self.position_of(c.id)} for c in self.cassettes])
+        info.update(
+            model=self.model.name,
+            rom_version=self.version,
+            sensors=sorted(self.sensors),
+            cassettes=[{**c.as_dict(), "position": self.position_of(c.id)} for c in self.cassettes],
+        )
         return info
 
     # the link -------------------------------------------------------------------
@@ -141,9 +147,14 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
             return reply
 
         with self.lock:
-            return exchange(self.link, frame, lambda timeout: self._read_frame(size, timeout), decode,
-                            self.link.settings.reply_timeout + extra_time,
-                            repeatable=not self.model.dispense_positions(command))
+            return exchange(
+                self.link,
+                frame,
+                lambda timeout: self._read_frame(size, timeout),
+                decode,
+                self.link.settings.reply_timeout + extra_time,
+                repeatable=not self.model.dispense_positions(command),
+            )
 
     def _read_frame(self, size: int, timeout: float) -> bytes:
         """Skip to SOH (a repeated ACK may come first), then read the frame's length."""
@@ -175,7 +186,8 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
     def _error_fault(self, error: int, raise_it: bool = True) -> Fault | str:
         """The fault of a device error code, raised; with ``raise_it=False`` only its code."""
         code, severity, action, message = ERRORS.get(
-            error, ("unknown_error", E, Action.MAINTENANCE, f"unknown error code 0x{error:02X}"))
+            error, ("unknown_error", E, Action.MAINTENANCE, f"unknown error code 0x{error:02X}")
+        )
         return self.raise_fault(code, f"{message} (0x{error:02X})", severity, action) if raise_it else code
 
     # status ---------------------------------------------------------------------
@@ -199,11 +211,15 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
             if cas is not None:
                 cas.near_end = f"{position}_near_end" in reply.sensors
                 if f"{position}_present" not in reply.sensors:
-                    active.add(self.raise_fault("cassette_missing", f"the {position} cassette is not in place",
-                                                E, Action.MAINTENANCE).code)
+                    active.add(
+                        self.raise_fault(
+                            "cassette_missing", f"the {position} cassette is not in place", E, Action.MAINTENANCE
+                        ).code
+                    )
         if "reject_tray_present" not in reply.sensors:
-            active.add(self.raise_fault("reject_tray_missing", "the reject tray is not in place",
-                                        E, Action.MAINTENANCE).code)
+            active.add(
+                self.raise_fault("reject_tray_missing", "the reject tray is not in place", E, Action.MAINTENANCE).code
+            )
         for code in CONDITION_FAULTS - active:
             self.clear_fault(code)
 
@@ -223,8 +239,12 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
         except (LinkFailure, OSError) as exc:
             result.fault_code = getattr(exc, "code", "no_response")
             result.uncertain = not getattr(exc, "refused", False)  # notes may have moved unseen
-            link_error(self, exc, f"{self.model.name}: dispense got no valid answer"
-                       + ("; count the cassettes" if result.uncertain else "; nothing was dispensed"))
+            link_error(
+                self,
+                exc,
+                f"{self.model.name}: dispense got no valid answer"
+                + ("; count the cassettes" if result.uncertain else "; nothing was dispensed"),
+            )
             return result
         for count in reply.counts:
             cas = self._loaded_at(count.position)

@@ -10,6 +10,7 @@ live in :class:`Model`. An LCDM-4000 (four cassettes, ID 0x30, counts as
 value+0x20, status 0x50, dispense 0x52) is another ``Model`` with its own
 dispense layout; the driver only asks the model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,9 +25,20 @@ GOOD, NORMAL_STOP = 0x30, 0x31
 MAX_NOTES = 60
 
 CHECK_SENSORS = {  # (byte, bit) -> name; a set bit means the named condition holds
-    (0, 0): "chk1", (0, 1): "chk2", (0, 2): "div1", (0, 3): "div2", (0, 4): "ejt", (0, 5): "exit",
-    (0, 6): "upper_near_end", (1, 0): "solenoid", (1, 1): "upper_present", (1, 2): "lower_present",
-    (1, 3): "chk3", (1, 4): "chk4", (1, 5): "lower_near_end", (1, 6): "reject_tray_present",
+    (0, 0): "chk1",
+    (0, 1): "chk2",
+    (0, 2): "div1",
+    (0, 3): "div2",
+    (0, 4): "ejt",
+    (0, 5): "exit",
+    (0, 6): "upper_near_end",
+    (1, 0): "solenoid",
+    (1, 1): "upper_present",
+    (1, 2): "lower_present",
+    (1, 3): "chk3",
+    (1, 4): "chk4",
+    (1, 5): "lower_near_end",
+    (1, 6): "reject_tray_present",
 }
 
 
@@ -39,9 +51,9 @@ class CassetteCount:
     """One cassette's part of a dispense answer."""
 
     position: str
-    check: int       # notes counted at the check sensor: they left the cassette
-    exit: int        # notes counted at the exit sensor: they reached the customer
-    rejects: int     # notes diverted to the reject tray
+    check: int  # notes counted at the check sensor: they left the cassette
+    exit: int  # notes counted at the exit sensor: they reached the customer
+    rejects: int  # notes diverted to the reject tray
     near_end: bool
 
 
@@ -67,8 +79,8 @@ class Model:
     name: str
     id: int
     positions: tuple[str, ...]
-    dispense: dict[frozenset[str], int]          # positions -> command byte
-    test_dispense: dict[str, int]     # position -> command byte
+    dispense: dict[frozenset[str], int]  # positions -> command byte
+    test_dispense: dict[str, int]  # position -> command byte
     lengths: dict[int, int] = field(default_factory=dict)  # command -> device frame length
 
     def encode_count(self, n: int) -> bytes:
@@ -102,7 +114,9 @@ class Model:
 
 
 LCDM2000 = Model(
-    name="LCDM-2000", id=0x50, positions=("upper", "lower"),
+    name="LCDM-2000",
+    id=0x50,
+    positions=("upper", "lower"),
     dispense={frozenset({"upper"}): 0x45, frozenset({"lower"}): 0x55, frozenset({"upper", "lower"}): 0x56},
     test_dispense={"upper": 0x76, "lower": 0x77},
     lengths={PURGE: 7, STATUS: 10, ROM_VERSION: 10, 0x45: 14, 0x55: 14, 0x76: 14, 0x77: 14, 0x56: 21},
@@ -124,7 +138,7 @@ def dispense_command(counts: dict[str, int], model: Model = LCDM2000, test: bool
     if test:
         if len(counts) != 1:
             raise ProtocolError("a test dispense uses one cassette")
-        (position, n), = counts.items()
+        ((position, n),) = counts.items()
         return encode_command(model.test_dispense[position], model.encode_count(n), model)
     command = model.dispense.get(frozenset(counts))
     if command is None:
@@ -187,9 +201,9 @@ def decode_reply(frame: bytes, model: Model = LCDM2000) -> Reply:
     status_at, rejects_at = error_at + 1, error_at + 1 + n
     counts = []
     for i, position in enumerate(positions):
-        check = model.decode_count(frame[counts_at + 4 * i: counts_at + 4 * i + 2])
-        out = model.decode_count(frame[counts_at + 4 * i + 2: counts_at + 4 * i + 4])
-        rejects = model.decode_count(frame[rejects_at + 2 * i: rejects_at + 2 * i + 2])
+        check = model.decode_count(frame[counts_at + 4 * i : counts_at + 4 * i + 2])
+        out = model.decode_count(frame[counts_at + 4 * i + 2 : counts_at + 4 * i + 4])
+        rejects = model.decode_count(frame[rejects_at + 2 * i : rejects_at + 2 * i + 2])
         if out + rejects > check and command not in model.test_dispense.values():
             raise ProtocolError(f"{position}: {out} at exit + {rejects} rejected > {check} picked")
         counts.append(CassetteCount(position, check, out, rejects, frame[status_at + i] != GOOD))
@@ -226,6 +240,6 @@ def split_replies(data: bytes, model: Model = LCDM2000) -> list[Reply]:
         size = reply_length(data[i + 3], model) if data[i] == SOH else 0
         if not size:
             raise ProtocolError(f"byte {i} is {data[i]:02X}, not SOH")
-        replies.append(decode_reply(data[i:i + size], model))
+        replies.append(decode_reply(data[i : i + size], model))
         i += size
     return replies

@@ -11,6 +11,7 @@ reader asked for, so a typo is an error and never a silent default. Every
 error is a :class:`LocatorError` of one line naming the device, the locator
 and the option.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,8 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 N = TypeVar("N", int, float)
 
-FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True,
-              "0": False, "false": False, "no": False, "off": False}
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def _is_float(text: str) -> bool:
@@ -43,9 +43,16 @@ class Locator:
     as neither known nor unknown.
     """
 
-    def __init__(self, string: str, scheme: str, path: str, params: Mapping[str, str],
-                 device: str = "", defaults: Mapping[str, str] | None = None,
-                 asked: list[str] | None = None):
+    def __init__(
+        self,
+        string: str,
+        scheme: str,
+        path: str,
+        params: Mapping[str, str],
+        device: str = "",
+        defaults: Mapping[str, str] | None = None,
+        asked: list[str] | None = None,
+    ):
         self.string = string  # the locator as written
         self.scheme = scheme
         self.path = path
@@ -83,8 +90,9 @@ class Locator:
     def derive(self, path: str, defaults: Mapping[str, str]) -> Locator:
         """The same options on another ``path``, with more ``defaults``; what
         either locator reads counts as read for both."""
-        return Locator(self.string, self.scheme, path, self.params, self.device,
-                       {**self.defaults, **defaults}, self._asked)
+        return Locator(
+            self.string, self.scheme, path, self.params, self.device, {**self.defaults, **defaults}, self._asked
+        )
 
     # errors ---------------------------------------------------------------------------
     def error(self, problem: str) -> LocatorError:

@@ -12,6 +12,7 @@ exception that escapes: ``mute_card`` (no chip answered), ``card_removed``,
 word, no supported application). An expired card is returned as read: the
 state machine refuses it and tells the customer why.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,8 +27,16 @@ from devices.chip import ChipReader
 from devices.locator import Locator
 
 # Visa, Visa Electron, Mastercard, Maestro, JCB, Amex, UnionPay debit and credit
-DEFAULT_AIDS = ("A0000000031010", "A0000000032010", "A0000000041010", "A0000000043060",
-                "A0000000651010", "A000000025010801", "A000000333010101", "A000000333010102")
+DEFAULT_AIDS = (
+    "A0000000031010",
+    "A0000000032010",
+    "A0000000041010",
+    "A0000000043060",
+    "A0000000651010",
+    "A000000025010801",
+    "A000000333010101",
+    "A000000333010102",
+)
 CARD_FAULTS = {"mute": "mute_card", "removed": "card_removed", "blocked": "application_blocked"}
 PASSING = ("mute_card", "card_removed", "application_blocked", "chip_error", "no_card")
 
@@ -51,6 +60,7 @@ class PcscChipReader(ChipReader):
         """The named pyscard reader (or the one at that index), or None (pyscard is untyped)."""
         from smartcard.Exceptions import SmartcardException
         from smartcard.System import readers
+
         try:
             found = readers()
         except SmartcardException:
@@ -64,8 +74,7 @@ class PcscChipReader(ChipReader):
         try:
             importlib.import_module("smartcard.System")  # pyscard, built against libpcsclite
         except ImportError as exc:
-            self.raise_fault("pyscard_missing", f"pyscard cannot load: {exc}", Severity.ERROR,
-                             Action.CONFIGURATION)
+            self.raise_fault("pyscard_missing", f"pyscard cannot load: {exc}", Severity.ERROR, Action.CONFIGURATION)
             return
         self.opened = True
         self.self_test()
@@ -74,8 +83,12 @@ class PcscChipReader(ChipReader):
         if not self.opened:
             return self.status
         if self._reader() is None:
-            self.raise_fault("reader_missing", f"no PC/SC reader {self.reader_name!r} (is pcscd running?)",
-                             Severity.ERROR, Action.MAINTENANCE)
+            self.raise_fault(
+                "reader_missing",
+                f"no PC/SC reader {self.reader_name!r} (is pcscd running?)",
+                Severity.ERROR,
+                Action.MAINTENANCE,
+            )
         else:
             self.clear_fault("reader_missing")
         return self.status
@@ -87,10 +100,14 @@ class PcscChipReader(ChipReader):
     def _connect(self) -> Any:
         """Wait up to ``timeout`` for a chip that answers; returns a pyscard connection."""
         from smartcard.Exceptions import CardConnectionException, NoCardException
+
         reader = self._reader()
         if reader is None:
-            raise DeviceError(self.raise_fault("reader_missing", f"no PC/SC reader {self.reader_name!r}",
-                                               Severity.ERROR, Action.MAINTENANCE))
+            raise DeviceError(
+                self.raise_fault(
+                    "reader_missing", f"no PC/SC reader {self.reader_name!r}", Severity.ERROR, Action.MAINTENANCE
+                )
+            )
         self.clear_fault("reader_missing")
         deadline = time.monotonic() + self.timeout
         while True:
@@ -111,6 +128,7 @@ class PcscChipReader(ChipReader):
 
     def read_card(self, key: bytes) -> CardData:
         from smartcard.Exceptions import CardConnectionException
+
         connection = self._connect()
 
         def transmit(apdu: bytes) -> tuple[bytes, int, int]:
@@ -144,6 +162,7 @@ class PcscChipReader(ChipReader):
 def _release(connection: Any) -> None:
     """Free the connection's PC/SC context now, not in a destructor after pcscd may be gone."""
     from smartcard.Exceptions import CardConnectionException
+
     try:
         connection.release()
     except (CardConnectionException, AttributeError):

@@ -37,6 +37,7 @@ samples on the device context's scheduler (so every detector call and every
 event runs on the state machine's loop thread), emits ``presence`` on
 debounced changes and raises/clears the ``no_readings`` fault.
 """
+
 from __future__ import annotations
 
 import math
@@ -141,9 +142,16 @@ class PresenceDetector(_Clocked):
     (a smaller ``t`` is taken as the latest one seen).
     """
 
-    def __init__(self, enter: float = 0.6, leave: float = 0.9, debounce: float = 0.5,
-                 window: int = 5, stale: float = 2.0, max_distance: float | None = None,
-                 t0: float = 0.0):
+    def __init__(
+        self,
+        enter: float = 0.6,
+        leave: float = 0.9,
+        debounce: float = 0.5,
+        window: int = 5,
+        stale: float = 2.0,
+        max_distance: float | None = None,
+        t0: float = 0.0,
+    ):
         if not 0 < enter < leave:
             raise ValueError(f"enter={enter!r} must be positive and below leave={leave!r}")
         if max_distance is not None and not leave < max_distance:
@@ -155,7 +163,7 @@ class PresenceDetector(_Clocked):
         super().__init__(stale, t0)
         self.enter, self.leave, self.max_distance = float(enter), float(leave), max_distance
         self._window: deque[float] = deque(maxlen=int(window))
-        self._near: bool | None = None   # the last undebounced judgement
+        self._near: bool | None = None  # the last undebounced judgement
         self._known: bool | None = None  # the last reported presence (kept while stale)
         self._debounce = Debouncer(float(debounce))
 
@@ -316,7 +324,7 @@ class PolledProximity(ProximitySensor, Generic[R]):
         super().__init__(ctx, locator)
         self.rate = 10.0
         self.detector: Detector[R] | None = None
-        self._timer: Any = None   # the scheduler's handle of the next tick
+        self._timer: Any = None  # the scheduler's handle of the next tick
 
     @property
     def present(self) -> bool | None:
@@ -359,8 +367,12 @@ class PolledProximity(ProximitySensor, Generic[R]):
                 self.clear_fault(self.NO_READINGS)  # readings are back and debounced
                 self.emit("presence", present=change)
         if detector.check(now):
-            self.raise_fault(self.NO_READINGS, f"the proximity sensor gave no readings for"
-                             f" {detector.stale_after:g} s", Severity.WARNING, Action.MAINTENANCE)
+            self.raise_fault(
+                self.NO_READINGS,
+                f"the proximity sensor gave no readings for {detector.stale_after:g} s",
+                Severity.WARNING,
+                Action.MAINTENANCE,
+            )
 
     def close(self) -> None:
         self._stop_sampling()

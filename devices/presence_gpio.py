@@ -14,6 +14,7 @@ A missing gpiozero or a pin that cannot be claimed leaves the device offline
 with a fault (``gpiozero_missing`` / ``pin_unavailable``); the periodic
 self-test tries again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,12 @@ def _pin(loc: Locator, key: str, what: str) -> int | str:
         raise loc.error(f"option {key}= is missing ({what})")
     if text.isascii() and text.isdigit():
         return int(text)
-    if not (text.isascii() and text.replace(":", "").replace("_", "").isalnum() and text[0].isalpha()
-            and any(c.isdigit() for c in text)):
+    if not (
+        text.isascii()
+        and text.replace(":", "").replace("_", "").isalnum()
+        and text[0].isalpha()
+        and any(c.isdigit() for c in text)
+    ):
         raise loc.error(f"option {key}={text!r} is not a GPIO pin (a number like 17 or a name like GPIO17)")
     return text
 
@@ -53,6 +58,7 @@ def _recording(sensor_class: type[Any], sink: Callable[[float | None], None]) ->
     only a median of the non-None ones; we want every reading, lost echoes
     included, to do our own filtering and to notice when they stop.
     """
+
     class RecordingDistanceSensor(sensor_class):  # type: ignore[misc]  # gpiozero is untyped
         def __init__(self, *args: Any, **kwargs: Any):
             self._sink = sink  # before the queue thread starts in __init__
@@ -71,7 +77,7 @@ class _GpioProximity(PolledProximity[R], Generic[R]):
 
     def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
-        self._sensor: Any = None   # a gpiozero device (gpiozero is untyped)
+        self._sensor: Any = None  # a gpiozero device (gpiozero is untyped)
         self._wanted = False
 
     @property
@@ -88,8 +94,7 @@ class _GpioProximity(PolledProximity[R], Generic[R]):
         try:
             import gpiozero
         except ImportError as exc:
-            self.raise_fault("gpiozero_missing", f"gpiozero cannot load: {exc}", Severity.ERROR,
-                             Action.CONFIGURATION)
+            self.raise_fault("gpiozero_missing", f"gpiozero cannot load: {exc}", Severity.ERROR, Action.CONFIGURATION)
             return
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -99,8 +104,7 @@ class _GpioProximity(PolledProximity[R], Generic[R]):
                 log.info("%s: gpiozero: %s", self.kind, w.message)
         except Exception as exc:  # BadPinFactory, GPIOPinInUse, PinInvalidPin, OSError...
             self._sensor = None
-            self.raise_fault("pin_unavailable", f"{type(exc).__name__}: {exc}", Severity.ERROR,
-                             Action.MAINTENANCE)
+            self.raise_fault("pin_unavailable", f"{type(exc).__name__}: {exc}", Severity.ERROR, Action.MAINTENANCE)
             return
         for code in OPEN_FAULTS:
             self.clear_fault(code)
@@ -156,9 +160,14 @@ class DistanceProximity(_GpioProximity[float | None]):
     def _make_sensor(self, gpiozero: Any) -> Any:
         self._readings.clear()  # nothing left over from before a close
         sensor_class = _recording(gpiozero.DistanceSensor, self._record)
-        return sensor_class(echo=self.echo, trigger=self.trigger, queue_len=1, partial=True,
-                            max_distance=self.max_distance,
-                            threshold_distance=min(self.options["enter"], self.max_distance))
+        return sensor_class(
+            echo=self.echo,
+            trigger=self.trigger,
+            queue_len=1,
+            partial=True,
+            max_distance=self.max_distance,
+            threshold_distance=min(self.options["enter"], self.max_distance),
+        )
 
     def _samples(self, now: float) -> Iterator[tuple[float, float | None]]:
         readings = self._readings
@@ -188,8 +197,9 @@ class MotionProximity(_GpioProximity[bool | None]):
         self._read_failed = False
 
     def _make_sensor(self, gpiozero: Any) -> Any:
-        return gpiozero.MotionSensor(self.pin, queue_len=self.queue_len, sample_rate=self.rate,
-                                     partial=True)  # partial: reading never blocks the loop
+        return gpiozero.MotionSensor(
+            self.pin, queue_len=self.queue_len, sample_rate=self.rate, partial=True
+        )  # partial: reading never blocks the loop
 
     def _samples(self, now: float) -> list[tuple[float, bool | None]]:
         try:

@@ -1,4 +1,5 @@
 """Proximity sensor interface. Emits ``presence`` (present: bool)."""
+
 from __future__ import annotations
 
 import abc

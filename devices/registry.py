@@ -11,6 +11,7 @@ this module names no backend and a rig imports only the modules it uses.
 from the :class:`~devices.locator.Locator` it is built with; any option it
 did not read is an error naming the device and the option.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,11 +21,18 @@ from importlib.metadata import entry_points
 from devices.base import Device, DeviceContext
 from devices.locator import Locator, LocatorError
 
-__all__ = ["DEVICE_KINDS", "Locator", "LocatorError", "backend_class", "create_device",
-           "register_backend", "schemes_for", "unregister_backend"]
+__all__ = [
+    "DEVICE_KINDS",
+    "Locator",
+    "LocatorError",
+    "backend_class",
+    "create_device",
+    "register_backend",
+    "schemes_for",
+    "unregister_backend",
+]
 
-DEVICE_KINDS = ("card_reader", "chip", "dispenser", "acceptor", "proximity",
-                "keypad", "camera", "speaker", "display")
+DEVICE_KINDS = ("card_reader", "chip", "dispenser", "acceptor", "proximity", "keypad", "camera", "speaker", "display")
 ENTRY_POINT_GROUP = "atm.backends"
 
 _ADDED: dict[tuple[str, str], str] = {}  # register_backend() at run time

@@ -1,4 +1,5 @@
 """What the serial drivers share around their link: opening, closing, polling."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -8,6 +8,7 @@ on a pyserial URL, the options its handler takes (:data:`PYSERIAL_URL_OPTIONS`,
 e.g. ``socket://host:port?logging=debug``) are handed on to it. Any other
 option is an error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,9 +30,12 @@ READ_SLICE = 0.01  # seconds a single read may wait; reads loop to their own dea
 PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 LINK_OPTIONS = ("baud", "parity", "rtscts", "ack_timeout", "timeout", "retries", "trace")
 # What pyserial's URL handlers take in their query (``timeout`` is ours, the reply time-out).
-PYSERIAL_URL_OPTIONS = {"socket": ("logging",), "loop": ("logging",),
-                        "rfc2217": ("logging", "ign_set_control", "poll_modem"),
-                        "spy": ("file", "color", "raw", "all")}
+PYSERIAL_URL_OPTIONS = {
+    "socket": ("logging",),
+    "loop": ("logging",),
+    "rfc2217": ("logging", "ign_set_control", "poll_modem"),
+    "spy": ("file", "color", "raw", "all"),
+}
 
 
 class ProtocolError(ValueError):
@@ -45,9 +49,9 @@ class LineSettings:
     baud: int
     parity: str = "N"
     rtscts: bool = False
-    ack_timeout: float = 0.5      # seconds to wait for ACK/NAK after a command
-    reply_timeout: float = 5.0    # seconds to wait for the reply after the ACK
-    retries: int = 3              # resends after a NAK or a missing ACK
+    ack_timeout: float = 0.5  # seconds to wait for ACK/NAK after a command
+    reply_timeout: float = 5.0  # seconds to wait for the reply after the ACK
+    retries: int = 3  # resends after a NAK or a missing ACK
 
 
 def read_line_settings(loc: Locator, defaults: LineSettings) -> LineSettings:
@@ -58,7 +62,8 @@ def read_line_settings(loc: Locator, defaults: LineSettings) -> LineSettings:
         rtscts=loc.flag("rtscts", defaults.rtscts),
         ack_timeout=loc.number("ack_timeout", float, 0.01, 60.0, defaults.ack_timeout),
         reply_timeout=loc.number("timeout", float, 0.01, 120.0, defaults.reply_timeout),
-        retries=loc.number("retries", int, 0, 10, defaults.retries))
+        retries=loc.number("retries", int, 0, 10, defaults.retries),
+    )
 
 
 def pyserial_url(loc: Locator) -> str:
@@ -71,8 +76,7 @@ def pyserial_url(loc: Locator) -> str:
 class SerialLink:
     """One serial port: exact reads with deadlines, writes, and the trace."""
 
-    def __init__(self, device: str, loc: Locator, defaults: LineSettings,
-                 redact: Callable[[bytes], str] | None = None):
+    def __init__(self, device: str, loc: Locator, defaults: LineSettings, redact: Callable[[bytes], str] | None = None):
         if not loc.path:
             raise loc.error("no serial port named after the scheme (e.g. lcdm2000:///dev/ttyUSB0)")
         self.settings = read_line_settings(loc, defaults)
@@ -148,12 +152,17 @@ class LinkFailure(Exception):
     def __init__(self, message: str, refused: bool, code: str = "no_response"):
         super().__init__(message)
         self.refused = refused
-        self.code = code   # the fault code: "no_response" (silence) or "bad_reply"
+        self.code = code  # the fault code: "no_response" (silence) or "bad_reply"
 
 
-def exchange(link: SerialLink, frame: bytes, read_frame: Callable[[float], bytes],
-             decode: Callable[[bytes], T], reply_time: float | None = None,
-             repeatable: bool = True) -> T:
+def exchange(
+    link: SerialLink,
+    frame: bytes,
+    read_frame: Callable[[float], bytes],
+    decode: Callable[[bytes], T],
+    reply_time: float | None = None,
+    repeatable: bool = True,
+) -> T:
     """The ACK/NAK handshake both our devices use.
 
     Send ``frame`` and wait for ACK, resending after a NAK, or after silence
@@ -178,8 +187,11 @@ def exchange(link: SerialLink, frame: bytes, read_frame: Callable[[float], bytes
             noise += answer
             link.discard_input()
         if answer != NAK and not repeatable:
-            raise LinkFailure("no ACK to the command; not resent, it may have been carried out", False,
-                              "bad_reply" if noise else "no_response")
+            raise LinkFailure(
+                "no ACK to the command; not resent, it may have been carried out",
+                False,
+                "bad_reply" if noise else "no_response",
+            )
     else:
         if refused:
             raise LinkFailure(f"every attempt was NAKed ({s.retries + 1} tries)", True, "bad_reply")

@@ -1,4 +1,5 @@
 """Speaker interface and the ALSA backend (``aplay://default``)."""
+
 from __future__ import annotations
 
 import abc
@@ -56,9 +57,12 @@ class AplaySpeaker(Speaker):
     def play(self, clip: Clip) -> None:
         self.stop()
         try:
-            self._proc = subprocess.Popen(["aplay", "-q", "-D", self.pcm, clip.path],
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE)
+            self._proc = subprocess.Popen(
+                ["aplay", "-q", "-D", self.pcm, clip.path],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
         except OSError as exc:
             self.raise_fault("play_failed", f"aplay failed to start: {exc}", Severity.WARNING)
 

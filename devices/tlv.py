@@ -6,13 +6,14 @@ between objects are padding and skipped. Anything malformed raises
 :class:`TlvError`, whose messages name tags and offsets but never values
 (a value may be a card number).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-MAX_DEPTH = 16          # nesting of constructed objects
-MAX_TAG_BYTES = 4       # EMV uses at most 3
+MAX_DEPTH = 16  # nesting of constructed objects
+MAX_TAG_BYTES = 4  # EMV uses at most 3
 PADDING = (0x00, 0xFF)
 
 
@@ -109,12 +110,11 @@ def _parse(data: bytes, depth: int) -> list[Tlv]:
                 raise TlvError(f"tag {tag:X} at offset {start}: {count}-byte length is not supported")
             if i + count > n:
                 raise TlvError(f"tag {tag:X} at offset {start}: length is truncated")
-            length = int.from_bytes(data[i:i + count], "big")
+            length = int.from_bytes(data[i : i + count], "big")
             i += count
         if i + length > n:
-            raise TlvError(f"tag {tag:X} at offset {start}: length {length} runs past the end "
-                           f"({n - i} bytes left)")
-        value = bytes(data[i:i + length])
+            raise TlvError(f"tag {tag:X} at offset {start}: length {length} runs past the end ({n - i} bytes left)")
+        value = bytes(data[i : i + length])
         i += length
         obj = Tlv(tag, value, tuple(_parse(value, depth + 1)) if tag_constructed(tag) else ())
         out.append(obj)

@@ -5,6 +5,7 @@ timer callbacks for time-outs. The work is done by small collaborators: the
 session-flow parts (:mod:`fsm.flows`), the service state, presence, idle help,
 fault routing, operator commands, device commands and session reporting.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,9 +38,14 @@ logging.getLogger("transitions.core").setLevel(logging.ERROR)
 
 # Device events and the trigger each fires.
 TRIGGERS: dict[type, str] = {
-    ev.CardInserted: "card_inserted", ev.CardTaken: "card_taken", ev.CashTaken: "cash_taken",
-    ev.NotesInserted: "notes_inserted", ev.PinEntered: "pin_entered", ev.Chosen: "chosen",
-    ev.AmountEntered: "amount_entered", ev.CancelPressed: "cancel",
+    ev.CardInserted: "card_inserted",
+    ev.CardTaken: "card_taken",
+    ev.CashTaken: "cash_taken",
+    ev.NotesInserted: "notes_inserted",
+    ev.PinEntered: "pin_entered",
+    ev.Chosen: "chosen",
+    ev.AmountEntered: "amount_entered",
+    ev.CancelPressed: "cancel",
 }
 # Device events that count as the customer doing something.
 INPUT_EVENTS = (ev.KeyPressed, ev.InvalidKey, ev.NotesInserted)
@@ -102,9 +108,20 @@ class ATM:
     customer_returned: Callable[..., bool]
     finished: Callable[..., bool]
 
-    def __init__(self, settings: Settings, devices: Any, scheduler: Scheduler, commands: DeviceCommands,
-                 journal: JournalPort, telemetry: TelemetryPort, prompter: Prompter, host: BankHost,
-                 post: Callable[[object], None], out: Out, session_prefix: str = "") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        devices: Any,
+        scheduler: Scheduler,
+        commands: DeviceCommands,
+        journal: JournalPort,
+        telemetry: TelemetryPort,
+        prompter: Prompter,
+        host: BankHost,
+        post: Callable[[object], None],
+        out: Out,
+        session_prefix: str = "",
+    ) -> None:
         self.cfg = settings
         self.t = settings.timeouts
         # A devices.deviceset.DeviceSet; Any because naming it makes mypy check every device
@@ -118,35 +135,55 @@ class ATM:
         self.report = SessionReporter(journal, telemetry)
         self.prompter = prompter
         self.host = host
-        self.post = post            # back into the event loop
-        self.out = out              # out(type, **fields): what the CLI and tests see
+        self.post = post  # back into the event loop
+        self.out = out  # out(type, **fields): what the CLI and tests see
         self.session: Session | None = None
         self.sessions_done = 0
         self.session_prefix = session_prefix or settings.atm_id
         self.service = ServiceState(devices, journal, telemetry, out, changed=self.publish_birth)
-        self.presence = PresenceTracker(scheduler, self.t["leave_debounce"], devices.proximity,
-                                        left=lambda: self.fire("customer_left"),
-                                        returned=lambda: self.fire("customer_returned"))
-        self.idle = IdleHelp(scheduler, self.t, devices.display, settings.help_video,
-                             journal_step=lambda name, **data: journal.step(self.sid, name, **data),
-                             language=self.language, timed_out=lambda: self.fire("idle_timed_out"))
+        self.presence = PresenceTracker(
+            scheduler,
+            self.t["leave_debounce"],
+            devices.proximity,
+            left=lambda: self.fire("customer_left"),
+            returned=lambda: self.fire("customer_returned"),
+        )
+        self.idle = IdleHelp(
+            scheduler,
+            self.t,
+            devices.display,
+            settings.help_video,
+            journal_step=lambda name, **data: journal.step(self.sid, name, **data),
+            language=self.language,
+            timed_out=lambda: self.fire("idle_timed_out"),
+        )
         self.faults = FaultRouter(self)
         self.operator = OperatorCommands(self)
         self.flows = Flows(self)
         self._state_timers: list[Timer] = []
         self._stop: ev.StopRequested | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
-            Completion: self._completed, ev.HostReplied: self.flows.host.replied,
-            ev.FaultChanged: self.faults.changed, ev.MaintenanceRequested: self.operator.maintenance,
-            ev.ReplenishRequested: self.operator.replenish, ev.StopRequested: self.stop_requested,
-            ev.RemoteRequest: self.operator.remote, ev.RemoteAudit: self.operator.audit,
+            Completion: self._completed,
+            ev.HostReplied: self.flows.host.replied,
+            ev.FaultChanged: self.faults.changed,
+            ev.MaintenanceRequested: self.operator.maintenance,
+            ev.ReplenishRequested: self.operator.replenish,
+            ev.StopRequested: self.stop_requested,
+            ev.RemoteRequest: self.operator.remote,
+            ev.RemoteAudit: self.operator.audit,
         }
-        states, transitions = bind(STATES, TRANSITIONS, [*self.flows.parts(), self], TIMED_STATES,
-                                   self.leave_state)
+        states, transitions = bind(STATES, TRANSITIONS, [*self.flows.parts(), self], TIMED_STATES, self.leave_state)
         self.machine = Machine(
-            model=self, states=states, transitions=transitions, initial=State.STARTING.value,
-            auto_transitions=False, queued=True, send_event=True, ignore_invalid_triggers=True,
-            after_state_change=self.state_changed)
+            model=self,
+            states=states,
+            transitions=transitions,
+            initial=State.STARTING.value,
+            auto_transitions=False,
+            queued=True,
+            send_event=True,
+            ignore_invalid_triggers=True,
+            after_state_change=self.state_changed,
+        )
 
     # -- helpers for the flows ----------------------------------------------
     @property
@@ -183,8 +220,9 @@ class ATM:
 
     def state_changed(self, event: Any) -> None:
         if event.transition.dest is not None:
-            self.out("state", state=self.state, previous=event.transition.source,
-                     trigger=event.event.name, session=self.sid)
+            self.out(
+                "state", state=self.state, previous=event.transition.source, trigger=event.event.name, session=self.sid
+            )
             if event.transition.source == State.STARTING:
                 self.publish_birth()  # no longer "starting"
 
@@ -209,12 +247,14 @@ class ATM:
     def publish_birth(self) -> None:
         """Hand the link a fresh snapshot for its next birth message (at start-up, and when
         the service, a fault or the cash changes)."""
-        self.telemetry.birth_changed({
-            "service": self.service.service if self.state != State.STARTING else "starting",
-            "functions": list(self.service.functions),
-            "devices": {k: {"locator": d.locator, "status": d.status.value} for k, d in self.devices.items()},
-            "cassettes": [c.as_dict() for c in self.devices.dispenser.cassettes],
-        })
+        self.telemetry.birth_changed(
+            {
+                "service": self.service.service if self.state != State.STARTING else "starting",
+                "functions": list(self.service.functions),
+                "devices": {k: {"locator": d.locator, "status": d.status.value} for k, d in self.devices.items()},
+                "cassettes": [c.as_dict() for c in self.devices.dispenser.cassettes],
+            }
+        )
 
     def follow_service(self) -> None:
         """Between sessions, move to the state the service calls for."""
@@ -254,7 +294,7 @@ class ATM:
         elif isinstance(event, ev.CardInserted):
             self.presence.update(True)  # whoever inserts a card is standing at the ATM
             if self._stop is not None:
-                return                  # stopping: take no new customer
+                return  # stopping: take no new customer
         elif isinstance(event, ev.VideoChanged):
             self.out("video", action=event.name.split("_")[1], **event.data)
             if event.name == "video_stopped":
@@ -320,6 +360,5 @@ class ATM:
                 step()
             except Exception:
                 log.exception("fail-safe step failed")
-        self.out("state", state=State.OUT_OF_SERVICE.value, previous=previous, trigger="fail_safe",
-                 session=self.sid)
+        self.out("state", state=State.OUT_OF_SERVICE.value, previous=previous, trigger="fail_safe", session=self.sid)
         self._continue_stop()

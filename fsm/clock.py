@@ -4,6 +4,7 @@ Every timer in the firmware goes through a :class:`Scheduler` bound to a clock.
 The real clock follows ``time.monotonic``; the virtual clock only moves when the
 event loop advances it, so a 60-second timeout passes instantly in tests.
 """
+
 from __future__ import annotations
 
 import heapq

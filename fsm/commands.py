@@ -5,6 +5,7 @@ intent row is committed before the command is queued, and the outcome row
 (with the cassette counts, for the dispenser) when its completion comes back
 to the loop. Then the continuation given with the command runs, on the loop.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,8 +20,7 @@ OutcomeFields = Callable[[Completion], dict[str, Any]]
 
 
 class Queue(Protocol):
-    def submit(self, command: str, action: Callable[[], Any],
-               on_complete: Callable[[Completion], None]) -> int: ...
+    def submit(self, command: str, action: Callable[[], Any], on_complete: Callable[[Completion], None]) -> int: ...
 
 
 @dataclass
@@ -43,11 +43,10 @@ def plain_outcome(completion: Completion) -> dict[str, Any]:
 class DeviceCommands:
     """Issues commands to the devices' queues and routes their completions."""
 
-    def __init__(self, queues: dict[str, Queue], journal: JournalPort,
-                 post: Callable[[object], None]) -> None:
+    def __init__(self, queues: dict[str, Queue], journal: JournalPort, post: Callable[[object], None]) -> None:
         self.queues = queues
         self.journal = journal
-        self.post = post            # completions go back to the loop as events
+        self.post = post  # completions go back to the loop as events
         self._pending: dict[int, _Pending] = {}
         self._when_idle: list[Callable[[], None]] = []
 
@@ -56,9 +55,17 @@ class DeviceCommands:
         """True while a command issued here has not completed."""
         return bool(self._pending)
 
-    def run(self, device: str, name: str, action: Callable[[], Any], session: str | None,
-            then: Continuation | None = None, outcome: OutcomeFields | None = plain_outcome,
-            cassettes: Any = None, **intent: Any) -> int:
+    def run(
+        self,
+        device: str,
+        name: str,
+        action: Callable[[], Any],
+        session: str | None,
+        then: Continuation | None = None,
+        outcome: OutcomeFields | None = plain_outcome,
+        cassettes: Any = None,
+        **intent: Any,
+    ) -> int:
         """Journal the intent (unless ``outcome`` is None), queue ``action``, and
         run ``then(completion)`` on the loop when it ends."""
         row = self.journal.intent(session, name, **intent) if outcome is not None else None
@@ -66,8 +73,7 @@ class DeviceCommands:
         self._pending[command_id] = _Pending(row, session, name, then, outcome, cassettes)
         return command_id
 
-    def send(self, device: str, name: str, action: Callable[[], Any],
-             then: Continuation | None = None) -> int:
+    def send(self, device: str, name: str, action: Callable[[], Any], then: Continuation | None = None) -> int:
         """A command that moves nothing (enable entry, a self-test): not journalled."""
         return self.run(device, name, action, None, then, outcome=None)
 
@@ -78,8 +84,7 @@ class DeviceCommands:
             return False
         if pending.outcome is not None and pending.intent is not None:
             extra = {"cassettes": pending.cassettes} if pending.cassettes is not None else {}
-            self.journal.outcome(pending.intent, pending.session, pending.name,
-                                 **extra, **pending.outcome(completion))
+            self.journal.outcome(pending.intent, pending.session, pending.name, **extra, **pending.outcome(completion))
         try:
             if pending.then is not None:
                 pending.then(completion)

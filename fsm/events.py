@@ -4,6 +4,7 @@ Devices, timers, the host and the network thread build one of these and post
 it; :meth:`fsm.atm.ATM.handle` dispatches on its type. A device command's
 :class:`devices.commands.Completion` is an event too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping

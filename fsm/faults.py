@@ -1,4 +1,5 @@
 """Fault routing: a device's fault goes to the journal, telemetry and the service state."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -1,4 +1,5 @@
 """Idle help: the help video after a quiet spell, and the cancel after a longer one."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,15 +16,22 @@ class IdleHelp:
     timer, not one per key).
     """
 
-    def __init__(self, scheduler: Scheduler, timeouts: dict[str, float], display: Any, help_video: str,
-                 journal_step: Callable[..., None], language: Callable[[], str],
-                 timed_out: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        timeouts: dict[str, float],
+        display: Any,
+        help_video: str,
+        journal_step: Callable[..., None],
+        language: Callable[[], str],
+        timed_out: Callable[[], None],
+    ) -> None:
         self.scheduler = scheduler
         self.clock = scheduler.clock
         self.t = timeouts
         self.display = display
         self.help_video = help_video
-        self.journal_step = journal_step    # step(name, **data) in the current session
+        self.journal_step = journal_step  # step(name, **data) in the current session
         self.language = language
         self.timed_out = timed_out
         self.last_input = 0.0
@@ -34,8 +42,10 @@ class IdleHelp:
         """Start both timers, from now."""
         self.disarm()
         self.last_input = self.clock.now()
-        self._timers = [self.scheduler.call_later(self.t["idle_help"], self._due, "idle_help"),
-                        self.scheduler.call_later(self.t["idle_cancel"], self._due, "idle_cancel")]
+        self._timers = [
+            self.scheduler.call_later(self.t["idle_help"], self._due, "idle_help"),
+            self.scheduler.call_later(self.t["idle_cancel"], self._due, "idle_cancel"),
+        ]
 
     def disarm(self) -> None:
         for timer in self._timers:
@@ -65,8 +75,9 @@ class IdleHelp:
         if self.help_video and self.display.usable:
             self.video_on = True
             self.journal_step("help_video")
-            self.display.play_video(self.help_video, loop=True, language=self.language(),
-                                    cancel_at=self.last_input + self.t["idle_cancel"])
+            self.display.play_video(
+                self.help_video, loop=True, language=self.language(), cancel_at=self.last_input + self.t["idle_cancel"]
+            )
 
     def stop_video(self, reason: str) -> None:
         if self.video_on:

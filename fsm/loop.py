@@ -9,6 +9,7 @@ On the virtual clock the loop waits for the device workers to finish what
 they run before it moves time on (``activity``), so a scenario gives the same
 output on every run; on the real clock it never waits for a device.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,14 +62,19 @@ class Inbox:
 class EventLoop:
     """Runs posted events and due timers on a single thread."""
 
-    def __init__(self, scheduler: Scheduler, inbox: Inbox, dispatch: Callable[[object], None],
-                 on_error: Callable[[Exception, str], None] | None = None,
-                 activity: Activity | None = None) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        inbox: Inbox,
+        dispatch: Callable[[object], None],
+        on_error: Callable[[Exception, str], None] | None = None,
+        activity: Activity | None = None,
+    ) -> None:
         self.scheduler = scheduler
         self.clock = scheduler.clock
         self.inbox = inbox
         self.dispatch = dispatch
-        self.on_error = on_error      # contains an error of one event or timer
+        self.on_error = on_error  # contains an error of one event or timer
         self.activity = activity
         self.failed: Exception | None = None
         self._stop = threading.Event()
@@ -81,8 +87,7 @@ class EventLoop:
         try:
             self.on_error(exc, where)
         except Exception as second:
-            log.critical("could not contain an error in %s (%r): %r; the event loop stops",
-                         where, exc, second)
+            log.critical("could not contain an error in %s (%r): %r; the event loop stops", where, exc, second)
             self.failed = second
             self._stop.set()
 

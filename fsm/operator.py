@@ -5,6 +5,7 @@ Remote commands come from the monitoring centre (see ``agent.remote``);
 running, and otherwise when the current session ends: never mid-dispense. A
 device reset and a replenishment may move notes, so they are journalled.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,8 +27,11 @@ class OperatorCommands:
     def __init__(self, atm: ATM) -> None:
         self.atm = atm
         self.handlers: dict[str, Callable[[dict[str, Any], Reply], dict[str, Any] | None]] = {
-            "status": self.status, "cash": self.cash, "selftest": self.selftest,
-            "out_of_service": self.out_of_service, "in_service": self.in_service,
+            "status": self.status,
+            "cash": self.cash,
+            "selftest": self.selftest,
+            "out_of_service": self.out_of_service,
+            "in_service": self.in_service,
         }
 
     # -- remote requests ---------------------------------------------------------
@@ -38,13 +42,14 @@ class OperatorCommands:
         """Run one command and answer it; the answer may come later (a self-test)."""
         handler = self.handlers.get(command)
         if handler is None:
-            return reply({"ok": False, "command": command, "error": "unknown_command",
-                          "reason": f"{command!r} is not a command"})
+            return reply(
+                {"ok": False, "command": command, "error": "unknown_command", "reason": f"{command!r} is not a command"}
+            )
 
         def answer(result: dict[str, Any]) -> None:
-            self.atm.journal.event(None, "remote_command", command=command, args=args,
-                                   ok=result.get("ok", True))
+            self.atm.journal.event(None, "remote_command", command=command, args=args, ok=result.get("ok", True))
             reply({"ok": True, "command": command, **result})
+
         try:
             result = handler(args, answer)
         except Exception as exc:  # answer, then let the loop's containment log it
@@ -64,10 +69,15 @@ class OperatorCommands:
 
     def status(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:
         atm, service = self.atm, self.atm.service
-        return {"state": atm.state, "service": service.service, "functions": service.functions,
-                "held": service.held, "hold_reason": service.hold_reason, "session_active": self.busy,
-                "devices": {k: {"status": d.status.value, "faults": sorted(d.faults)}
-                            for k, d in atm.devices.items()}}
+        return {
+            "state": atm.state,
+            "service": service.service,
+            "functions": service.functions,
+            "held": service.held,
+            "hold_reason": service.hold_reason,
+            "session_active": self.busy,
+            "devices": {k: {"status": d.status.value, "faults": sorted(d.faults)} for k, d in atm.devices.items()},
+        }
 
     def cash(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:
         return {"cassettes": [c.as_dict() for c in self.atm.devices.dispenser.cassettes]}
@@ -82,6 +92,7 @@ class OperatorCommands:
             atm.service.refresh()
             atm.follow_service()
             answer({"results": results, "service": atm.service.service})
+
         atm.flows.startup.self_test(kinds, done)
         return None
 
@@ -124,12 +135,19 @@ class OperatorCommands:
         dispenser = atm.devices.dispenser
         intent = atm.journal.intent(None, "replenish", before=[c.as_dict() for c in dispenser.cassettes])
         dispenser.load_cassettes(list(event.cassettes))
-        atm.journal.outcome(intent, None, "replenish", cassettes=dispenser.cassettes, ok=True,
-                            after=[c.as_dict() for c in dispenser.cassettes])
+        atm.journal.outcome(
+            intent,
+            None,
+            "replenish",
+            cassettes=dispenser.cassettes,
+            ok=True,
+            after=[c.as_dict() for c in dispenser.cassettes],
+        )
         dispenser.clear_fault("count_unknown")  # the cassettes were counted and reloaded
 
         def tested(completion: Completion) -> None:
             atm.publish_cash()
             atm.service.refresh()
             atm.follow_service()
+
         atm.commands.send("dispenser", "self_test", dispenser.self_test, then=tested)

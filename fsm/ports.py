@@ -3,6 +3,7 @@
 The agent supplies the journal, the telemetry and the bank host; the state
 machine never imports them.
 """
+
 from __future__ import annotations
 
 import abc
@@ -56,4 +57,4 @@ class BankHost(abc.ABC):
         """Send one request; returns its id, which the reply carries."""
 
 
-Out = Callable[..., None]   # out(type, **fields): what the CLI and tests see
+Out = Callable[..., None]  # out(type, **fields): what the CLI and tests see

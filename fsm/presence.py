@@ -1,4 +1,5 @@
 """Whether someone stands at the ATM, with a debounce before "gone"."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,15 +15,16 @@ class PresenceTracker:
     ``returned`` when someone is seen again after that.
     """
 
-    def __init__(self, scheduler: Scheduler, debounce: float, sensor: Any,
-                 left: Callable[[], None], returned: Callable[[], None]) -> None:
+    def __init__(
+        self, scheduler: Scheduler, debounce: float, sensor: Any, left: Callable[[], None], returned: Callable[[], None]
+    ) -> None:
         self.scheduler = scheduler
         self.debounce = debounce
         self.sensor = sensor
         self.left = left
         self.returned = returned
         self.present = False
-        self.away = False           # gone for longer than the debounce
+        self.away = False  # gone for longer than the debounce
         self._leave_timer: Timer | None = None
 
     def update(self, present: bool) -> None:

@@ -12,6 +12,7 @@ Every play is recorded as a ``prompt`` event with ``action="play"``, the
 :meth:`Prompter._play`), ``spoken`` and, for patterns, ``chime`` and
 ``escalated``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol
@@ -69,14 +70,15 @@ class PromptDisplay(Protocol):
 
 
 class Prompter:
-    def __init__(self, scheduler: Scheduler, speaker: PromptSpeaker, display: PromptDisplay,
-                 library: PromptLibrary, out: Out) -> None:
+    def __init__(
+        self, scheduler: Scheduler, speaker: PromptSpeaker, display: PromptDisplay, library: PromptLibrary, out: Out
+    ) -> None:
         self.scheduler = scheduler
         self.speaker = speaker
         self.display = display
         # clip(id, lang[, volume]), chime([volume]), pattern(name), display(id, lang)
         self.library = library
-        self.out = out              # out(type, **fields)
+        self.out = out  # out(type, **fields)
         self.active: str | None = None
         self._timers: list[Timer] = []
         self._plays = 0
@@ -110,8 +112,11 @@ class Prompter:
                 delay = chime.duration
                 extra["chime"] = True
         if delay:
-            self._timers.append(self.scheduler.call_later(
-                delay, self._play, step.prompt, language, pattern.name, repeat, step.volume, extra))
+            self._timers.append(
+                self.scheduler.call_later(
+                    delay, self._play, step.prompt, language, pattern.name, repeat, step.volume, extra
+                )
+            )
         else:
             self._play(step.prompt, language, pattern.name, repeat, step.volume, extra)
         if repeat < pattern.repeats:
@@ -126,8 +131,15 @@ class Prompter:
         chime = self.library.chime(volume=volume) if volume != 1.0 else None
         return chime if chime is not None else self.library.chime()
 
-    def _play(self, prompt_id: str, language: str, pattern: str | None, repeat: int,
-              volume: float = 1.0, extra: dict[str, Any] | None = None) -> None:
+    def _play(
+        self,
+        prompt_id: str,
+        language: str,
+        pattern: str | None,
+        repeat: int,
+        volume: float = 1.0,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """Play (or show) one prompt and record it.
 
         A louder copy that is missing from the cache falls back to the prompt at
@@ -146,8 +158,17 @@ class Prompter:
             self.speaker.play(clip)
         else:
             self.display.show("prompt", self.library.display(prompt_id, language), prompt=prompt_id)
-        self.out("prompt", action="play", prompt=prompt_id, language=language,
-                 pattern=pattern, repeat=repeat, volume=played, spoken=spoken, **fields)
+        self.out(
+            "prompt",
+            action="play",
+            prompt=prompt_id,
+            language=language,
+            pattern=pattern,
+            repeat=repeat,
+            volume=played,
+            spoken=spoken,
+            **fields,
+        )
 
     def stop(self, reason: str) -> None:
         """Silence the speaker and cancel pending repeats."""

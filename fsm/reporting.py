@@ -1,4 +1,5 @@
 """Session reporting: the journal and the telemetry in one call."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Which functions the ATM can offer, from the state of its devices."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -42,18 +43,24 @@ class ServiceState:
     """The service the ATM offers: derived from the devices, held by an operator,
     or lost for good (``broken``) when an error could not be contained."""
 
-    def __init__(self, devices: Any, journal: JournalPort, telemetry: TelemetryPort, out: Out,
-                 changed: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        devices: Any,
+        journal: JournalPort,
+        telemetry: TelemetryPort,
+        out: Out,
+        changed: Callable[[], None] = lambda: None,
+    ) -> None:
         self.devices = devices
         self.journal = journal
         self.telemetry = telemetry
         self.out = out
-        self.changed = changed      # tells the owner (the birth snapshot follows the service)
+        self.changed = changed  # tells the owner (the birth snapshot follows the service)
         self.functions: list[str] = []
         self.service = "out_of_service"
-        self.held = False           # the monitoring centre took the ATM out of service
+        self.held = False  # the monitoring centre took the ATM out of service
         self.hold_reason = ""
-        self.broken = False         # out of service until restarted
+        self.broken = False  # out of service until restarted
 
     @property
     def can_serve(self) -> bool:

@@ -1,4 +1,5 @@
 """One customer session: what the state machine remembers between events."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,15 +15,15 @@ class Session:
     started: float
     language: str
     card: CardData | None = None
-    function: str | None = None      # withdrawal / deposit / balance / transfer
+    function: str | None = None  # withdrawal / deposit / balance / transfer
     amount: int = 0
     plan: dict[str, int] | None = None  # notes per cassette for a withdrawal
     offered_plan: dict[str, int] | None = None  # the plan for the amount being entered (before it is taken)
     pin_tries: int = 0
     host_request: int | None = None
     money_request: int | None = None  # the host request that moved money, for a reversal
-    reply: HostReply | None = None   # the last host reply
-    stacked_notes: int = 0           # dispensed into the stacker, not yet presented
+    reply: HostReply | None = None  # the last host reply
+    stacked_notes: int = 0  # dispensed into the stacker, not yet presented
     presented_notes: int = 0
     outcome: str = "completed"
     card_retained: bool = False
@@ -38,7 +39,13 @@ class Session:
 
     def summary(self, ended: float) -> dict[str, Any]:
         """What telemetry and the journal get: never any card data."""
-        return {"session": self.id, "function": self.function, "outcome": self.outcome,
-                "amount": self.amount, "language": self.language,
-                "card_retained": self.card_retained, "cash_retracted": self.cash_retracted,
-                "duration_s": round(ended - self.started, 3)}
+        return {
+            "session": self.id,
+            "function": self.function,
+            "outcome": self.outcome,
+            "amount": self.amount,
+            "language": self.language,
+            "card_retained": self.card_retained,
+            "cash_retracted": self.cash_retracted,
+            "duration_s": round(ended - self.started, 3),
+        }

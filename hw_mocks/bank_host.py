@@ -7,6 +7,7 @@ calling ``reply(HostReply)``; with the ``timeout`` fault armed the host still
 acts on the request but its answer is lost, as on a broken link. Accounts are keyed
 by the card token, never by card number.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,7 +34,7 @@ class Account:
 class HostReply:
     request_id: int
     ok: bool
-    code: str            # "approved", "wrong_pin", "insufficient_funds", "declined", ...
+    code: str  # "approved", "wrong_pin", "insufficient_funds", "declined", ...
     balance: int | None = None
 
 
@@ -52,8 +53,17 @@ class SimBankHost(FaultInjection, BankHost):
     def add_account(self, card: SimCard, pin: str, balance: int) -> None:
         self.accounts[card_token(card.pan, self.key)] = Account(pin, balance)
 
-    def request(self, op: str, token: str, callback: Callable[[Any], None], *, pin: Any = None,
-                amount: int = 0, original: int | None = None, **fields: Any) -> int:
+    def request(
+        self,
+        op: str,
+        token: str,
+        callback: Callable[[Any], None],
+        *,
+        pin: Any = None,
+        amount: int = 0,
+        original: int | None = None,
+        **fields: Any,
+    ) -> int:
         """Send a request; returns its id. ``callback`` gets a HostReply later."""
         if fields:
             raise TypeError(f"unexpected host request fields: {', '.join(sorted(fields))}")
@@ -62,8 +72,7 @@ class SimBankHost(FaultInjection, BankHost):
         self._next_id += 1
         rid = self._next_id
         self.log.append((op, amount if op != "reverse" else original))
-        answer = (self._reverse(rid, original, amount) if op == "reverse"
-                  else self._answer(rid, op, token, pin, amount))
+        answer = self._reverse(rid, original, amount) if op == "reverse" else self._answer(rid, op, token, pin, amount)
         if "timeout" not in self.injected:  # a time-out loses the reply, not the request
             self.scheduler.call_later(self.latency, callback, answer)
         return rid
@@ -109,6 +118,7 @@ DEMO_BALANCE = 1_000_000
 def demo_host(scheduler, key: bytes, latency: float = 0.2) -> SimBankHost:
     """A host that knows every test card in ``hw_mocks.cards`` (PIN 1234)."""
     from hw_mocks.cards import CARDS
+
     host = SimBankHost(scheduler, key, latency)
     for card in CARDS.values():
         host.add_account(card, DEMO_PIN, DEMO_BALANCE)

@@ -1,4 +1,5 @@
 """Test cards for the simulations. The PANs are Luhn-valid test numbers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,12 +8,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SimCard:
     pan: str
-    expiry: str = "3012"         # YYMM
-    service_code: str = "201"    # 2xx: chip card
-    country: str = "0392"        # Japan
+    expiry: str = "3012"  # YYMM
+    service_code: str = "201"  # 2xx: chip card
+    country: str = "0392"  # Japan
     label: str = "SIM DEBIT"
-    chip: bool = True            # False: magnetic stripe only
-    profile: str = ""            # the virtual EMV card (hw_mocks/emv_profiles) for pcsc+emu://
+    chip: bool = True  # False: magnetic stripe only
+    profile: str = ""  # the virtual EMV card (hw_mocks/emv_profiles) for pcsc+emu://
 
     @property
     def track2(self) -> str:
@@ -34,5 +35,9 @@ CARDS = {
     "pulled-out": SimCard("4999990000000106", profile="pulled_out"),
 }
 # What the in-process chip simulation does for the profiles that go wrong.
-SIM_CHIP_FAULTS = {"mute": "mute_card", "blocked_app": "application_blocked", "broken_tlv": "chip_error",
-                   "pulled_out": "card_removed"}
+SIM_CHIP_FAULTS = {
+    "mute": "mute_card",
+    "blocked_app": "application_blocked",
+    "broken_tlv": "chip_error",
+    "pulled_out": "card_removed",
+}

@@ -4,6 +4,7 @@ Customers arrive one after another with a mix of functions, forgotten cards
 and cash, idle customers and cancellations. Now and then the dispenser jams
 and an engineer clears it, and a cash van refills a low cassette.
 """
+
 from __future__ import annotations
 
 import random

@@ -4,6 +4,7 @@ The customer watches what a person would see (the screen, the card at the
 gate, the cash at the shutter) through the agent's records and acts through
 the simulated devices after a thinking delay on the scheduler's clock.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,20 +18,20 @@ from hw_mocks.cards import CARDS
 class Visit:
     """What one customer will do."""
 
-    function: str = "withdrawal"       # withdrawal / deposit / balance / transfer
+    function: str = "withdrawal"  # withdrawal / deposit / balance / transfer
     card: str = "domestic"
     pin: str = DEMO_PIN
-    wrong_pins: int = 0                # wrong PINs typed before the right one
+    wrong_pins: int = 0  # wrong PINs typed before the right one
     amount: int = 30_000
     notes: dict = field(default_factory=lambda: {10_000: 2, 1_000: 3})
-    think: float = 1.5                 # seconds between seeing a screen and acting
-    idle_at: str | None = None         # screen where the customer gets stuck
+    think: float = 1.5  # seconds between seeing a screen and acting
+    idle_at: str | None = None  # screen where the customer gets stuck
     idle_for: float = 0.0
-    cancel_at: str | None = None       # screen where the customer presses cancel
+    cancel_at: str | None = None  # screen where the customer presses cancel
     forget_card: bool = False
     forget_cash: bool = False
     come_back_after: float | None = None  # walks away, then returns for the item
-    language: str | None = None        # picks this language on the menu first
+    language: str | None = None  # picks this language on the menu first
     label: str = ""
 
 
@@ -55,8 +56,9 @@ class Customer:
 
     def _walk_up(self) -> None:
         v = self.visit
-        self.agent.recorder("customer", action="arrives", function=v.function, card=v.card,
-                            plan=v.label or "an ordinary visit")
+        self.agent.recorder(
+            "customer", action="arrives", function=v.function, card=v.card, plan=v.label or "an ordinary visit"
+        )
         self.dev["proximity"].customer_arrive()
         self.later(self.visit.think, self._insert)
 

@@ -25,6 +25,7 @@ ignored)::
     insert CARD              ict3q8: a test card from hw_mocks.cards (e.g. domestic)
     insert-track2 DATA       ict3q8: a magnetic-stripe card with this track 2
 """
+
 from __future__ import annotations
 
 import errno
@@ -44,7 +45,7 @@ from hw_mocks.lcdm_emulator import Lcdm2000Emulator
 from hw_mocks.serial_rigs import DEMO_ATR
 
 EMULATORS = {"lcdm2000": (Lcdm2000Emulator, 9600), "ict3q8": (Ict3q8Emulator, 38400)}
-POLL = 0.2        # how often the main thread looks for a stop
+POLL = 0.2  # how often the main thread looks for a stop
 
 
 class EmulateError(Exception):
@@ -67,7 +68,7 @@ def serve(device: str, faults, timing: bool, commands, out, stop: threading.Even
         for line in _lines(commands, stop):
             if line.strip():
                 _say(out, answer(emulator, line))
-        while not stop.is_set():   # never stop.wait(): the signal handler calls stop.set()
+        while not stop.is_set():  # never stop.wait(): the signal handler calls stop.set()
             time.sleep(POLL)
     finally:
         restore()
@@ -85,7 +86,7 @@ def build(device: str, faults, timing: bool):
         for name in faults:
             emulator.inject(name)
     except ValueError as exc:
-        emulator.stop()              # closes the pty
+        emulator.stop()  # closes the pty
         raise EmulateError(str(exc)) from None
     return emulator
 
@@ -101,13 +102,16 @@ def _handle_signals(stop: threading.Event):
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     handlers: dict[signal.Signals, Callable[[int, FrameType | None], Any] | signal.Handlers] = {
-        signal.SIGINT: lambda *_: stop.set(), signal.SIGTERM: lambda *_: stop.set(),
-        signal.SIGTTIN: signal.SIG_IGN}
+        signal.SIGINT: lambda *_: stop.set(),
+        signal.SIGTERM: lambda *_: stop.set(),
+        signal.SIGTTIN: signal.SIG_IGN,
+    }
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
 
     def restore():
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
     return restore
 
 
@@ -119,7 +123,7 @@ def _lines(commands, stop: threading.Event):
     try:
         fd = commands.fileno()
     except (AttributeError, OSError, ValueError):
-        yield from commands          # an in-memory file: it cannot block
+        yield from commands  # an in-memory file: it cannot block
         return
     pending = b""
     while not stop.is_set():
@@ -133,7 +137,7 @@ def _lines(commands, stop: threading.Event):
         except OSError as exc:
             if exc.errno != errno.EIO:
                 break
-            time.sleep(POLL)         # a background job's read of its terminal
+            time.sleep(POLL)  # a background job's read of its terminal
             continue
         if not chunk:
             break
@@ -148,7 +152,7 @@ def _may_read(fd: int) -> bool:
     """False while we are a background job of the terminal ``fd`` (reading it would stop us)."""
     try:
         return not os.isatty(fd) or os.tcgetpgrp(fd) == os.getpgrp()
-    except OSError:                  # a terminal that is not our controlling one
+    except OSError:  # a terminal that is not our controlling one
         return True
 
 
@@ -163,7 +167,7 @@ def answer(emulator, line: str) -> str:
         return f"error: unknown command {name[:40]!r} (try help)"
     try:
         return "ok " + command(emulator, args)
-    except (CommandError, ValueError) as exc:   # the emulator's ValueErrors name what is known
+    except (CommandError, ValueError) as exc:  # the emulator's ValueErrors name what is known
         return f"error: {exc}"
 
 
@@ -187,7 +191,7 @@ def _status(emulator, args) -> str:
     _expect(args, "status", 0)
     snapshot = emulator.snapshot()
     card = snapshot.get("card")
-    if card:                         # never show a whole card number
+    if card:  # never show a whole card number
         tracks = card.pop("tracks")
         card["tracks"] = sorted(tracks)
         card["pan"] = mask_pan(tracks.get(2, "").split("=")[0])
@@ -203,13 +207,13 @@ def mask_pan(pan: str) -> str:
 
 
 def _fault(emulator, args) -> str:
-    name, = _expect(args, "fault NAME", 1)
+    (name,) = _expect(args, "fault NAME", 1)
     emulator.inject(name)
     return f"fault {name} injected"
 
 
 def _clear(emulator, args) -> str:
-    name, = _expect(args, "clear NAME", 1)
+    (name,) = _expect(args, "clear NAME", 1)
     emulator.remove(name)
     return f"fault {name} cleared"
 
@@ -245,27 +249,28 @@ def _clear_jam(emulator, args) -> str:
 
 
 def _insert(emulator, args) -> str:
-    name, = _expect(args, "insert CARD", 1)
+    (name,) = _expect(args, "insert CARD", 1)
     card = CARDS.get(name)
-    if card is None:                 # not echoed: it might be a card number
+    if card is None:  # not echoed: it might be a card number
         raise CommandError(f"unknown card (known: {', '.join(CARDS)})")
     _insert_card(emulator, card.track2.strip(";?"), DEMO_ATR if card.chip else None, card)
     return f"card {name} inside"
 
 
 def _insert_track2(emulator, args) -> str:
-    data, = _expect(args, "insert-track2 DATA", 1)
+    (data,) = _expect(args, "insert-track2 DATA", 1)
     data = data.removeprefix(";").removesuffix("?")
     if not (data and data.isascii() and data.isprintable()):
-        raise CommandError("track 2 must be printable ASCII characters")   # not echoed
+        raise CommandError("track 2 must be printable ASCII characters")  # not echoed
     _insert_card(emulator, data, None, None)
     return "card inside"
 
 
 def _insert_card(emulator, track2: str, atr, tag) -> None:
     if not emulator.insert_card({2: track2}, atr=atr, tag=tag):
-        raise CommandError("the reader did not take the card: it takes one only when powered,"
-                           " with entry enabled and no card in")
+        raise CommandError(
+            "the reader did not take the card: it takes one only when powered, with entry enabled and no card in"
+        )
 
 
 def _take_card(emulator, args) -> str:

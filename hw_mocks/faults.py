@@ -1,4 +1,5 @@
 """Fault injection shared by the simulated devices."""
+
 from __future__ import annotations
 
 
@@ -27,5 +28,4 @@ class FaultInjection:
 
     def _check(self, name: str) -> None:
         if name not in self.INJECTABLE:
-            raise ValueError(f"{type(self).__name__} has no fault {name!r}"
-                             f" (known: {', '.join(self.INJECTABLE)})")
+            raise ValueError(f"{type(self).__name__} has no fault {name!r} (known: {', '.join(self.INJECTABLE)})")

@@ -1,4 +1,5 @@
 """A bounded record of what a simulation saw, so long runs do not grow without end."""
+
 from __future__ import annotations
 
 from typing import TypeVar
@@ -16,4 +17,4 @@ class History(list[T]):
     def append(self, item: T) -> None:
         super().append(item)
         if len(self) > 2 * self.cap:
-            del self[:-self.cap]
+            del self[: -self.cap]

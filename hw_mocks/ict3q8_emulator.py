@@ -51,6 +51,7 @@ Behaviour:
   entry is disabled, the LED is off, and the next command of any kind is
   answered N "30" (and not carried out) once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,12 +62,12 @@ from hw_mocks.serial_emulator import PowerLost, SerialEmulator
 STX = 0xF2
 ACK = 0x06
 NAK = 0x15
-COMMAND, POSITIVE, NEGATIVE = 0x43, 0x50, 0x4E   # 'C', 'P', 'N'
-MIN_LEN, MAX_LEN = 3, 512        # LEN of a command: 'C' CM PM at least
+COMMAND, POSITIVE, NEGATIVE = 0x43, 0x50, 0x4E  # 'C', 'P', 'N'
+MIN_LEN, MAX_LEN = 3, 512  # LEN of a command: 'C' CM PM at least
 
-POLL = 0.05                      # wait for a first byte (keeps stop() responsive)
-FRAME_TIMEOUT = 0.3              # wait for the rest of a started frame
-HOST_ACK_TIMEOUT = 0.5           # wait for the host's ACK/NAK of a reply
+POLL = 0.05  # wait for a first byte (keeps stop() responsive)
+FRAME_TIMEOUT = 0.3  # wait for the rest of a started frame
+HOST_ACK_TIMEOUT = 0.5  # wait for the host's ACK/NAK of a reply
 MAX_RESENDS = 3
 
 POSITION_CODES = {"none": b"00", "gate": b"01", "inside": b"02"}
@@ -94,9 +95,10 @@ def build_frame(kind: int, cm: int, pm: int, payload: bytes = b"") -> bytes:
 @dataclass
 class Card:
     """A card the simulated customer holds or the reader holds."""
-    tracks: dict[int, str]        # track number -> characters (no sentinels); a missing track has no data
-    atr: bytes | None = None      # None: no chip
-    tag: Any = None               # opaque, for the simulations that own the card
+
+    tracks: dict[int, str]  # track number -> characters (no sentinels); a missing track has no data
+    atr: bytes | None = None  # None: no chip
+    tag: Any = None  # opaque, for the simulations that own the card
 
 
 class Refused(Exception):
@@ -111,7 +113,7 @@ class Ict3q8Emulator(SerialEmulator):
     """The reader: its state, the customer's actions, and the serial protocol."""
 
     name = "ict3q8"
-    bits_per_byte = 11            # 8E1
+    bits_per_byte = 11  # 8E1
     FAULTS = ("jam", "two_cards", "read_error", "pulled_out")
 
     # (CM, PM) -> (handler name, usable before initialise)
@@ -131,7 +133,7 @@ class Ict3q8Emulator(SerialEmulator):
 
     def __init__(self, baud: int | None = None, initialised: bool = False):
         super().__init__(baud)
-        self.position = "none"    # "none" | "gate" | "inside"; "none" exactly when card is None
+        self.position = "none"  # "none" | "gate" | "inside"; "none" exactly when card is None
         self.card: Card | None = None
         self.captured: list[Card] = []
         self.entry_enabled = False
@@ -173,7 +175,9 @@ class Ict3q8Emulator(SerialEmulator):
                 "position": self.position,
                 "entry_enabled": self.entry_enabled,
                 "led": self.led,
-                "card": None if card is None else {
+                "card": None
+                if card is None
+                else {
                     "tracks": dict(card.tracks),
                     "atr": None if card.atr is None else card.atr.hex(),
                 },
@@ -237,7 +241,7 @@ class Ict3q8Emulator(SerialEmulator):
             return None
         rest = self.read(length + 2, FRAME_TIMEOUT)
         if len(rest) < length + 2:
-            self.unread(head + rest)          # resync on a later F2 in these bytes
+            self.unread(head + rest)  # resync on a later F2 in these bytes
             return None
         return first + head + rest
 
@@ -253,14 +257,14 @@ class Ict3q8Emulator(SerialEmulator):
             if answer == bytes((NAK,)) and attempt < MAX_RESENDS:
                 continue
             if answer not in (b"", bytes((ACK,)), bytes((NAK,))):
-                self.unread(answer)           # the host moved on to its next command
+                self.unread(answer)  # the host moved on to its next command
             return
 
     # commands ---------------------------------------------------------------------
     def _execute(self, cm: int, pm: int, data: bytes) -> bytes:
         """Carry out one command; return the reply frame. PowerLost passes through."""
         with self.lock:
-            if not self.powered:              # the power went while the frame came in
+            if not self.powered:  # the power went while the frame came in
                 raise PowerLost()
             try:
                 if self._report_power_loss:

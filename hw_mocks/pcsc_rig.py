@@ -9,6 +9,7 @@ with any other reader it is inserted when the chip is read. A card with no chip
 
 Options: ``timeout`` (seconds to wait for the chip, 1.0), as for ``pcsc://``.
 """
+
 from __future__ import annotations
 
 import logging

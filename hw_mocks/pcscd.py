@@ -13,6 +13,7 @@ stays on loopback).
 pcscd has one socket per machine, so one daemon serves the whole process:
 :func:`acquire` / :func:`release` count its users.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,7 @@ VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 SYSTEM_VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
 DEFAULT_PORT = 35963
 READER = "Virtual PCD 00 00"
-PORT_ENV = "ATM_VPCD_PORT"   # the vpcd port of a pcscd we started, for our child processes
+PORT_ENV = "ATM_VPCD_PORT"  # the vpcd port of a pcscd we started, for our child processes
 
 
 class PcscdError(RuntimeError):
@@ -49,6 +50,7 @@ def pcscd_answers() -> list[str] | None:
         SCardListReaders,
         SCardReleaseContext,
     )
+
     try:
         hresult, context = SCardEstablishContext(SCARD_SCOPE_USER)
     except SmartcardException:
@@ -123,8 +125,10 @@ class PcscDaemon:
         readers = pcscd_answers()
         if readers is not None:
             if READER not in readers:
-                raise PcscdError(f"the running pcscd has no {READER!r} reader (readers: {readers});"
-                                 " install vsmartcard-vpcd and restart pcscd")
+                raise PcscdError(
+                    f"the running pcscd has no {READER!r} reader (readers: {readers});"
+                    " install vsmartcard-vpcd and restart pcscd"
+                )
             self.port = int(os.environ.get(PORT_ENV) or system_vpcd_port())
             log.info("using the running pcscd; vpcd on port %d", self.port)
             return self
@@ -133,18 +137,23 @@ class PcscDaemon:
         self.port = _free_port_pair()
         self._dir = tempfile.TemporaryDirectory(prefix="atm-pcscd-")
         conf = Path(self._dir.name) / "vpcd"
-        conf.write_text(f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x{self.port:04X}\n'
-                        f"LIBPATH {VPCD_DRIVER}\nCHANNELID 0x{self.port:04X}\n")
+        conf.write_text(
+            f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x{self.port:04X}\n'
+            f"LIBPATH {VPCD_DRIVER}\nCHANNELID 0x{self.port:04X}\n"
+        )
         self._log = open(Path(self._dir.name) / "pcscd.log", "wb")
-        self.process = subprocess.Popen(["pcscd", "--foreground", "-c", self._dir.name],
-                                        stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            ["pcscd", "--foreground", "-c", self._dir.name], stdout=self._log, stderr=subprocess.STDOUT
+        )
         self.owned = True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stop()
-                raise PcscdError(f"pcscd exited with {self.process.returncode}; it needs to write"
-                                 " /run/pcscd (run as root, or start the pcscd service)")
+                raise PcscdError(
+                    f"pcscd exited with {self.process.returncode}; it needs to write"
+                    " /run/pcscd (run as root, or start the pcscd service)"
+                )
             readers = pcscd_answers()
             if readers and READER in readers:
                 log.info("started pcscd (pid %d); vpcd on port %d", self.process.pid, self.port)

@@ -16,6 +16,7 @@ Power loss is not a fault flag but an act: :meth:`SerialEmulator.power_loss`
 cuts the power now or part-way into the next command, :meth:`power_on`
 brings it back.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,18 +39,18 @@ class SerialEmulator:
     """A device on a pty, served by one thread; control calls may come from any thread."""
 
     name = "device"
-    FAULTS: tuple[str, ...] = ()     # device-specific fault names
-    bits_per_byte = 10               # 8N1: start + 8 data + stop
+    FAULTS: tuple[str, ...] = ()  # device-specific fault names
+    bits_per_byte = 10  # 8N1: start + 8 data + stop
 
     def __init__(self, baud: int | None = None):
-        self.baud = baud             # None: as fast as the pty goes; else real line timing
+        self.baud = baud  # None: as fast as the pty goes; else real line timing
         self.lock = threading.RLock()
         self.faults: set[str] = set()
         self.powered = True
         self._power_loss_after: int | None = None
-        self.received = 0            # command frames received (subclasses count them)
+        self.received = 0  # command frames received (subclasses count them)
         self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)      # the driver sets its own line settings when it opens
+        tty.setraw(self._slave)  # the driver sets its own line settings when it opens
         self.port = os.ttyname(self._slave)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -13,6 +13,7 @@ the driver's ``note_time`` then allows for it. The other options go to the
 driver, as for ``lcdm2000://PORT``, whose link timing defaults are shorter here
 (:data:`EMULATOR_TIMING`).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -64,8 +65,9 @@ class _Emulated(_MixinBase):
 
     @property
     def injected(self) -> set[str]:
-        return set(self.emulator.faults) | {a for a, names in self.FAULT_ALIASES.items()
-                                            if set(names) <= self.emulator.faults}
+        return set(self.emulator.faults) | {
+            a for a, names in self.FAULT_ALIASES.items() if set(names) <= self.emulator.faults
+        }
 
     def _names(self, name: str) -> tuple[str, ...]:
         if name in self.FAULT_ALIASES:
@@ -90,8 +92,11 @@ class _Emulated(_MixinBase):
 class EmulatedLcdm2000(_Emulated, Lcdm2000Dispenser):
     """The LCDM-2000 driver on :class:`Lcdm2000Emulator`."""
 
-    FAULT_ALIASES = {"jam": ("jam_chk",), "near_end": ("near_end_upper", "near_end_lower"),
-                     "empty": ("empty_upper", "empty_lower")}
+    FAULT_ALIASES = {
+        "jam": ("jam_chk",),
+        "near_end": ("near_end_upper", "near_end_lower"),
+        "empty": ("empty_upper", "empty_lower"),
+    }
     emulator: Lcdm2000Emulator
 
     def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None) -> None:

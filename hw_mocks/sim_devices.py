@@ -4,6 +4,7 @@ The ``customer_*`` methods are what a person does to the machine; the
 simulated customer and the tests call them. Faults are armed with
 ``inject(name)`` and disarmed with ``remove(name)``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,16 +47,18 @@ class SimCardReader(FaultInjection, CardReader):
     def _fail_if_jammed(self) -> None:
         if "jam" in self.injected:
             self._position = CardPosition.JAMMED
-            raise DeviceError(self.raise_fault("jam", "card jammed in the transport",
-                                               Severity.ERROR, Action.MAINTENANCE))
+            raise DeviceError(
+                self.raise_fault("jam", "card jammed in the transport", Severity.ERROR, Action.MAINTENANCE)
+            )
 
     def read(self, key: bytes) -> CardData:
         if self.card is None or self._position is not CardPosition.INSIDE:
             raise DeviceError(self.raise_fault("no_card", "no card inside", Severity.WARNING, Action.NONE))
         self._fail_if_jammed()
         if "read_error" in self.injected:
-            raise DeviceError(self.raise_fault("read_error", "magnetic stripe unreadable",
-                                               Severity.WARNING, Action.NONE))
+            raise DeviceError(
+                self.raise_fault("read_error", "magnetic stripe unreadable", Severity.WARNING, Action.NONE)
+            )
         return CardData.from_track2(self.card.track2, key)
 
     def eject(self) -> None:
@@ -113,14 +116,22 @@ class SimChipReader(FaultInjection, ChipReader):
             except DeviceError:
                 card = None
         if card is None or not card.chip or "mute" in self.injected:
-            raise DeviceError(self.raise_fault("mute_card", "the card's chip does not answer",
-                                               Severity.INFO, Action.NONE))
+            raise DeviceError(
+                self.raise_fault("mute_card", "the card's chip does not answer", Severity.INFO, Action.NONE)
+            )
         if card.profile in SIM_CHIP_FAULTS:  # the same answer the PC/SC driver gives for that card
             code = SIM_CHIP_FAULTS[card.profile]
             raise DeviceError(self.raise_fault(code, f"simulated {card.profile} card", Severity.INFO, Action.NONE))
         self.clear_fault("mute_card")
-        return CardData(card.pan, key, expiry=card.expiry, service_code=card.service_code,
-                        source="chip", country=card.country, label=card.label)
+        return CardData(
+            card.pan,
+            key,
+            expiry=card.expiry,
+            service_code=card.service_code,
+            source="chip",
+            country=card.country,
+            label=card.label,
+        )
 
 
 class SimDispenser(FaultInjection, CashDispenser):
@@ -142,8 +153,9 @@ class SimDispenser(FaultInjection, CashDispenser):
             if "empty" in self.injected:  # the cassette holds fewer notes than counted
                 result.fault_code = "cassette_empty"
                 self._apply(result)
-                self.raise_fault("cassette_empty", f"cassette {cid} ran out of notes (bill end)",
-                                 Severity.ERROR, Action.REPLENISH)
+                self.raise_fault(
+                    "cassette_empty", f"cassette {cid} ran out of notes (bill end)", Severity.ERROR, Action.REPLENISH
+                )
                 return result
             if "jam" in self.injected:
                 picked = min(n // 2, cas.count)
@@ -208,7 +220,7 @@ class SimAcceptor(FaultInjection, CashAcceptor):
         self._escrow: dict[int, int] = {}
         self.stored: dict[int, int] = {}
         self.returned: dict[int, int] = {}
-        self.retained: dict[int, int] = {}   # notes an engineer cleared out of the escrow
+        self.retained: dict[int, int] = {}  # notes an engineer cleared out of the escrow
 
     def enable(self) -> None:
         self.enabled = True
@@ -239,8 +251,7 @@ class SimAcceptor(FaultInjection, CashAcceptor):
         else:
             self.clear_fault("jam")
         if self._escrow and not self.enabled:
-            self.raise_fault("escrow_not_empty", "notes are left in the escrow", Severity.ERROR,
-                             Action.MAINTENANCE)
+            self.raise_fault("escrow_not_empty", "notes are left in the escrow", Severity.ERROR, Action.MAINTENANCE)
         return self.status
 
     def reset(self) -> None:

@@ -14,6 +14,7 @@ at a time, on the caller's thread), draws the overlays the real window draws, an
 keeps the last ``keep`` images (default 8) in ``frames`` as ``(time, index, image)``;
 ``width`` and ``height`` set the canvas (default: the video's own size).
 """
+
 from __future__ import annotations
 
 import collections
@@ -47,24 +48,35 @@ def probe(path: str) -> tuple[float, int, int, int] | None:
                 while cap.grab():
                     count += 1
             if fps > 0 and count > 0:
-                info = (fps, count, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                        int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+                info = (fps, count, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         cap.release()
         _PROBES[key] = info
     return _PROBES[key]
 
 
 class _Play:
-    __slots__ = ("path", "language", "loop", "cancel_at", "t0", "fps", "count", "size",
-                 "next_k", "shown", "cap", "cap_index")
+    __slots__ = (
+        "path",
+        "language",
+        "loop",
+        "cancel_at",
+        "t0",
+        "fps",
+        "count",
+        "size",
+        "next_k",
+        "shown",
+        "cap",
+        "cap_index",
+    )
 
     def __init__(self, path, language, loop, cancel_at, t0, fps, count, size):
         self.path, self.language, self.loop, self.cancel_at = path, language, loop, cancel_at
         self.t0, self.fps, self.count, self.size = t0, fps, count, size
-        self.next_k = 0      # the next frame to record
+        self.next_k = 0  # the next frame to record
         self.shown = 0
-        self.cap = None      # decode=1 only
-        self.cap_index = 0   # index of the frame the capture reads next
+        self.cap = None  # decode=1 only
+        self.cap_index = 0  # index of the frame the capture reads next
 
     def time_of(self, k: int) -> float:
         return self.t0 + k / self.fps
@@ -80,7 +92,7 @@ class SimDisplay(Display):
         super().__init__(ctx, locator)
         self.screens: list[dict] = History()
         self._frames_shown: History[tuple[float, int]] = History()
-        self.frame_count = 0            # every frame recorded, including those History trimmed
+        self.frame_count = 0  # every frame recorded, including those History trimmed
         loc = self.loc
         self.decode = loc.flag("decode")
         self._keep = loc.number("keep", int, 1, 10_000, 8)
@@ -100,8 +112,9 @@ class SimDisplay(Display):
         self.screens.append({"t": self._now(), "screen": screen, "text": text, "fields": fields})
         self.emit("screen", screen=screen, text=text, fields=fields)
 
-    def play_video(self, path: str, loop: bool = True, language: str | None = None,
-                   cancel_at: float | None = None) -> None:
+    def play_video(
+        self, path: str, loop: bool = True, language: str | None = None, cancel_at: float | None = None
+    ) -> None:
         if self.ctx.scheduler is None:
             raise RuntimeError("SimDisplay needs a scheduler to play video")
         self.stop_video()
@@ -112,8 +125,7 @@ class SimDisplay(Display):
             return
         self.clear_fault("video_missing")
         fps, count, w, h = info
-        play = self._play = _Play(path, language, loop, cancel_at, self._now(), fps, count,
-                                  self.size or (w, h))
+        play = self._play = _Play(path, language, loop, cancel_at, self._now(), fps, count, self.size or (w, h))
         self.emit("video_started", path=path, language=language)
         self._record(play)
         self._arm(play, 1)
@@ -121,7 +133,8 @@ class SimDisplay(Display):
     def _arm(self, play: _Play, passes: int) -> None:
         """A timer at the end of pass ``passes`` through the file."""
         self._timer = self.ctx.scheduler.call_later(
-            max(0.0, play.time_of(passes * play.count) - self._now()), self._pass_done, passes)
+            max(0.0, play.time_of(passes * play.count) - self._now()), self._pass_done, passes
+        )
 
     def _pass_done(self, passes: int) -> None:
         play = self._play

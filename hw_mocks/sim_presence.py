@@ -22,6 +22,7 @@ Fault injection: ``failure`` -- the sensor stops producing readings; after
 ``stale`` seconds that is the ``no_readings`` fault, which clears once the
 readings are back (``remove("failure")``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -37,12 +38,12 @@ from hw_mocks.faults import FaultInjection
 
 TRACES = Path(__file__).with_name("traces")
 
-STAND = 0.45        # metres from the sensor where a customer stands
-FAR = 2.6           # where a walk away ends (beyond the sensor's range)
-WALK = 1.2          # walking speed near the ATM, m/s
-SWAY = 0.02         # a standing person sways this much (m)
-JITTER = 0.008      # HC-SR04 measurement noise (m, one sigma)
-LOST = 0.02         # share of lost echoes
+STAND = 0.45  # metres from the sensor where a customer stands
+FAR = 2.6  # where a walk away ends (beyond the sensor's range)
+WALK = 1.2  # walking speed near the ATM, m/s
+SWAY = 0.02  # a standing person sways this much (m)
+JITTER = 0.008  # HC-SR04 measurement noise (m, one sigma)
+LOST = 0.02  # share of lost echoes
 
 
 def trace_names() -> list[str]:
@@ -117,13 +118,12 @@ class TraceProximity(FaultInjection, PolledProximity):
         self.trace_name = name
         self.rows = load_trace(trace_path(name)) if name else []
         if self.rows and self.start > self.rows[-1][0]:
-            raise loc.error(f"option start={self.start:g} is past the end of the trace"
-                             f" ({self.rows[-1][0]:g} s)")
+            raise loc.error(f"option start={self.start:g} is past the end of the trace ({self.rows[-1][0]:g} s)")
         self.detector = PresenceDetector(**self.options)
         self.walk: Walk | None = None  # set by the simulated customer
         self._rng = random.Random(self.seed)
-        self._t0 = 0.0          # clock time of trace time 0
-        self._next = 0          # index of the next row to replay
+        self._t0 = 0.0  # clock time of trace time 0
+        self._next = 0  # index of the next row to replay
         self._last: float | None = None  # the last distance produced (None: lost echo)
 
     # lifecycle ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """``sim://`` speaker: a sink that records what was played and when."""
+
 from __future__ import annotations
 
 import time
@@ -37,9 +38,15 @@ class SimSpeaker(Speaker):
             self.stop()
         self.current = clip
         self._ends_at = self._clock() + clip.duration
-        self.played.append({"t": self._now(), "prompt_id": clip.prompt_id,
-                            "language": clip.language, "path": clip.path,
-                            "duration": clip.duration})
+        self.played.append(
+            {
+                "t": self._now(),
+                "prompt_id": clip.prompt_id,
+                "language": clip.language,
+                "path": clip.path,
+                "duration": clip.duration,
+            }
+        )
 
     def stop(self) -> None:
         """Cut the current clip short; does nothing when idle."""

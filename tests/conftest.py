@@ -10,6 +10,7 @@ A test that uses a fixture of ``SERVER_FIXTURES`` gets that server's marker
 another way carries the marker explicitly, and fails when it does not. The
 tests named in ``tests/slow.txt`` are marked ``slow``.
 """
+
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,12 @@ SERVER_FIXTURES = {"mosquitto": "mosquitto", "broker": "mosquitto", "xvfb": "xvf
 
 
 def pytest_addoption(parser):
-    parser.addoption("--rig", default=str(DEFAULT_RIG), metavar="PATH",
-                     help="rig file whose devices the device tests use (default: rigs/sim.toml)")
+    parser.addoption(
+        "--rig",
+        default=str(DEFAULT_RIG),
+        metavar="PATH",
+        help="rig file whose devices the device tests use (default: rigs/sim.toml)",
+    )
 
 
 _pcscd_acquire = pcscd.acquire
@@ -72,8 +77,7 @@ def pytest_collection_modifyitems(config, items):
 def _check_servers(item, before: dict[str, int]) -> None:
     for kind in SERVER_MARKERS:
         if started[kind] > before.get(kind, 0) and item.get_closest_marker(kind) is None:
-            pytest.fail(f"{item.nodeid} starts {kind} but is not marked @pytest.mark.{kind}",
-                        pytrace=False)
+            pytest.fail(f"{item.nodeid} starts {kind} but is not marked @pytest.mark.{kind}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,5 +1,6 @@
 """Child process for the crash test: withdrawals back to back on the virtual
 clock, journalled to the file given, until it is killed."""
+
 import sys
 
 from agent import config as configmod
@@ -8,8 +9,10 @@ from agent.runtime import Agent
 from fsm.clock import VirtualClock
 from hw_mocks.customer import Customer, Visit
 
-CASSETTES = [{"id": "A", "denomination": 10_000, "count": 100_000, "low": 10},
-             {"id": "B", "denomination": 1_000, "count": 100_000, "low": 10}]
+CASSETTES = [
+    {"id": "A", "denomination": 10_000, "count": 100_000, "low": 10},
+    {"id": "B", "denomination": 1_000, "count": 100_000, "low": 10},
+]
 
 
 def main(journal: str) -> None:

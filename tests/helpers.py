@@ -1,4 +1,5 @@
 """Helpers to run the simulated ATM on the virtual clock inside a test."""
+
 from __future__ import annotations
 
 from agent import config as configmod
@@ -23,8 +24,7 @@ def run_visits(visits, overrides=None, setup=None, epilogue=None, journal=":memo
     ``workers=True`` runs the device commands on their worker threads, as on the real clock."""
     agent = make_agent(overrides, journal, workers)
     agent.warm_prompts()
-    run = ScenarioRun(Scenario("test", "", list(visits), check=lambda r: [],
-                               setup=setup, epilogue=epilogue), agent)
+    run = ScenarioRun(Scenario("test", "", list(visits), check=lambda r: [], setup=setup, epilogue=epilogue), agent)
     problems = run.run()
     assert problems == [], problems
     return run

@@ -1,4 +1,5 @@
 """Any input gives a result or a clear error, never another exception."""
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -7,16 +8,25 @@ from agent.config import ConfigError
 from devices.carddata import CardData, CardDataError
 
 KEY = b"0123456789abcdef"
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
-                    st.text(max_size=12))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)), max_leaves=8)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12))
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8,
+)
 sections = st.sampled_from([*config.SECTIONS, "cassettes", "bogus"])
-fields = st.sampled_from(sorted({f for spec in config.SECTIONS.values() for f in spec}
-                                | set(config.CASSETTE_FIELDS) | {"x"}))
-documents = st.dictionaries(sections, st.one_of(
-    st.dictionaries(fields, values, max_size=4), st.lists(st.dictionaries(fields, values, max_size=4), max_size=2),
-    values), max_size=4)
+fields = st.sampled_from(
+    sorted({f for spec in config.SECTIONS.values() for f in spec} | set(config.CASSETTE_FIELDS) | {"x"})
+)
+documents = st.dictionaries(
+    sections,
+    st.one_of(
+        st.dictionaries(fields, values, max_size=4),
+        st.lists(st.dictionaries(fields, values, max_size=4), max_size=2),
+        values,
+    ),
+    max_size=4,
+)
 
 
 @settings(max_examples=300, deadline=None)

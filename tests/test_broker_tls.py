@@ -17,6 +17,7 @@ What mosquitto 2.0 does when it refuses something (asserted below):
     SUBSCRIBE) but never delivers a message the client may not read;
   * a Will outside the ATM's prefix: CONNECT accepted, the Will dropped when it fires.
 """
+
 from __future__ import annotations
 
 import socket
@@ -83,16 +84,18 @@ def clients():
 @dataclass
 class Session:
     """A paho client and what happened to it: CONNACK, disconnect, PUBACK/SUBACK codes."""
+
     client: paho.Client
     connack: ReasonCode | None = None
     disconnect: ReasonCode | None = None
-    error: BaseException | None = None          # raised by connect()
-    acks: dict = field(default_factory=dict)    # mid -> PUBACK reason code / SUBACK codes
+    error: BaseException | None = None  # raised by connect()
+    acks: dict = field(default_factory=dict)  # mid -> PUBACK reason code / SUBACK codes
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     @classmethod
-    def open(cls, broker, cert, *, ca=None, protocol=paho.MQTTv5, username=None,
-             client_id="", will=None, timeout=3.0) -> Session:
+    def open(
+        cls, broker, cert, *, ca=None, protocol=paho.MQTTv5, username=None, client_id="", will=None, timeout=3.0
+    ) -> Session:
         s = cls(make_client(broker, cert, ca=ca, client_id=client_id, protocol=protocol))
         c = s.client
         c.reconnect_delay_set(0.1, 0.1)  # loop_stop() waits out a pending reconnect delay
@@ -145,8 +148,9 @@ class Session:
         self.client.loop_stop()
 
 
-def raw_tls(broker: Mosquitto, cert=None, *, ca=None, server_hostname=HOST,
-            tls_version: ssl.TLSVersion | None = None) -> bytes:
+def raw_tls(
+    broker: Mosquitto, cert=None, *, ca=None, server_hostname=HOST, tls_version: ssl.TLSVersion | None = None
+) -> bytes:
     """TLS-connect with the ssl module, send an MQTT 3.1.1 CONNECT and return the reply
     (a CONNACK is b' \\x02\\x00\\x00'); exceptions propagate."""
     ctx = ssl.create_default_context(cafile=str(ca or broker.tls.ca_cert))
@@ -176,8 +180,9 @@ def assert_rejected(s: Session) -> None:
 def test_tls_broker_listens_on_localhost_only(broker, pki):
     assert broker.url == f"mqtts://127.0.0.1:{broker.port}"
     conf = broker.conf.read_text().splitlines()
-    assert [line for line in conf if line.startswith(("listener", "port", "bind"))] \
-        == [f"listener {broker.port} 127.0.0.1"]
+    assert [line for line in conf if line.startswith(("listener", "port", "bind"))] == [
+        f"listener {broker.port} 127.0.0.1"
+    ]
     assert "require_certificate true" in conf and "use_identity_as_username true" in conf
     assert "allow_anonymous false" in conf and f"acl_file {broker.acl_file}" in conf
     assert raw_tls(broker, pki.client("atm-0001")) == b" \x02\x00\x00"  # CONNACK accepted
@@ -218,8 +223,7 @@ def test_client_refuses_a_broker_it_does_not_trust(broker, pki):
     assert s.error.reason == "CERTIFICATE_VERIFY_FAILED"
     assert_rejected(s)
     # the server certificate is checked against the host name too (SAN 127.0.0.1, localhost)
-    assert raw_tls(broker, pki.client("atm-0001"), server_hostname="localhost") \
-        == b" \x02\x00\x00"
+    assert raw_tls(broker, pki.client("atm-0001"), server_hostname="localhost") == b" \x02\x00\x00"
     with pytest.raises(ssl.SSLCertVerificationError, match="[Hh]ostname mismatch"):
         raw_tls(broker, pki.client("atm-0001"), server_hostname="broker.example")
 
@@ -282,8 +286,7 @@ def test_will_outside_the_atm_prefix_is_dropped(broker, clients):
         for topic in ("atm/v1/atm-0002/status", "atm/v1/atm-0001/status"):
             s = Session.open(broker, "atm-0001", will=(topic, b'{"state": "offline"}'))
             assert s.connack is not None and s.connack.value == 0  # accepted either way
-            s.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT,
-                                                      "Disconnect with will message"))
+            s.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
             s.client.loop_stop()
         monitor.wait_for(lambda m: m.topic == "atm/v1/atm-0001/status")
     assert [m.topic for m in monitor.messages] == ["atm/v1/atm-0001/status"]

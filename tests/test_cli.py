@@ -1,4 +1,5 @@
 """The `atm` command as a user runs it: a child process, its output and exit code."""
+
 import json
 import os
 import signal
@@ -31,8 +32,7 @@ def test_demo_json_is_one_typed_object_per_line_and_never_shows_a_card_number(na
     assert {"state", "device", "telemetry"} <= {r["type"] for r in records}
     masked = [r for r in records if r["type"] == "state"]
     assert masked[0]["state"] == "idle"
-    raw_journal = journal.read_bytes() + b"".join(
-        p.read_bytes() for p in tmp_path.glob("journal.db-*"))
+    raw_journal = journal.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("journal.db-*"))
     for pan in RAW_PANS:
         assert pan not in proc.stdout and pan not in proc.stderr
         assert pan.encode() not in raw_journal
@@ -54,12 +54,15 @@ def test_unknown_scenario_is_one_line_and_non_zero():
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("text, field", [
-    ("[timeouts]\nidle_help = -1\n", "timeouts.idle_help"),
-    ("[devices]\ndispenser = 'lcdm9999://x'\n", "devices.dispenser"),
-    ("[atm\n", "not valid TOML"),
-    ("[[cassettes]]\nid = 'A'\ndenomination = 'ten'\ncount = 1\n", "cassettes[0].denomination"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("[timeouts]\nidle_help = -1\n", "timeouts.idle_help"),
+        ("[devices]\ndispenser = 'lcdm9999://x'\n", "devices.dispenser"),
+        ("[atm\n", "not valid TOML"),
+        ("[[cassettes]]\nid = 'A'\ndenomination = 'ten'\ncount = 1\n", "cassettes[0].denomination"),
+    ],
+)
 @pytest.mark.parametrize("command", [["status"], ["demo", "--scenario", "balance"], ["run"]])
 def test_bad_config_is_one_line_naming_the_field(tmp_path, text, field, command):
     cfg = tmp_path / "atm.toml"
@@ -81,8 +84,17 @@ def test_status_reports_devices_service_and_cassettes():
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["service"] == "in_service"
-    assert set(report["devices"]) == {"card_reader", "chip", "dispenser", "acceptor", "proximity",
-                                      "keypad", "camera", "speaker", "display"}
+    assert set(report["devices"]) == {
+        "card_reader",
+        "chip",
+        "dispenser",
+        "acceptor",
+        "proximity",
+        "keypad",
+        "camera",
+        "speaker",
+        "display",
+    }
     assert all(d["status"] == "online" for d in report["devices"].values())
     assert [c["count"] for c in report["cassettes"]] == [500, 1000]
     human = atm("status")
@@ -101,8 +113,9 @@ def test_status_reads_the_cash_counts_from_the_journal(tmp_path):
 def test_run_serves_simulated_customers_and_stops_cleanly_on_sigterm(tmp_path):
     cfg = tmp_path / "atm.toml"
     cfg.write_text(f"[journal]\npath = '{tmp_path / 'j.db'}'\n")
-    proc = subprocess.Popen([ATM, "run", "--config", str(cfg), "--seed", "7"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [ATM, "run", "--config", str(cfg), "--seed", "7"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     lines = []
     deadline = time.monotonic() + 30
     try:

@@ -1,4 +1,5 @@
 """The scheduler and the event loop on the virtual clock."""
+
 import threading
 
 from fsm.clock import RealClock, Scheduler, VirtualClock
@@ -21,6 +22,7 @@ def test_timers_fire_in_deadline_order_and_cancel_is_final():
 
 def test_a_60_second_timeout_passes_instantly():
     import time
+
     clock = VirtualClock()
     sched = Scheduler(clock)
     hit = []
@@ -52,6 +54,7 @@ def test_run_until_idle_stops_at_max_time():
 
 def test_negative_delay_is_refused():
     import pytest
+
     with pytest.raises(ValueError):
         Scheduler(VirtualClock()).call_later(-1, print)
 

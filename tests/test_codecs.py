@@ -3,6 +3,7 @@
 Any byte string decodes to valid frames or raises ProtocolError, never
 anything else; encoding then decoding gives back what went in.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,7 +55,7 @@ def test_ict_any_bytes_decode_or_raise_protocol_error(data):
 @given(st.sampled_from([0x44, 0x46, 0x47, 0x45, 0x55, 0x56, 0x76, 0x77]), st.binary(min_size=21, max_size=21))
 def test_lcdm_frames_with_a_valid_header_and_bcc_decode_or_raise(command, body):
     size = lcdm.reply_length(command)
-    frame = bytes([lcdm.SOH, 0x50, lcdm.STX, command]) + body[:size - 6] + bytes([lcdm.ETX])
+    frame = bytes([lcdm.SOH, 0x50, lcdm.STX, command]) + body[: size - 6] + bytes([lcdm.ETX])
     frame += bytes([lcdm.bcc(frame)])
     try:
         reply = lcdm.decode_reply(frame)
@@ -76,7 +77,7 @@ def test_lcdm_dispense_commands_round_trip(plan, test):
     command, data = lcdm.decode_command(frame)
     positions = lcdm.LCDM2000.dispense_positions(command)
     assert set(positions) == set(plan)
-    assert [int(data[i:i + 2]) for i in range(0, len(data), 2)] == [plan[p] for p in positions]
+    assert [int(data[i : i + 2]) for i in range(0, len(data), 2)] == [plan[p] for p in positions]
 
 
 @st.composite
@@ -119,8 +120,9 @@ def test_ict_commands_round_trip(cm, pm, data):
 def ict_replies(draw):
     cm, pm = draw(st.integers(0, 255)), draw(st.integers(0, 255))
     if draw(st.booleans()):
-        return ict.Reply(cm, pm, True, position=draw(st.sampled_from(["none", "gate", "inside"])),
-                         data=draw(st.binary(max_size=120)))
+        return ict.Reply(
+            cm, pm, True, position=draw(st.sampled_from(["none", "gate", "inside"])), data=draw(st.binary(max_size=120))
+        )
     return ict.Reply(cm, pm, False, error=draw(st.sampled_from(["00", "10", "18", "21", "40", "60", "B0"])))
 
 
@@ -167,6 +169,7 @@ class Babbler:
 
     def _run(self):
         import select
+
         i = 0
         while not self.stop.is_set():
             if select.select([self.master], [], [], 0.02)[0]:
@@ -183,19 +186,20 @@ class Babbler:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=4),
-       st.sampled_from(["dispenser", "card_reader"]))
+@given(
+    st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=4), st.sampled_from(["dispenser", "card_reader"])
+)
 def test_a_device_talking_nonsense_gives_a_fault_never_a_crash_or_a_hang(answers, kind):
     babbler = Babbler(answers)
     scheme = "lcdm2000" if kind == "dispenser" else "ict3q8"
-    device = create_device(kind, f"{scheme}://{babbler.port}?ack_timeout=0.05&timeout=0.1&retries=1",
-                           DeviceContext())
+    device = create_device(kind, f"{scheme}://{babbler.port}?ack_timeout=0.05&timeout=0.1&retries=1", DeviceContext())
     started = time.monotonic()
     try:
         device.open()
         device.self_test()
         if kind == "dispenser":
             from devices.dispenser import Cassette
+
             device.load_cassettes([Cassette("A", 10_000, 100), Cassette("B", 1_000, 100)])
             result = device.dispense({"A": 1})
             assert result.fault_code or result.complete

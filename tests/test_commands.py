@@ -1,4 +1,5 @@
 """Device command queues: one at a time, in order, one completion each, never blocking the loop."""
+
 import threading
 
 from devices.base import DeviceError, Fault, Severity
@@ -22,6 +23,7 @@ def collect():
         with arrived:
             assert arrived.wait_for(lambda: len(done) >= n, WAIT), f"only {len(done)} of {n} completions"
         return done
+
     return on_complete, wait
 
 
@@ -38,7 +40,9 @@ def test_commands_run_one_at_a_time_in_order_with_one_completion_each():
             order.append(i)
             running.remove(i)
             return i * 10
+
         return run
+
     ids = [queue.submit(f"c{i}", command(i), on_complete) for i in range(20)]
     done = wait(20)
     queue.stop()
@@ -54,18 +58,24 @@ def test_failures_complete_with_an_xfs_code_and_the_fault():
     def fail(code):
         def run():
             raise DeviceError(Fault("card_reader", code, Severity.ERROR, "boom"))
+
         return run
 
     def bug():
         raise ZeroDivisionError("driver bug")
+
     queue.submit("eject", fail("jam"), on_complete)
     queue.submit("read", fail("no_response"), on_complete)
     queue.submit("read", fail("port_unavailable"), on_complete)
     queue.submit("read", bug, on_complete)
     done = wait(4)
     queue.stop()
-    assert [c.code for c in done] == [CompletionCode.HARDWARE_ERROR, CompletionCode.TIMEOUT,
-                                      CompletionCode.DEVICE_NOT_READY, CompletionCode.HARDWARE_ERROR]
+    assert [c.code for c in done] == [
+        CompletionCode.HARDWARE_ERROR,
+        CompletionCode.TIMEOUT,
+        CompletionCode.DEVICE_NOT_READY,
+        CompletionCode.HARDWARE_ERROR,
+    ]
     assert [c.fault_code for c in done[:3]] == ["jam", "no_response", "port_unavailable"]
     assert done[3].fault is None and isinstance(done[3].error, ZeroDivisionError)
 
@@ -79,6 +89,7 @@ def test_a_queued_command_can_be_cancelled_a_running_one_cannot():
         started.set()
         release.wait(WAIT)
         return "done"
+
     running = queue.submit("dispense", long_command, on_complete)
     assert started.wait(WAIT)
     queued = queue.submit("present", lambda: "presented", on_complete)
@@ -87,8 +98,10 @@ def test_a_queued_command_can_be_cancelled_a_running_one_cannot():
     release.set()
     done = wait(2)
     queue.stop()
-    assert [(c.command, c.code) for c in done] == [("dispense", CompletionCode.SUCCESS),
-                                                  ("present", CompletionCode.CANCELED)]
+    assert [(c.command, c.code) for c in done] == [
+        ("dispense", CompletionCode.SUCCESS),
+        ("present", CompletionCode.CANCELED),
+    ]
 
 
 def test_the_real_loop_handles_events_while_a_command_runs():
@@ -102,6 +115,7 @@ def test_the_real_loop_handles_events_while_a_command_runs():
         handled.append(event)
         if event == "presence":
             seen_presence.set()
+
     loop = EventLoop(Scheduler(RealClock()), inbox, dispatch)
     thread = threading.Thread(target=loop.run_forever)
     thread.start()
@@ -122,8 +136,7 @@ def test_the_virtual_loop_lets_device_work_finish_before_time_moves():
     inbox, activity = Inbox(), Activity()
     queue = CommandQueue("card_reader", activity)
     seen = []
-    loop = EventLoop(sched, inbox, lambda e: seen.append((getattr(e, "command", e), clock.now())),
-                     activity=activity)
+    loop = EventLoop(sched, inbox, lambda e: seen.append((getattr(e, "command", e), clock.now())), activity=activity)
     worker_timers = WorkerScheduler(sched, queue)
     on_worker = []
     worker_timers.call_later(5, lambda: on_worker.append(threading.current_thread().name))
@@ -131,6 +144,7 @@ def test_the_virtual_loop_lets_device_work_finish_before_time_moves():
     def slow():
         threading.Event().wait(0.05)  # real time passes on the worker; virtual time does not
         return 1
+
     sched.call_later(2, lambda: queue.submit("read", slow, inbox.post))
     sched.call_later(3, inbox.post, "after")
     loop.run_until_idle()
@@ -155,13 +169,17 @@ def test_a_session_runs_every_device_command_off_the_loop_thread_and_never_sleep
         if threading.current_thread() is loop_thread:
             slept_on_loop.append(seconds)
         real_sleep(seconds)
+
     monkeypatch.setattr(time, "sleep", sleep)
     threads: dict[str, set[str]] = {}
 
     def record(agent):
-        for kind, names in {"dispenser": ("dispense", "present", "self_test"),
-                            "card_reader": ("eject", "read", "enable_entry", "self_test"),
-                            "chip": ("read_card",), "acceptor": ("store",)}.items():
+        for kind, names in {
+            "dispenser": ("dispense", "present", "self_test"),
+            "card_reader": ("eject", "read", "enable_entry", "self_test"),
+            "chip": ("read_card",),
+            "acceptor": ("store",),
+        }.items():
             device = agent.devices[kind]
             for name in names:
                 inner = getattr(device, name)
@@ -169,13 +187,17 @@ def test_a_session_runs_every_device_command_off_the_loop_thread_and_never_sleep
                 def wrapped(*args, _inner=inner, _key=f"{kind}.{name}", **kwargs):
                     threads.setdefault(_key, set()).add(threading.current_thread().name)
                     return _inner(*args, **kwargs)
+
                 setattr(device, name, wrapped)
-    run = run_visits([Visit("withdrawal", amount=30_000), Visit("deposit", notes={10_000: 1})], setup=record,
-                     workers=True)
+
+    run = run_visits(
+        [Visit("withdrawal", amount=30_000), Visit("deposit", notes={10_000: 1})], setup=record, workers=True
+    )
     outcomes = [s["outcome"] for s in run.sessions()]
     assert outcomes == ["completed", "completed"]
-    assert {"dispenser.dispense", "dispenser.present", "card_reader.eject", "chip.read_card",
-            "acceptor.store"} <= set(threads)
+    assert {"dispenser.dispense", "dispenser.present", "card_reader.eject", "chip.read_card", "acceptor.store"} <= set(
+        threads
+    )
     assert all(names == {f"dev-{key.split('.')[0]}"} for key, names in threads.items()), threads
     assert slept_on_loop == []
 
@@ -185,14 +207,21 @@ def _printed(workers: bool, name: str) -> list[str]:
 
     from agent.scenarios import SCENARIOS, ScenarioRun
     from tests.helpers import make_agent
+
     scenario = SCENARIOS[name]
     agent = make_agent(scenario.config, workers=workers)
     agent.warm_prompts()
     assert ScenarioRun(scenario, agent).run() == []
     agent.stop()
     drop = ("boot", "id", "ts")  # the boot number is random without an outbox
-    return [json.dumps({k: (({x: y for x, y in v.items() if x not in drop}) if k == "payload" else v)
-                        for k, v in r.items()}, default=repr, sort_keys=True) for r in agent.recorder.records]
+    return [
+        json.dumps(
+            {k: (({x: y for x, y in v.items() if x not in drop}) if k == "payload" else v) for k, v in r.items()},
+            default=repr,
+            sort_keys=True,
+        )
+        for r in agent.recorder.records
+    ]
 
 
 def test_worker_threads_and_inline_commands_give_the_same_scenario():

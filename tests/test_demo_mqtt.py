@@ -1,4 +1,5 @@
 """`atm demo --mqtt` against a real mosquitto on loopback."""
+
 import json
 
 from hw_mocks.servers.broker import Subscriber
@@ -26,8 +27,11 @@ def _run(mosquitto, scenario):
         received.setdefault(m.json()["id"], m)
     assert {p["id"] for p in published} <= set(received)
     for topic in {m.topic for m in messages}:  # in order per topic
-        sent = [p["id"] for p in published if ROOT + topic.rsplit("/", 1)[1] == topic and p["id"] in received
-                and received[p["id"]].topic == topic]
+        sent = [
+            p["id"]
+            for p in published
+            if ROOT + topic.rsplit("/", 1)[1] == topic and p["id"] in received and received[p["id"]].topic == topic
+        ]
         got = [i for i in received if received[i].topic == topic and i in set(sent)]
         assert got == sent, topic
     return list(received.values())

@@ -1,4 +1,5 @@
 """Device interfaces, card data hygiene and the simulated devices."""
+
 import pytest
 
 from devices.base import DeviceContext, DeviceError, DeviceStatus
@@ -19,11 +20,13 @@ def test_card_data_never_shows_the_pan():
     assert CardData(PAN, b"other key 123456").token != card.token
     with pytest.raises(TypeError):
         import pickle
+
         pickle.dumps(card)
 
 
-@pytest.mark.parametrize("track2", ["", ";4999=", ";12345=3012201?", ";4999990000000015=30AB201?",
-                                    ";4999990000000016=3012201000?"])
+@pytest.mark.parametrize(
+    "track2", ["", ";4999=", ";12345=3012201?", ";4999990000000015=30AB201?", ";4999990000000016=3012201000?"]
+)
 def test_bad_track2_is_a_clear_error(track2):
     with pytest.raises(CardDataError):
         CardData.from_track2(track2, KEY)
@@ -102,6 +105,7 @@ def test_empty_threshold_keeps_a_cassette_out_of_plans():
 
 def test_simulation_history_is_bounded():
     from hw_mocks.history import History
+
     h = History(cap=10)
     for i in range(1000):
         h.append(i)

@@ -1,4 +1,5 @@
 """The state diagram: generated from the table, and docs/state-diagram.md kept in step."""
+
 from __future__ import annotations
 
 import collections.abc
@@ -35,8 +36,9 @@ TABLE = [
 
 def test_the_doc_matches_the_state_table():
     doc = (ROOT / diagram.DOC_PATH).read_text(encoding="utf-8")
-    assert doc == diagram.from_fsm("markdown"), \
+    assert doc == diagram.from_fsm("markdown"), (
         f"{diagram.DOC_PATH} is out of date with fsm/states.py: run `make diagram`"
+    )
 
 
 def test_every_transition_row_of_the_table_is_drawn():
@@ -76,11 +78,14 @@ def test_dot_draws_internal_transitions_as_dashed_loops():
     assert '"idle" -> "idle" [label="go [not ready, not awake]", style=dashed];' in text
 
 
-@pytest.mark.parametrize("row, message", [
-    (dict(trigger="go", source="nowhere", dest="idle"), "transition 1 (go): unknown state 'nowhere'"),
-    (dict(trigger="go", source="idle", dest="nowhere"), "transition 1 (go): unknown state 'nowhere'"),
-    (dict(source="idle", dest="busy"), "transition 1: a row needs a trigger and a source"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (dict(trigger="go", source="nowhere", dest="idle"), "transition 1 (go): unknown state 'nowhere'"),
+        (dict(trigger="go", source="idle", dest="nowhere"), "transition 1 (go): unknown state 'nowhere'"),
+        (dict(source="idle", dest="busy"), "transition 1: a row needs a trigger and a source"),
+    ],
+)
 def test_a_bad_row_is_a_one_line_error(row, message):
     with pytest.raises(diagram.DiagramError) as err:
         diagram.mermaid(S, [row])

@@ -1,4 +1,5 @@
 """``atm emulate``: a real subprocess, its pty spoken to with pyserial, its console on stdin."""
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,9 @@ class Emulate:
     """``atm emulate ARGS`` as a subprocess; its stdout lines arrive on a queue."""
 
     def __init__(self, *args: str, stdin=subprocess.PIPE):
-        self.proc = subprocess.Popen([*ATM, "emulate", *args], cwd=ROOT, stdin=stdin,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [*ATM, "emulate", *args], cwd=ROOT, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         self.port = self.line()
@@ -98,6 +100,7 @@ def emulate():
     def start(*args, **kwargs):
         started.append(Emulate(*args, **kwargs))
         return started[-1]
+
     yield start
     for em in started:
         em.close()
@@ -134,14 +137,14 @@ def ict_reply(port: serial.Serial, frame: bytes) -> bytes:
     port.write(ACK)
     reply = head + rest
     assert crc16(reply[:-2]) == reply[-2:]
-    return reply[3:-2]               # kind CM PM [st1 st0] data
+    return reply[3:-2]  # kind CM PM [st1 st0] data
 
 
 def test_lcdm2000_serves_the_wire_and_the_console_changes_it(emulate):
     em = emulate("lcdm2000")
     with open_port(em, 9600) as port:
         reply = lcdm_status(port)
-        assert reply[5] == 0x30                              # no error
+        assert reply[5] == 0x30  # no error
         assert em.command("fault jam_chk").startswith("ok")
         assert em.status()["faults"] == ["jam_chk"]
         # the jam fires on the next dispense: 4 notes asked, 2 delivered, then jam (33)
@@ -157,16 +160,16 @@ def test_lcdm2000_serves_the_wire_and_the_console_changes_it(emulate):
         assert em.status()["counts"] == {"upper": 10, "lower": 20}
         assert em.command("power off") == "ok power off"
         port.write(LCDM_STATUS)
-        assert port.read(1) == b""                           # unpowered: silent
+        assert port.read(1) == b""  # unpowered: silent
         assert em.command("power on") == "ok power on"
         port.reset_input_buffer()
         lcdm_status(port)
 
 
 def test_ict3q8_takes_a_card_from_the_console_and_never_shows_its_number(emulate):
-    assert ICT_STATUS == bytes.fromhex("F20003433130C52A")   # the documented frame
+    assert ICT_STATUS == bytes.fromhex("F20003433130C52A")  # the documented frame
     em = emulate("ict3q8")
-    pan = "4999990000000015"                                  # CARDS["domestic"]
+    pan = "4999990000000015"  # CARDS["domestic"]
     with open_port(em, 38400) as port:
         assert ict_reply(port, ICT_STATUS) == b"P10" + b"00"  # no card
         assert em.command("insert domestic").startswith("error:")  # entry not enabled yet
@@ -202,22 +205,37 @@ def test_start_faults_and_timing(emulate):
     assert em.status()["faults"] == ["jam_div", "reject_tray_removed"]
     with open_port(em, 9600) as port:
         reply = lcdm_status(port)
-        assert not reply[7] & 0x40                            # reject tray not present
+        assert not reply[7] & 0x40  # reject tray not present
 
 
 def test_bad_console_input_is_answered_and_never_stops_the_emulator(emulate):
     em = emulate("ict3q8")
-    em.proc.stdin.write("\n   \n")                          # blank lines: no answer
+    em.proc.stdin.write("\n   \n")  # blank lines: no answer
     assert em.command("help").startswith("ok commands:")
     secret = "4999990000000015"
-    for bad in ("nonsense", "fault", "fault nope", "clear nope", "power", "power off x",
-                "power sideways", "status now", "insert", f"insert {secret}",
-                "insert-track2 ;é=1?", "insert-track2 ?", "take", "load 1 2", "clear-jam",
-                "\x00\xff", f"insert-track2 {secret}=3012"):
+    for bad in (
+        "nonsense",
+        "fault",
+        "fault nope",
+        "clear nope",
+        "power",
+        "power off x",
+        "power sideways",
+        "status now",
+        "insert",
+        f"insert {secret}",
+        "insert-track2 ;é=1?",
+        "insert-track2 ?",
+        "take",
+        "load 1 2",
+        "clear-jam",
+        "\x00\xff",
+        f"insert-track2 {secret}=3012",
+    ):
         answer = em.command(bad)
         assert answer.startswith("error:"), (bad, answer)
         assert secret not in answer
-    assert "nak_storm" in em.command("fault nope")           # names the known faults
+    assert "nak_storm" in em.command("fault nope")  # names the known faults
     assert em.proc.poll() is None
     assert em.status()["card"] is None
     with open_port(em, 38400) as port:
@@ -225,8 +243,14 @@ def test_bad_console_input_is_answered_and_never_stops_the_emulator(emulate):
 
 
 def test_unknown_fault_is_a_usage_error():
-    done = subprocess.run([*ATM, "emulate", "lcdm2000", "--fault", "nope"], cwd=ROOT,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    done = subprocess.run(
+        [*ATM, "emulate", "lcdm2000", "--fault", "nope"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.splitlines()
@@ -239,7 +263,7 @@ def test_a_signal_stops_it_cleanly(emulate, sig):
     em = emulate("ict3q8")
     em.proc.send_signal(sig)
     assert em.proc.wait(timeout=5) == 0
-    assert em.line() is None                                  # nothing more printed
+    assert em.line() is None  # nothing more printed
     assert em.proc.stderr.read() == ""
 
 
@@ -256,6 +280,6 @@ def test_end_of_input_keeps_it_serving(emulate):
     time.sleep(0.5)
     assert em2.proc.poll() is None
     with open_port(em2, 9600) as port:
-        assert exchange(port, lcdm_frame(0x45, b"02"), 14)[8] == 0x33   # the fault is still there
+        assert exchange(port, lcdm_frame(0x45, b"02"), 14)[8] == 0x33  # the fault is still there
     em2.proc.send_signal(signal.SIGTERM)
     assert em2.proc.wait(timeout=5) == 0

@@ -5,6 +5,7 @@ exception), encode/parse round trips. Reader: application selection (PSE
 priority, list of AIDs), PDOL, both GPO formats, 61xx/6Cxx, every error code,
 and the card number never showing in an error.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -32,8 +33,9 @@ NO_PDOL_GPO = bytes.fromhex("80A8000002830000")
 
 # -- TLV ------------------------------------------------------------------------------
 # A Visa FCI: 84 DF name, A5 with 50 label, 87 priority, 9F38 PDOL, 5F2D language.
-VISA_FCI = bytes.fromhex("6F2E 8407A0000000031010 A523 500B5649534120435245444954 870101"
-                         "9F38099F1A029F37045F2A02 5F2D046A61656E")
+VISA_FCI = bytes.fromhex(
+    "6F2E 8407A0000000031010 A523 500B5649534120435245444954 8701019F38099F1A029F37045F2A02 5F2D046A61656E"
+)
 
 
 def test_known_fci():
@@ -81,11 +83,24 @@ def test_padding_is_skipped():
     assert tlv.parse(b"\x00\xff") == []
 
 
-@pytest.mark.parametrize("data", [
-    "9F", "9F9F", "5A", "5A0501", "5A81", "5A8201", "5A8101",
-    "5A80", "5A8400000001FF", "700301020304", "70035A0501", "7002 5A",
-    "9FFFFFFF7F0100",  # 5-byte tag
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "9F",
+        "9F9F",
+        "5A",
+        "5A0501",
+        "5A81",
+        "5A8201",
+        "5A8101",
+        "5A80",
+        "5A8400000001FF",
+        "700301020304",
+        "70035A0501",
+        "7002 5A",
+        "9FFFFFFF7F0100",  # 5-byte tag
+    ],
+)
 def test_malformed_tlv_raises_tlverror(data):
     with pytest.raises(TlvError):
         tlv.parse(bytes.fromhex(data.replace(" ", "")))
@@ -106,7 +121,11 @@ def test_nesting_is_bounded():
 def test_parse_dol():
     assert tlv.parse_dol(b"") == []
     assert tlv.parse_dol(bytes.fromhex("9F6604 9F0206 9C01 DF810103".replace(" ", ""))) == [
-        (0x9F66, 4), (0x9F02, 6), (0x9C, 1), (0xDF8101, 3)]
+        (0x9F66, 4),
+        (0x9F02, 6),
+        (0x9C, 1),
+        (0xDF8101, 3),
+    ]
     for bad in ("9F", "9F66", "9C019F02", "9F8080808001"):
         with pytest.raises(TlvError):
             tlv.parse_dol(bytes.fromhex(bad))
@@ -147,9 +166,11 @@ def test_mutated_encodings_parse_or_tlverror(payload, where, byte):
 def _tag(constructed: bool):
     flag = 0x20 if constructed else 0
     one = st.integers(0, 0xFF).filter(lambda b: b & 0x1F != 0x1F and b not in (0, 0xFF) and b & 0x20 == flag)
-    multi = st.tuples(st.sampled_from([0x1F, 0x5F, 0x9F, 0xDF, 0x3F, 0x7F, 0xBF]).filter(lambda b: b & 0x20 == flag),
-                      st.lists(st.integers(0x80, 0xFF), max_size=1), st.integers(0x01, 0x7F)).map(
-        lambda t: int.from_bytes(bytes([t[0], *t[1], t[2]]), "big"))
+    multi = st.tuples(
+        st.sampled_from([0x1F, 0x5F, 0x9F, 0xDF, 0x3F, 0x7F, 0xBF]).filter(lambda b: b & 0x20 == flag),
+        st.lists(st.integers(0x80, 0xFF), max_size=1),
+        st.integers(0x01, 0x7F),
+    ).map(lambda t: int.from_bytes(bytes([t[0], *t[1], t[2]]), "big"))
     return st.one_of(one, multi)
 
 
@@ -227,12 +248,24 @@ def dir_entry(aid: bytes, label: bytes, priority: int | None) -> bytes:
     return E(0x61, E(0x4F, aid) + E(0x50, label) + (E(0x87, bytes([priority])) if priority is not None else b""))
 
 
-def card_records(pan: str = DOMESTIC, expiry: str = "271231", country: str = "0392",
-                 service: str = "201", track2_pan: str | None = None) -> list[bytes]:
+def card_records(
+    pan: str = DOMESTIC,
+    expiry: str = "271231",
+    country: str = "0392",
+    service: str = "201",
+    track2_pan: str | None = None,
+) -> list[bytes]:
     t2 = (track2_pan or pan) + "D" + expiry[:4] + service + "1234500000"
-    return [E(0x70, E(0x57, bcd(t2)) + E(0x5F20, b"TARO/YAMADA")),
-            E(0x70, E(0x5A, bcd(pan)) + E(0x5F24, bytes.fromhex(expiry)) + E(0x5F28, bytes.fromhex(country))
-                     + E(0x5F30, bytes.fromhex("0" + service)))]
+    return [
+        E(0x70, E(0x57, bcd(t2)) + E(0x5F20, b"TARO/YAMADA")),
+        E(
+            0x70,
+            E(0x5A, bcd(pan))
+            + E(0x5F24, bytes.fromhex(expiry))
+            + E(0x5F28, bytes.fromhex(country))
+            + E(0x5F30, bytes.fromhex("0" + service)),
+        ),
+    ]
 
 
 def gpo_format1(afl: bytes = bytes.fromhex("08010200")) -> bytes:
@@ -243,8 +276,15 @@ def gpo_format2(afl: bytes = bytes.fromhex("08010200")) -> bytes:
     return E(0x77, E(0x82, bytes.fromhex("1800")) + E(0x94, afl))
 
 
-def one_app_card(aid: bytes = VISA, label: bytes = b"VISA", pdol: bytes | None = None, gpo: bytes | None = None,
-                 records: list[bytes] | None = None, pse: bool = False, **rec) -> dict[bytes, object]:
+def one_app_card(
+    aid: bytes = VISA,
+    label: bytes = b"VISA",
+    pdol: bytes | None = None,
+    gpo: bytes | None = None,
+    records: list[bytes] | None = None,
+    pse: bool = False,
+    **rec,
+) -> dict[bytes, object]:
     """An answer table for a card with one application, records in SFI 1."""
     answers: dict[bytes, object] = {
         emv.select(aid): (app_fci(aid, label, pdol), 0x9000),
@@ -286,7 +326,13 @@ def test_reads_a_domestic_card_without_pse():
     assert card.sent[0] == emv.select(PSE)
     assert data.masked == "499999******0015" and data.last4 == "0015"
     assert (data.expiry, data.service_code, data.country, data.label, data.aid, data.source) == (
-        "2712", "201", "0392", "VISA", "A0000000031010", "chip")
+        "2712",
+        "201",
+        "0392",
+        "VISA",
+        "A0000000031010",
+        "chip",
+    )
     assert DOMESTIC not in repr(data)
 
 
@@ -344,39 +390,42 @@ def test_no_application():
 def test_pdol_is_built_with_the_asked_lengths():
     pdol = bytes.fromhex("9F6604 9F0206 9F3704 5F2A01 9A03 9F1A03 9501 9C01 DF7F02 9F6602".replace(" ", ""))
     answers = one_app_card(pdol=pdol)
-    answers[b"\x80\xA8"] = answers.pop(NO_PDOL_GPO)  # any GPO
+    answers[b"\x80\xa8"] = answers.pop(NO_PDOL_GPO)  # any GPO
     card = FakeCard(answers)
     data = read_card(card, KEY, [VISA], TODAY, terminal={0x9F37: bytes.fromhex("CAFEBABE")})
     assert data.last4 == "0015"
-    expected = (bytes.fromhex("14C00000")       # 9F66 TTQ
-                + bytes(6)                      # 9F02 amount
-                + bytes.fromhex("CAFEBABE")     # 9F37 from terminal=
-                + bytes.fromhex("92")           # 5F2A 0392 asked in 1 byte: numeric, cut on the left
-                + bytes.fromhex("250601")       # 9A today
-                + bytes.fromhex("000392")       # 9F1A in 3 bytes: numeric, padded on the left
-                + bytes.fromhex("00")           # 95 TVR in 1 byte: binary, cut on the right
-                + bytes.fromhex("00")           # 9C
-                + bytes(2)                      # DF7F unknown: zeros
-                + bytes.fromhex("14C0"))        # 9F66 in 2 bytes: binary, cut on the right
+    expected = (
+        bytes.fromhex("14C00000")  # 9F66 TTQ
+        + bytes(6)  # 9F02 amount
+        + bytes.fromhex("CAFEBABE")  # 9F37 from terminal=
+        + bytes.fromhex("92")  # 5F2A 0392 asked in 1 byte: numeric, cut on the left
+        + bytes.fromhex("250601")  # 9A today
+        + bytes.fromhex("000392")  # 9F1A in 3 bytes: numeric, padded on the left
+        + bytes.fromhex("00")  # 95 TVR in 1 byte: binary, cut on the right
+        + bytes.fromhex("00")  # 9C
+        + bytes(2)  # DF7F unknown: zeros
+        + bytes.fromhex("14C0")
+    )  # 9F66 in 2 bytes: binary, cut on the right
     body = b"\x83" + bytes([len(expected)]) + expected
-    [gpo] = [a for a in card.sent if a[:2] == b"\x80\xA8"]
+    [gpo] = [a for a in card.sent if a[:2] == b"\x80\xa8"]
     assert gpo == bytes.fromhex("80A80000") + bytes([len(body)]) + body + b"\x00"
 
 
 def test_unpredictable_number_is_fresh():
     answers = one_app_card(pdol=bytes.fromhex("9F3704"))
-    answers[b"\x80\xA8"] = answers.pop(NO_PDOL_GPO)
+    answers[b"\x80\xa8"] = answers.pop(NO_PDOL_GPO)
     card = FakeCard(answers)
     read(card)
     read(card)
-    gpos = [a for a in card.sent if a[:2] == b"\x80\xA8"]
+    gpos = [a for a in card.sent if a[:2] == b"\x80\xa8"]
     assert len(gpos) == 2 and len(gpos[0]) == 4 + 1 + 2 + 4 + 1 and gpos[0] != gpos[1]
 
 
 def test_dol_padding_rules():
     values = {0x9F02: b"\x01\x00", 0x9F4E: b"ATM", 0x9F1A: bytes.fromhex("0392")}
     assert emv.dol_data([(0x9F02, 6), (0x9F4E, 5), (0x9F1A, 1), (0x70, 2)], values) == (
-        bytes.fromhex("000000000100") + b"ATM\x00\x00" + b"\x92" + b"\x00\x00")
+        bytes.fromhex("000000000100") + b"ATM\x00\x00" + b"\x92" + b"\x00\x00"
+    )
 
 
 def test_pdol_too_long_is_malformed():
@@ -400,7 +449,7 @@ def test_overseas_card_in_format2_with_two_afl_entries():
 
 def test_sfi_11_to_30_records_are_not_parsed():
     answers = one_app_card(gpo=gpo_format1(bytes.fromhex("08010200 58010101")))
-    answers[emv.read_record(11, 1)] = (b"\x9F", 0x9000)  # issuer format, not TLV
+    answers[emv.read_record(11, 1)] = (b"\x9f", 0x9000)  # issuer format, not TLV
     assert read(FakeCard(answers)).last4 == "0015"
 
 
@@ -425,18 +474,28 @@ def test_61xx_chunks_and_6cxx_resend():
 
 
 def test_exchange_directly():
-    card = FakeCard({b"\x00\xB2\x01\x0C\x00": (b"", 0x6C05), b"\x00\xB2\x01\x0C\x05": (b"ab", 0x6103),
-                     b"\x00\xC0\x00\x00\x03": (b"cde", 0x9000)})
-    assert exchange(card, b"\x00\xB2\x01\x0C\x00") == (b"abcde", 0x9000)
-    assert exchange(FakeCard({}), b"\x00\xCA\x9F\x17\x00") == (b"", 0x6D00)
+    card = FakeCard(
+        {
+            b"\x00\xb2\x01\x0c\x00": (b"", 0x6C05),
+            b"\x00\xb2\x01\x0c\x05": (b"ab", 0x6103),
+            b"\x00\xc0\x00\x00\x03": (b"cde", 0x9000),
+        }
+    )
+    assert exchange(card, b"\x00\xb2\x01\x0c\x00") == (b"abcde", 0x9000)
+    assert exchange(FakeCard({}), b"\x00\xca\x9f\x17\x00") == (b"", 0x6D00)
     # 6Cxx on a case 4 command replaces Le; on a case 3 command adds it
-    seen = FakeCard({b"\x80\xA8\x00\x00\x02\x83\x00\x00": (b"", 0x6C10),
-                     b"\x80\xA8\x00\x00\x02\x83\x00\x10": (b"x", 0x9000),
-                     b"\x00\x20\x00\x80\x01\x00": (b"", 0x6C08), b"\x00\x20\x00\x80\x01\x00\x08": (b"", 0x9000)})
-    assert exchange(seen, b"\x80\xA8\x00\x00\x02\x83\x00\x00") == (b"x", 0x9000)
+    seen = FakeCard(
+        {
+            b"\x80\xa8\x00\x00\x02\x83\x00\x00": (b"", 0x6C10),
+            b"\x80\xa8\x00\x00\x02\x83\x00\x10": (b"x", 0x9000),
+            b"\x00\x20\x00\x80\x01\x00": (b"", 0x6C08),
+            b"\x00\x20\x00\x80\x01\x00\x08": (b"", 0x9000),
+        }
+    )
+    assert exchange(seen, b"\x80\xa8\x00\x00\x02\x83\x00\x00") == (b"x", 0x9000)
     assert exchange(seen, b"\x00\x20\x00\x80\x01\x00") == (b"", 0x9000)
     # pyscard gives lists of ints
-    assert exchange(lambda apdu: ([0x6F, 0x00], 0x90, 0x00), b"\x00\xA4\x04\x00\x00") == (b"\x6F\x00", 0x9000)
+    assert exchange(lambda apdu: ([0x6F, 0x00], 0x90, 0x00), b"\x00\xa4\x04\x00\x00") == (b"\x6f\x00", 0x9000)
 
 
 @pytest.mark.parametrize("sw", [0x61FF, 0x6C10, 0x6100])
@@ -460,8 +519,11 @@ def test_blocked_app_moves_to_the_next():
 
 
 def test_all_apps_blocked():
-    answers = {emv.select(VISA): (b"", 0x6283), emv.select(PSE): (pse_fci(1), 0x9000),
-               emv.read_record(1, 1): (E(0x70, dir_entry(VISA, b"V", 1) + dir_entry(MASTER, b"M", 2)), 0x9000)}
+    answers = {
+        emv.select(VISA): (b"", 0x6283),
+        emv.select(PSE): (pse_fci(1), 0x9000),
+        emv.read_record(1, 1): (E(0x70, dir_entry(VISA, b"V", 1) + dir_entry(MASTER, b"M", 2)), 0x9000),
+    }
     err = fails(FakeCard(answers), "blocked")
     assert "A0000000031010: blocked (6283)" in str(err) and "A0000000041010: not found (6A82)" in str(err)
 
@@ -498,38 +560,44 @@ def test_expired_card_carries_the_card():
 def test_expiry_century_window():
     assert read(FakeCard(one_app_card(expiry="250630"))).expiry == "2506"  # this month: still valid
     assert read(FakeCard(one_app_card(expiry="490101"))).expiry == "4901"  # 2049
-    fails(FakeCard(one_app_card(expiry="991231")), "expired")             # 1999
+    fails(FakeCard(one_app_card(expiry="991231")), "expired")  # 1999
 
 
-@pytest.mark.parametrize("records", [
-    [b"\x70\x05\x5A\x08\x49\x99"],                                        # truncated TLV
-    [E(0x70, E(0x5F24, bytes.fromhex("271231")))],                        # no PAN at all
-    card_records(track2_pan=OVERSEAS),                                     # 5A and 57 disagree
-    [E(0x70, E(0x5A, bcd("4999990000000016")) + E(0x5F24, bytes.fromhex("271231")))],  # Luhn
-    [E(0x70, E(0x5A, bcd(DOMESTIC)) + E(0x5F24, bytes.fromhex("271331")))],            # month 13
-    [E(0x70, E(0x5A, bcd(DOMESTIC)))],                                     # no expiry
-    [E(0x70, E(0x5A, bcd(DOMESTIC)) + E(0x5F24, bytes.fromhex("2712")))],  # short expiry
-    [E(0x70, E(0x5A, bcd(DOMESTIC)) + E(0x5F24, bytes.fromhex("271231")) + E(0x5F28, b"\x03\x9A"))],
-    [E(0x70, E(0x57, bytes.fromhex("4999990000000015F2712201")))],         # no separator
-    [E(0x61, E(0x5A, bcd(DOMESTIC)))],                                     # not a 70 record
-    [E(0x70, E(0x5A, bcd(DOMESTIC))) + E(0x70, b"")],                      # two templates
-    [E(0x70, E(0x5A, bcd(DOMESTIC))), E(0x70, E(0x5A, bcd(DOMESTIC)))],    # PAN twice
-])
+@pytest.mark.parametrize(
+    "records",
+    [
+        [b"\x70\x05\x5a\x08\x49\x99"],  # truncated TLV
+        [E(0x70, E(0x5F24, bytes.fromhex("271231")))],  # no PAN at all
+        card_records(track2_pan=OVERSEAS),  # 5A and 57 disagree
+        [E(0x70, E(0x5A, bcd("4999990000000016")) + E(0x5F24, bytes.fromhex("271231")))],  # Luhn
+        [E(0x70, E(0x5A, bcd(DOMESTIC)) + E(0x5F24, bytes.fromhex("271331")))],  # month 13
+        [E(0x70, E(0x5A, bcd(DOMESTIC)))],  # no expiry
+        [E(0x70, E(0x5A, bcd(DOMESTIC)) + E(0x5F24, bytes.fromhex("2712")))],  # short expiry
+        [E(0x70, E(0x5A, bcd(DOMESTIC)) + E(0x5F24, bytes.fromhex("271231")) + E(0x5F28, b"\x03\x9a"))],
+        [E(0x70, E(0x57, bytes.fromhex("4999990000000015F2712201")))],  # no separator
+        [E(0x61, E(0x5A, bcd(DOMESTIC)))],  # not a 70 record
+        [E(0x70, E(0x5A, bcd(DOMESTIC))) + E(0x70, b"")],  # two templates
+        [E(0x70, E(0x5A, bcd(DOMESTIC))), E(0x70, E(0x5A, bcd(DOMESTIC)))],  # PAN twice
+    ],
+)
 def test_malformed_card_data(records):
     fails(FakeCard(one_app_card(records=records)), "malformed")
 
 
-@pytest.mark.parametrize("gpo", [
-    gpo_format1(bytes.fromhex("08010200 00")),        # AFL of 5 bytes
-    gpo_format1(bytes.fromhex("00010100")),           # SFI 0
-    gpo_format1(bytes.fromhex("08030100")),           # first > last
-    gpo_format1(bytes.fromhex("08000100")),           # record 0
-    E(0x80, b"\x18"),                                 # no room for the AIP
-    E(0x77, E(0x94, bytes.fromhex("08010200"))),      # format 2 without AIP
-    E(0x77, E(0x82, b"\x18\x00")),                    # format 2 without AFL
-    E(0x70, b""),                                     # neither format
-    b"\x80\x10\x18",                                  # not TLV
-])
+@pytest.mark.parametrize(
+    "gpo",
+    [
+        gpo_format1(bytes.fromhex("08010200 00")),  # AFL of 5 bytes
+        gpo_format1(bytes.fromhex("00010100")),  # SFI 0
+        gpo_format1(bytes.fromhex("08030100")),  # first > last
+        gpo_format1(bytes.fromhex("08000100")),  # record 0
+        E(0x80, b"\x18"),  # no room for the AIP
+        E(0x77, E(0x94, bytes.fromhex("08010200"))),  # format 2 without AIP
+        E(0x77, E(0x82, b"\x18\x00")),  # format 2 without AFL
+        E(0x70, b""),  # neither format
+        b"\x80\x10\x18",  # not TLV
+    ],
+)
 def test_malformed_gpo_answers(gpo):
     fails(FakeCard(one_app_card(gpo=gpo)), "malformed")
 
@@ -546,11 +614,14 @@ def test_fci_without_template_is_malformed():
     fails(FakeCard(answers), "malformed")
 
 
-@pytest.mark.parametrize("pse_answer", [
-    E(0x6F, E(0x84, PSE)),                          # no SFI
-    E(0x6F, E(0xA5, E(0x88, b"\x1F"))),             # SFI 31
-    E(0x6F, E(0xA5, E(0x88, b"\x01\x02"))),         # SFI of 2 bytes
-])
+@pytest.mark.parametrize(
+    "pse_answer",
+    [
+        E(0x6F, E(0x84, PSE)),  # no SFI
+        E(0x6F, E(0xA5, E(0x88, b"\x1f"))),  # SFI 31
+        E(0x6F, E(0xA5, E(0x88, b"\x01\x02"))),  # SFI of 2 bytes
+    ],
+)
 def test_bad_pse_is_malformed(pse_answer):
     answers = one_app_card()
     answers[emv.select(PSE)] = (pse_answer, 0x9000)
@@ -558,7 +629,7 @@ def test_bad_pse_is_malformed(pse_answer):
 
 
 def test_bad_directory_entries_are_malformed():
-    for entry in (E(0x61, E(0x4F, b"\xA0\x00")), E(0x61, E(0x4F, VISA) + E(0x87, b"\x01\x02"))):
+    for entry in (E(0x61, E(0x4F, b"\xa0\x00")), E(0x61, E(0x4F, VISA) + E(0x87, b"\x01\x02"))):
         answers = one_app_card()
         answers[emv.select(PSE)] = (pse_fci(1), 0x9000)
         answers[emv.read_record(1, 1)] = (E(0x70, entry), 0x9000)
@@ -574,20 +645,24 @@ def test_endless_directory_is_bounded():
     assert len(card.sent) == 1 + emv.MAX_DIRECTORY_RECORDS
 
 
-@pytest.mark.parametrize("command,shown", [
-    (NO_PDOL_GPO, "GET PROCESSING OPTIONS answered 6F00"),
-    (emv.select(VISA), "SELECT A0000000031010 answered 6F00"),
-    (emv.select(PSE), "SELECT 1PAY.SYS.DDF01 answered 6F00"),
-    (emv.read_record(1, 2), "READ RECORD 2 of SFI 1 answered 6F00"),
-])
+@pytest.mark.parametrize(
+    "command,shown",
+    [
+        (NO_PDOL_GPO, "GET PROCESSING OPTIONS answered 6F00"),
+        (emv.select(VISA), "SELECT A0000000031010 answered 6F00"),
+        (emv.select(PSE), "SELECT 1PAY.SYS.DDF01 answered 6F00"),
+        (emv.read_record(1, 2), "READ RECORD 2 of SFI 1 answered 6F00"),
+    ],
+)
 def test_unknown_status_names_command_and_sw(command, shown):
     answers = one_app_card()
     answers[command] = (b"", 0x6F00)
     assert str(fails(FakeCard(answers), "unknown_status")) == shown
 
 
-@pytest.mark.parametrize("exc,code", [(CardRemoved("gone"), "removed"), (CardMute("silent"), "mute"),
-                                      (emv.ChipTransportError("?"), "mute")])
+@pytest.mark.parametrize(
+    "exc,code", [(CardRemoved("gone"), "removed"), (CardMute("silent"), "mute"), (emv.ChipTransportError("?"), "mute")]
+)
 @pytest.mark.parametrize("at", ["pse", "record"])
 def test_transport_errors(exc, code, at):
     answers = one_app_card()
@@ -602,7 +677,7 @@ def test_the_pan_never_shows_in_errors():
         one_app_card(records=card_records(track2_pan=OVERSEAS)),
         one_app_card(records=[E(0x70, E(0x5A, bcd(DOMESTIC)) + E(0x57, bcd(DOMESTIC + "D27")))]),
         one_app_card(records=[E(0x70, E(0x5A, bcd(DOMESTIC[:-1] + "6")) + E(0x5F24, bytes.fromhex("271231")))]),
-        one_app_card(records=[E(0x70, E(0x5A, bcd(DOMESTIC)) + b"\x5A\x09" + bcd(DOMESTIC))]),
+        one_app_card(records=[E(0x70, E(0x5A, bcd(DOMESTIC)) + b"\x5a\x09" + bcd(DOMESTIC))]),
     ]
     for answers in cases:
         with pytest.raises(ChipReadError) as info:
@@ -615,8 +690,17 @@ def test_the_pan_never_shows_in_errors():
 _SW = st.sampled_from([0x9000, 0x9000, 0x9000, 0x6A82, 0x6A83, 0x6283, 0x6985, 0x6A81, 0x6110, 0x6C08, 0x6F00])
 _DATA = st.one_of(
     st.binary(max_size=40),
-    st.sampled_from([pse_fci(1), app_fci(VISA, b"V", bytes.fromhex("9F1A02")), gpo_format1(), gpo_format2(),
-                     *card_records(), E(0x70, dir_entry(VISA, b"V", 1)), gpo_format1(bytes.fromhex("08010100"))]),
+    st.sampled_from(
+        [
+            pse_fci(1),
+            app_fci(VISA, b"V", bytes.fromhex("9F1A02")),
+            gpo_format1(),
+            gpo_format2(),
+            *card_records(),
+            E(0x70, dir_entry(VISA, b"V", 1)),
+            gpo_format1(bytes.fromhex("08010100")),
+        ]
+    ),
 )
 
 
@@ -628,6 +712,7 @@ def test_any_card_behaviour_ends_in_carddata_or_chipreaderror(data):
             raise data.draw(st.sampled_from([CardRemoved(), CardMute()]))
         sw = data.draw(_SW)
         return data.draw(_DATA), sw >> 8, sw & 0xFF
+
     try:
         card = read_card(transmit, KEY, [VISA, MASTER], TODAY)
     except ChipReadError as err:

@@ -1,4 +1,5 @@
 """Declared fields, bounded numbers, and TOML files that are not what they should be."""
+
 from __future__ import annotations
 
 import ast
@@ -12,9 +13,11 @@ from agent.rig import DEFAULT_RIG, RigError, find_rig, load_rig
 from devices.fields import Field, FieldError, check_table, fields
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = fields(Field("idle", float, 15.0, "seconds without input", low=0.01, high=86_400),
-              Field("name", str, description="a short name", length=(1, 8)),
-              Field("mode", str, "a", choices=("a", "b")))
+SPEC = fields(
+    Field("idle", float, 15.0, "seconds without input", low=0.01, high=86_400),
+    Field("name", str, description="a short name", length=(1, 8)),
+    Field("mode", str, "a", choices=("a", "b")),
+)
 
 
 def test_a_table_gets_its_defaults_and_each_bad_field_one_message():
@@ -40,16 +43,19 @@ def test_a_number_without_bounds_cannot_be_declared():
         Field("count", int, 0)
 
 
-@pytest.mark.parametrize("raw, field", [
-    ({"session": {"max_withdrawal": 10**23}}, "session.max_withdrawal"),
-    ({"session": {"pin_attempts": 10**6}}, "session.pin_attempts"),
-    ({"cassettes": [{"id": "A", "denomination": 1000, "count": 10**23}]}, "cassettes[0].count"),
-    ({"cassettes": [{"id": "A", "denomination": 10**23, "count": 1}]}, "cassettes[0].denomination"),
-    ({"cassettes": [{"id": "A", "denomination": 1000, "count": 1, "low": 10**23}]}, "cassettes[0].low"),
-    ({"cassettes": [{"id": str(i), "denomination": 1000, "count": 1} for i in range(9)]}, "cassettes"),
-    ({"atm": {"id": "x" * 100}}, "atm.id"),
-    ({"telemetry": {"brokers": ["mqtt://a"] * 100}}, "telemetry.brokers"),
-])
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"session": {"max_withdrawal": 10**23}}, "session.max_withdrawal"),
+        ({"session": {"pin_attempts": 10**6}}, "session.pin_attempts"),
+        ({"cassettes": [{"id": "A", "denomination": 1000, "count": 10**23}]}, "cassettes[0].count"),
+        ({"cassettes": [{"id": "A", "denomination": 10**23, "count": 1}]}, "cassettes[0].denomination"),
+        ({"cassettes": [{"id": "A", "denomination": 1000, "count": 1, "low": 10**23}]}, "cassettes[0].low"),
+        ({"cassettes": [{"id": str(i), "denomination": 1000, "count": 1} for i in range(9)]}, "cassettes"),
+        ({"atm": {"id": "x" * 100}}, "atm.id"),
+        ({"telemetry": {"brokers": ["mqtt://a"] * 100}}, "telemetry.brokers"),
+    ],
+)
 def test_huge_values_are_refused(raw, field):
     with pytest.raises(ConfigError) as err:
         config.from_dict(raw)
@@ -80,7 +86,7 @@ def test_unreadable_toml_is_one_clear_line(tmp_path, name):
 
 def test_a_utf8_byte_order_mark_is_fine(tmp_path):
     path = tmp_path / "atm.toml"
-    path.write_bytes(b"\xef\xbb\xbf[atm]\nid = \"atm-7\"\n")
+    path.write_bytes(b'\xef\xbb\xbf[atm]\nid = "atm-7"\n')
     assert config.load(path).atm_id == "atm-7"
 
 
@@ -99,6 +105,7 @@ def test_shipped_rigs_by_name_and_rig_files_by_path(tmp_path, monkeypatch):
 def test_the_language_rule_lives_in_fsm_and_is_still_importable_from_agent_prompts():
     from agent.prompts import language_for_country as old
     from fsm.language import language_for_country
+
     assert old is language_for_country
     assert language_for_country("0392", ["ja", "en"], "ja") == "ja"
     tree = ast.parse((ROOT / "fsm" / "language.py").read_text())

@@ -1,4 +1,5 @@
 """Forgotten card and cash, presence, and the help video: timing on the virtual clock."""
+
 from __future__ import annotations
 
 from hw_mocks.customer import Visit
@@ -91,6 +92,7 @@ def test_the_customers_language_choice_wins_over_the_cards_country():
 
 def test_an_overseas_chinese_card_hears_chinese():
     from hw_mocks import cards
+
     card = cards.SimCard("6200000000000005", country="0156", label="SIM UNIONPAY")
     cards.CARDS["unionpay"] = card
     try:

@@ -1,4 +1,5 @@
 """The ICT3Q8 driver against the rig's card reader (``--rig``; default: the emulator)."""
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ def reader(rig_device, ctx):
         device = rig_device("card_reader", emulator=emulator, ctx=ctx, **params)
         device.open()
         return device
+
     return make
 
 
@@ -81,12 +83,15 @@ def test_a_card_without_a_chip_gives_an_icc_fault(reader, ctx):
     assert r.status is DeviceStatus.ONLINE  # a warning about this card, not a broken reader
 
 
-@pytest.mark.parametrize("fault, action, code, position", [
-    ("jam", "eject", "jam", CardPosition.JAMMED),
-    ("two_cards", "eject", "two_cards", CardPosition.INSIDE),
-    ("read_error", "read", "read_error", CardPosition.INSIDE),
-    ("pulled_out", "read", "card_pulled_out", CardPosition.NONE),
-])
+@pytest.mark.parametrize(
+    "fault, action, code, position",
+    [
+        ("jam", "eject", "jam", CardPosition.JAMMED),
+        ("two_cards", "eject", "two_cards", CardPosition.INSIDE),
+        ("read_error", "read", "read_error", CardPosition.INSIDE),
+        ("pulled_out", "read", "card_pulled_out", CardPosition.NONE),
+    ],
+)
 def test_reader_errors_become_faults(reader, ctx, fault, action, code, position):
     r = reader()
     insert(r, ctx)
@@ -108,8 +113,9 @@ def test_a_jam_clears_when_the_transport_moves_again(reader, ctx):
     assert r.self_test() is DeviceStatus.ONLINE and r.position is CardPosition.GATE
 
 
-@pytest.mark.parametrize("fault, code", [("nak_storm", "bad_reply"), ("garbled", "bad_reply"),
-                                         ("silent", "no_response")])
+@pytest.mark.parametrize(
+    "fault, code", [("nak_storm", "bad_reply"), ("garbled", "bad_reply"), ("silent", "no_response")]
+)
 def test_a_broken_link_is_a_fault_with_a_clear_message(reader, fault, code):
     r = reader(ack_timeout=0.1)
     r.inject(fault)
@@ -143,8 +149,12 @@ def test_trace_hides_the_track_data(reader, ctx, caplog):
 
 
 def test_bad_locator_options_are_named():
-    for text, words in [("ict3q8:///dev/null?baud=fast", "baud"), ("ict3q8:///dev/null?init=drop", "init"),
-                        ("ict3q8:///dev/null?bogus=1", "bogus"), ("ict3q8://", "no serial port")]:
+    for text, words in [
+        ("ict3q8:///dev/null?baud=fast", "baud"),
+        ("ict3q8:///dev/null?init=drop", "init"),
+        ("ict3q8:///dev/null?bogus=1", "bogus"),
+        ("ict3q8://", "no serial port"),
+    ]:
         with pytest.raises(ValueError, match=words):
             create_device("card_reader", text, DeviceContext())
 

@@ -3,6 +3,7 @@
 Frames are built here by hand (with a CRC helper of the test's own) so the
 emulator's codec is checked against the protocol doc, not against itself.
 """
+
 import random
 import time
 
@@ -134,7 +135,7 @@ def test_uninitialised_answers_b0_except_initialise_and_status(fresh):
 def test_unknown_command_answers_00(fresh):
     _, ser = fresh
     assert transact(ser, 0x37, 0x30) == ("N", b"00", b"")
-    assert transact(ser, 0x35, 0x34) == ("N", b"00", b"")     # no such LED colour
+    assert transact(ser, 0x35, 0x34) == ("N", b"00", b"")  # no such LED colour
 
 
 def test_initialise_variants(rig):
@@ -143,7 +144,7 @@ def test_initialise_variants(rig):
     assert transact(ser, *INIT_NO_MOVE)[:2] == ("P", b"02")
     assert transact(ser, *INIT_TO_GATE)[:2] == ("P", b"01")
     assert emu.position == "gate"
-    assert transact(ser, *INIT_CAPTURE)[:2] == ("P", b"01")     # only a card inside is captured
+    assert transact(ser, *INIT_CAPTURE)[:2] == ("P", b"01")  # only a card inside is captured
     assert emu.take_card() is not None
     card_inside(emu, ser)
     assert transact(ser, *INIT_CAPTURE)[:2] == ("P", b"00")
@@ -152,7 +153,7 @@ def test_initialise_variants(rig):
 
 def test_entry_and_insert(rig):
     emu, ser = rig
-    assert not emu.insert_card({2: TRACK2})                  # entry disabled
+    assert not emu.insert_card({2: TRACK2})  # entry disabled
     assert transact(ser, *ENTRY_ON)[:2] == ("P", b"00")
     assert emu.entry_enabled
     assert transact(ser, *ENTRY_OFF)[:2] == ("P", b"00")
@@ -163,12 +164,12 @@ def test_entry_and_insert(rig):
     assert emu.card == Card({2: TRACK2}, None, "alice")
     assert transact(ser, *STATUS) == ("P", b"02", b"")
     assert transact(ser, *ENTRY_ON)[:2] == ("P", b"02")
-    assert not emu.insert_card({2: TRACK2})                  # one card at a time
+    assert not emu.insert_card({2: TRACK2})  # one card at a time
 
 
 def test_read_tracks(rig):
     emu, ser = rig
-    assert transact(ser, 0x36, 0x32) == ("N", b"02", b"")    # no card
+    assert transact(ser, 0x36, 0x32) == ("N", b"02", b"")  # no card
     tracks = {1: "B4999990000000015^TEST/CARD^3012201", 2: TRACK2, 3: "0123456789"}
     card_inside(emu, ser, tracks)
     for n, chars in tracks.items():
@@ -185,11 +186,11 @@ def test_read_missing_track(rig):
 
 def test_eject_and_take(rig):
     emu, ser = rig
-    assert transact(ser, *EJECT) == ("P", b"00", b"")        # nothing to eject
+    assert transact(ser, *EJECT) == ("P", b"00", b"")  # nothing to eject
     card_inside(emu, ser, tracks={2: TRACK2})
-    assert emu.take_card() is None                            # inside: out of reach
+    assert emu.take_card() is None  # inside: out of reach
     assert transact(ser, *EJECT) == ("P", b"01", b"")
-    assert transact(ser, 0x36, 0x32) == ("N", b"02", b"")    # at the gate: not inside
+    assert transact(ser, 0x36, 0x32) == ("N", b"02", b"")  # at the gate: not inside
     assert emu.take_card().tracks == {2: TRACK2}
     assert transact(ser, *STATUS) == ("P", b"00", b"")
 
@@ -201,7 +202,7 @@ def test_capture(rig):
     assert transact(ser, *CAPTURE) == ("P", b"00", b"")
     card_inside(emu, ser, {1: "A"})
     assert transact(ser, *EJECT)[:2] == ("P", b"01")
-    assert transact(ser, *CAPTURE) == ("P", b"00", b"")      # from the gate too
+    assert transact(ser, *CAPTURE) == ("P", b"00", b"")  # from the gate too
     assert [c.tracks for c in emu.captured] == [{2: TRACK2}, {1: "A"}]
     assert emu.card is None and emu.position == "none"
 
@@ -219,7 +220,7 @@ def test_ic_activation(rig):
     card_inside(emu, ser, atr=ATR)
     assert transact(ser, *IC_ON) == ("P", b"02", ATR)
     assert transact(ser, *CAPTURE)[0] == "P"
-    card_inside(emu, ser)                                    # no chip
+    card_inside(emu, ser)  # no chip
     assert transact(ser, *IC_ON) == ("N", b"60", b"")
 
 
@@ -253,13 +254,13 @@ def test_host_nak_gets_the_same_reply_at_most_three_times(rig):
         ser.write(NAK)
         assert read_reply(ser) == first
     ser.write(NAK)
-    assert quiet(ser) == b""                                  # gave up
+    assert quiet(ser) == b""  # gave up
     assert transact(ser, *STATUS) == ("P", b"00", b"")
 
 
 def test_garbage_is_skipped(rig):
     emu, ser = rig
-    garbage = b"\x00\x13hello\x06\x15" + b"\xF2\xFF\xFF" + b"\xF2\x02\x01" + b"\xF2\x00\x02\x43\x31"
+    garbage = b"\x00\x13hello\x06\x15" + b"\xf2\xff\xff" + b"\xf2\x02\x01" + b"\xf2\x00\x02\x43\x31"
     ser.write(garbage + command(*STATUS))
     assert ser.read(1) == ACK
     assert read_reply(ser)[3:8] == b"P1000"
@@ -279,16 +280,16 @@ def test_truncated_frame_does_not_hang(rig):
 def test_random_bytes_do_not_crash(rig):
     emu, ser = rig
     noise = random.Random(8).randbytes(4000)
-    ser.write(noise + b"\xF2\x01\x00" + b"\x00" * 100)       # ends with a frame that never completes
+    ser.write(noise + b"\xf2\x01\x00" + b"\x00" * 100)  # ends with a frame that never completes
     time.sleep(0.6)
-    ser.reset_input_buffer()                                 # the odd NAK to a chance frame
+    ser.reset_input_buffer()  # the odd NAK to a chance frame
     assert transact(ser, *STATUS) == ("P", b"00", b"")
     assert emu._thread.is_alive()
 
 
 def test_wrong_frame_type_is_naked(rig):
     _, ser = rig
-    head = bytes.fromhex("F20003503130")                    # a 'P' frame sent to the device
+    head = bytes.fromhex("F20003503130")  # a 'P' frame sent to the device
     ser.write(head + crc(head).to_bytes(2, "big"))
     assert ser.read(1) == NAK
 
@@ -302,7 +303,7 @@ def test_jam(rig):
         assert transact(ser, *cmd) == ("N", b"10", b""), cmd
     assert emu.position == "inside" and emu.captured == []
     assert transact(ser, *INIT_NO_MOVE)[:2] == ("P", b"02")
-    assert transact(ser, 0x36, 0x32)[0] == "P"               # reading moves nothing
+    assert transact(ser, 0x36, 0x32)[0] == "P"  # reading moves nothing
     emu.remove("jam")
     assert transact(ser, *EJECT)[:2] == ("P", b"01")
 
@@ -312,7 +313,7 @@ def test_two_cards(rig):
     card_inside(emu, ser)
     emu.inject("two_cards")
     assert transact(ser, 0x36, 0x32) == ("N", b"18", b"")
-    assert transact(ser, 0x36, 0x32)[0] == "P"               # once
+    assert transact(ser, 0x36, 0x32)[0] == "P"  # once
     emu.inject("two_cards")
     assert transact(ser, *EJECT) == ("N", b"18", b"")
     assert emu.position == "inside"
@@ -360,7 +361,7 @@ def test_garbled(rig):
     ser.write(command(*STATUS))
     wire = ser.read(11)
     clean = bytes(b ^ 0x5A for b in wire)
-    assert clean[:1] == ACK and clean[1:4] == b"\xF2\x00\x05"
+    assert clean[:1] == ACK and clean[1:4] == b"\xf2\x00\x05"
     assert crc(clean[1:-2]) == int.from_bytes(clean[-2:], "big")
     ser.write(ACK)
     emu.remove("garbled")
@@ -383,13 +384,13 @@ def test_power_loss_mid_eject(rig):
     emu.power_loss(after=1)
     ser.write(command(*EJECT))
     assert ser.read(1) == ACK
-    assert quiet(ser) == b""                                  # no reply
+    assert quiet(ser) == b""  # no reply
     assert not emu.powered and emu.position == "inside"
     ser.write(command(*STATUS))
-    assert quiet(ser) == b""                                  # unpowered: nothing at all
+    assert quiet(ser) == b""  # unpowered: nothing at all
     emu.power_on()
     assert not emu.initialised and not emu.entry_enabled
-    assert transact(ser, *STATUS) == ("N", b"30", b"")      # once
+    assert transact(ser, *STATUS) == ("N", b"30", b"")  # once
     assert transact(ser, *STATUS) == ("P", b"02", b"")
     assert transact(ser, *EJECT) == ("N", b"B0", b"")
     assert transact(ser, *INIT_NO_MOVE) == ("P", b"02", b"")

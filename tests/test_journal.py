@@ -1,4 +1,5 @@
 """The journal: intents before commands, outcomes with counts, recovery after a crash."""
+
 import os
 import random
 import signal
@@ -68,8 +69,7 @@ def test_kill_9_at_random_points_loses_no_note(tmp_path):
     rng = random.Random(1)
     before = 100_000
     for _ in range(4):
-        child = subprocess.Popen([sys.executable, "-m", "tests.crash_child", path],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen([sys.executable, "-m", "tests.crash_child", path], stdout=subprocess.PIPE, text=True)
         assert child.stdout.readline().strip() == "running"
         time.sleep(rng.uniform(0.2, 0.8))
         os.kill(child.pid, signal.SIGKILL)

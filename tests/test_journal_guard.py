@@ -1,4 +1,5 @@
 """One agent per journal, and a journal that cannot be read is refused in one line (exit 2)."""
+
 import os
 import sqlite3
 import subprocess
@@ -14,8 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def atm(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "agent.cli", *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def one_line_error(proc, timeout=60):
@@ -49,10 +56,19 @@ def test_a_second_agent_on_the_same_journal_is_refused_with_the_holders_pid(tmp_
 
 def test_the_lock_goes_with_a_killed_agent(tmp_path):
     path = str(tmp_path / "j.db")
-    child = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom agent.journal import Journal\n"
-                              "from fsm.clock import VirtualClock\nJournal(sys.argv[1], VirtualClock())\n"
-                              "print('locked', flush=True)\ntime.sleep(60)", path],
-                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom agent.journal import Journal\n"
+            "from fsm.clock import VirtualClock\nJournal(sys.argv[1], VirtualClock())\n"
+            "print('locked', flush=True)\ntime.sleep(60)",
+            path,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout.readline().strip() == "locked"
     with pytest.raises(JournalError, match=rf"in use by another agent \(PID {child.pid}\)"):
         Journal(path, VirtualClock())
@@ -72,8 +88,10 @@ def _journal_with(tmp_path, sql: str, *args) -> Path:
 
 
 def test_an_unreadable_interrupted_intent_is_refused_in_one_line(tmp_path):
-    path = _journal_with(tmp_path, "INSERT INTO entries (ts, session, kind, name, data)"
-                                   " VALUES ('t', 's1', 'intent', 'dispense', '{not json')")
+    path = _journal_with(
+        tmp_path,
+        "INSERT INTO entries (ts, session, kind, name, data) VALUES ('t', 's1', 'intent', 'dispense', '{not json')",
+    )
     line = one_line_error(atm("run", "--journal", str(path), "--no-customers", "--duration", "2"))
     assert "row 1 (intent 'dispense') is corrupt" in line
     rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM entries").fetchone()[0]
@@ -85,8 +103,10 @@ def test_a_third_cassette_in_the_journal_is_refused_in_one_line(tmp_path):
     j = Journal(str(path), VirtualClock())
     j.close()
     db = sqlite3.connect(path)
-    db.executemany("INSERT INTO cassettes (id, denomination, count, low, empty) VALUES (?, ?, ?, ?, ?)",
-                   [("A", 10_000, 500, 10, 0), ("B", 1_000, 1000, 10, 0), ("C", 5_000, 100, 10, 0)])
+    db.executemany(
+        "INSERT INTO cassettes (id, denomination, count, low, empty) VALUES (?, ?, ?, ?, ?)",
+        [("A", 10_000, 500, 10, 0), ("B", 1_000, 1000, 10, 0), ("C", 5_000, 100, 10, 0)],
+    )
     db.commit()
     db.close()
     line = one_line_error(atm("run", "--journal", str(path), "--no-customers", "--duration", "2"))

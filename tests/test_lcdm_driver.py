@@ -3,6 +3,7 @@
 Tests that inject faults need the emulator and skip, saying so, on a real
 dispenser. Tests that need a real one carry the ``hil`` marker.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ def dispenser(rig_device, ctx):
         device.load_cassettes(CASSETTES)
         device.open()
         return device
+
     return make
 
 
@@ -63,15 +65,21 @@ def test_test_dispense_sends_notes_to_the_reject_tray(dispenser):
     assert d.cassette("A").count == 98 and d.emulator.snapshot()["reject_tray"] == 2
 
 
-@pytest.mark.parametrize("fault, code, action", [
-    ("pickup_error", "pickup_error", "maintenance"),
-    ("jam_chk", "jam", "reset"), ("jam_chk34", "jam", "reset"), ("jam_div", "jam", "reset"),
-    ("jam_exit", "jam", "reset"), ("jam_ejt", "jam", "reset"),
-    ("empty_upper", "cassette_empty", "replenish"),
-    ("cassette_removed_upper", "cassette_missing", "maintenance"),
-    ("reject_tray_full", "reject_tray_full", "maintenance"),
-    ("reject_tray_removed", "reject_tray_missing", "maintenance"),
-])
+@pytest.mark.parametrize(
+    "fault, code, action",
+    [
+        ("pickup_error", "pickup_error", "maintenance"),
+        ("jam_chk", "jam", "reset"),
+        ("jam_chk34", "jam", "reset"),
+        ("jam_div", "jam", "reset"),
+        ("jam_exit", "jam", "reset"),
+        ("jam_ejt", "jam", "reset"),
+        ("empty_upper", "cassette_empty", "replenish"),
+        ("cassette_removed_upper", "cassette_missing", "maintenance"),
+        ("reject_tray_full", "reject_tray_full", "maintenance"),
+        ("reject_tray_removed", "reject_tray_missing", "maintenance"),
+    ],
+)
 def test_each_device_error_becomes_a_fault_and_the_counts_follow_the_device(dispenser, fault, code, action):
     d = dispenser()
     d.inject(fault)
@@ -93,7 +101,7 @@ def test_a_jam_clears_only_after_it_is_cleared_by_hand_and_purged(dispenser):
     assert d.dispense({"A": 4}).fault_code == "jam"
     d.reset()
     assert "jam" in d.faults  # a purge cannot clear a note stuck on the path
-    d.remove("jam")           # the engineer takes it out
+    d.remove("jam")  # the engineer takes it out
     d.reset()
     assert not d.faults and d.status is DeviceStatus.ONLINE
 

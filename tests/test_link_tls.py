@@ -1,4 +1,5 @@
 """The agent's MqttLink over mutual TLS, with the documented ACL, on a real mosquitto."""
+
 from __future__ import annotations
 
 import json
@@ -57,9 +58,11 @@ def test_mutual_tls_delivers_to_the_monitoring_centre(tmp_path, pki, broker):
 @pytest.mark.parametrize("who", ["no certificate", "rogue CA", "untrusted broker"])
 def test_bad_clients_are_rejected_and_keep_their_messages(tmp_path, pki, broker, who):
     me = pki.client("atm-0001")
-    tls = {"no certificate": TlsFiles(str(pki.ca_cert)),
-           "rogue CA": TlsFiles(str(pki.ca_cert), str(pki.rogue.cert), str(pki.rogue.key)),
-           "untrusted broker": TlsFiles(str(pki.rogue_ca_cert), str(me.cert), str(me.key))}[who]
+    tls = {
+        "no certificate": TlsFiles(str(pki.ca_cert)),
+        "rogue CA": TlsFiles(str(pki.ca_cert), str(pki.rogue.cert), str(pki.rogue.key)),
+        "untrusted broker": TlsFiles(str(pki.rogue_ca_cert), str(me.cert), str(me.key)),
+    }[who]
     link, tel = make_link(tmp_path, broker, tls)
     link.start()
     try:
@@ -74,8 +77,9 @@ def test_the_acl_confines_an_atm_to_its_own_topics(tmp_path, pki, broker):
     """atm-0002's certificate cannot publish as atm-0001: the broker refuses (PUBACK 0x87),
     and the message stays in the outbox instead of being lost."""
     other = pki.client("atm-0002")
-    link, tel = make_link(tmp_path, broker, TlsFiles(str(pki.ca_cert), str(other.cert), str(other.key)),
-                          atm_id="atm-0001")
+    link, tel = make_link(
+        tmp_path, broker, TlsFiles(str(pki.ca_cert), str(other.cert), str(other.key)), atm_id="atm-0001"
+    )
     with Subscriber(broker, "atm/v1/#") as centre:
         link.start()
         try:

@@ -1,4 +1,5 @@
 """Locators: every backend reads its own options and rejects the rest."""
+
 import inspect
 import os
 from importlib.metadata import entry_points
@@ -15,13 +16,20 @@ ROOT = Path(__file__).resolve().parent.parent
 # One buildable locator per backend (built, never opened).
 BACKENDS = [
     *[(kind, "sim://") for kind in DEVICE_KINDS],
-    ("card_reader", "ict3q8:///dev/null"), ("card_reader", "ict3q8+emu://"),
-    ("dispenser", "lcdm2000:///dev/null"), ("dispenser", "lcdm2000+emu://"),
-    ("chip", "pcsc://0"), ("chip", "pcsc+emu://"),
-    ("proximity", "gpiozero-distance://?trigger=17&echo=27"), ("proximity", "gpiozero-pir://?pin=4"),
+    ("card_reader", "ict3q8:///dev/null"),
+    ("card_reader", "ict3q8+emu://"),
+    ("dispenser", "lcdm2000:///dev/null"),
+    ("dispenser", "lcdm2000+emu://"),
+    ("chip", "pcsc://0"),
+    ("chip", "pcsc+emu://"),
+    ("proximity", "gpiozero-distance://?trigger=17&echo=27"),
+    ("proximity", "gpiozero-pir://?pin=4"),
     ("proximity", "trace://walking-away"),
-    ("keypad", "terminal://"), ("keypad", "evdev:///dev/input/event0"),
-    ("camera", "opencv://0"), ("speaker", "aplay://default"), ("display", "opencv://"),
+    ("keypad", "terminal://"),
+    ("keypad", "evdev:///dev/input/event0"),
+    ("camera", "opencv://0"),
+    ("speaker", "aplay://default"),
+    ("display", "opencv://"),
 ]
 
 
@@ -30,8 +38,7 @@ def with_option(locator: str, option: str) -> str:
 
 
 def test_the_table_covers_every_registered_backend():
-    assert {(k, Locator.parse(t).scheme) for k, t in BACKENDS} == \
-        {(k, s) for k in DEVICE_KINDS for s in schemes_for(k)}
+    assert {(k, Locator.parse(t).scheme) for k, t in BACKENDS} == {(k, s) for k in DEVICE_KINDS for s in schemes_for(k)}
 
 
 @pytest.mark.parametrize("kind, locator", BACKENDS)
@@ -45,35 +52,41 @@ def test_every_backend_rejects_an_unknown_option_naming_device_and_option(kind, 
 
 
 def test_the_error_lists_the_options_the_backend_knows():
-    with pytest.raises(LocatorError, match=r"^devices.camera: opencv://0\?fps=x: unknown option 'fps'"
-                                           r" \(known: width, height\)$"):
+    with pytest.raises(
+        LocatorError,
+        match=r"^devices.camera: opencv://0\?fps=x: unknown option 'fps'"
+        r" \(known: width, height\)$",
+    ):
         create_device("camera", "opencv://0?fps=x", DeviceContext())
     with pytest.raises(LocatorError, match=r"unknown option 'x' \(this backend takes none\)"):
         create_device("keypad", "terminal://?x=1", DeviceContext())
 
 
-@pytest.mark.parametrize("kind, locator, words", [
-    ("dispenser", "lcdm2000+emu://?fault=meteor", "fault='meteor' is not one of jam, near_end"),
-    ("dispenser", "lcdm2000+emu://?timing=maybe", "timing='maybe' is not a yes/no flag"),
-    ("dispenser", "lcdm2000+emu://?upper=", "upper= is empty"),
-    ("dispenser", "lcdm2000+emu://?upper=A&lower=A", "options upper and lower name the same cassette"),
-    ("dispenser", "lcdm2000:///dev/null?baud=2.5", "baud='2.5' is not a whole number"),
-    ("dispenser", "lcdm2000:///dev/null?baud=fast", "baud='fast' is not a number"),
-    ("card_reader", "ict3q8:///dev/null?parity=Z", "parity='Z' is not one of N, E, O"),
-    ("card_reader", "ict3q8:///dev/null?retries=11", "retries='11' is out of range 0..10"),
-    ("card_reader", "ict3q8:///dev/null?trace=2", "trace='2' is not a yes/no flag"),
-    ("card_reader", "ict3q8:///dev/null?logging=debug", "unknown option 'logging'"),
-    ("proximity", "gpiozero-pir://?pin=banana", "pin='banana' is not a GPIO pin"),
-    ("proximity", "gpiozero-pir://?pin=4&rate=inf", "rate='inf' is out of range"),
-    ("proximity", "trace://no-such-trace", "no trace 'no-such-trace'"),
-    ("keypad", "sim://?%%%", "malformed"),
-    ("keypad", "sim://?a=1&a=2", "option 'a' is given twice"),
-    ("display", "opencv://?width=wide", "width='wide' is not a number"),
-    ("display", "sim://?width=640", "width= and height= go together"),
-    ("display", "sim://?keep=0", "keep='0' is out of range 1..10000"),
-    ("chip", "pcsc://0?aids=xyz", "aids='xyz' is not a comma-separated list"),
-    ("camera", "opencv://0?width=640", "width= and height= go together"),
-])
+@pytest.mark.parametrize(
+    "kind, locator, words",
+    [
+        ("dispenser", "lcdm2000+emu://?fault=meteor", "fault='meteor' is not one of jam, near_end"),
+        ("dispenser", "lcdm2000+emu://?timing=maybe", "timing='maybe' is not a yes/no flag"),
+        ("dispenser", "lcdm2000+emu://?upper=", "upper= is empty"),
+        ("dispenser", "lcdm2000+emu://?upper=A&lower=A", "options upper and lower name the same cassette"),
+        ("dispenser", "lcdm2000:///dev/null?baud=2.5", "baud='2.5' is not a whole number"),
+        ("dispenser", "lcdm2000:///dev/null?baud=fast", "baud='fast' is not a number"),
+        ("card_reader", "ict3q8:///dev/null?parity=Z", "parity='Z' is not one of N, E, O"),
+        ("card_reader", "ict3q8:///dev/null?retries=11", "retries='11' is out of range 0..10"),
+        ("card_reader", "ict3q8:///dev/null?trace=2", "trace='2' is not a yes/no flag"),
+        ("card_reader", "ict3q8:///dev/null?logging=debug", "unknown option 'logging'"),
+        ("proximity", "gpiozero-pir://?pin=banana", "pin='banana' is not a GPIO pin"),
+        ("proximity", "gpiozero-pir://?pin=4&rate=inf", "rate='inf' is out of range"),
+        ("proximity", "trace://no-such-trace", "no trace 'no-such-trace'"),
+        ("keypad", "sim://?%%%", "malformed"),
+        ("keypad", "sim://?a=1&a=2", "option 'a' is given twice"),
+        ("display", "opencv://?width=wide", "width='wide' is not a number"),
+        ("display", "sim://?width=640", "width= and height= go together"),
+        ("display", "sim://?keep=0", "keep='0' is out of range 1..10000"),
+        ("chip", "pcsc://0?aids=xyz", "aids='xyz' is not a comma-separated list"),
+        ("camera", "opencv://0?width=640", "width= and height= go together"),
+    ],
+)
 def test_malformed_values_are_one_line_errors(kind, locator, words):
     with pytest.raises(LocatorError) as err:
         create_device(kind, locator, DeviceContext())
@@ -82,8 +95,11 @@ def test_malformed_values_are_one_line_errors(kind, locator, words):
 
 
 def test_an_unknown_scheme_lists_the_known_ones():
-    with pytest.raises(LocatorError, match=r"^devices.camera: webcam://: unknown backend 'webcam'"
-                                           r" for camera \(known: opencv, sim\)$"):
+    with pytest.raises(
+        LocatorError,
+        match=r"^devices.camera: webcam://: unknown backend 'webcam'"
+        r" for camera \(known: opencv, sim\)$",
+    ):
         create_device("camera", "webcam://", DeviceContext())
 
 
@@ -97,6 +113,7 @@ def test_a_rejected_emulated_rig_leaves_no_pty_open():
 
 def test_a_cassette_slot_naming_no_configured_cassette_names_the_option():
     from devices.dispenser import Cassette
+
     d = create_device("dispenser", "lcdm2000+emu://?upper=Z", DeviceContext())
     try:
         with pytest.raises(LocatorError, match=r"^devices.dispenser: .*option upper='Z' names no configured"):

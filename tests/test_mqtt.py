@@ -1,4 +1,5 @@
 """MqttLink (durable outbox, sessions, two sites, commands) against real mosquitto brokers on 127.0.0.1."""
+
 from __future__ import annotations
 
 import json
@@ -86,20 +87,34 @@ def links(tmp_path):
 
 
 # -- URLs -------------------------------------------------------------------------------
-@pytest.mark.parametrize("url, expected", [
-    ("mqtt://127.0.0.1", BrokerUrl("127.0.0.1", 1883, False)),
-    ("mqtt://broker.local:1884", BrokerUrl("broker.local", 1884, False)),
-    ("mqtts://127.0.0.1", BrokerUrl("127.0.0.1", 8883, True)),
-    ("MQTTS://host:8884/", BrokerUrl("host", 8884, True)),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("mqtt://127.0.0.1", BrokerUrl("127.0.0.1", 1883, False)),
+        ("mqtt://broker.local:1884", BrokerUrl("broker.local", 1884, False)),
+        ("mqtts://127.0.0.1", BrokerUrl("127.0.0.1", 8883, True)),
+        ("MQTTS://host:8884/", BrokerUrl("host", 8884, True)),
+    ],
+)
 def test_parse_good_urls(url, expected):
     assert parse_broker_url(url) == expected
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1", "127.0.0.1:1883", "mqtt://", "mqtt://:1883", "mqtt://h:99999",
-    "mqtt://h:abc", "mqtt://h/topic", "mqtt://u:p@h", "tcp://h:1883", "",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1",
+        "127.0.0.1:1883",
+        "mqtt://",
+        "mqtt://:1883",
+        "mqtt://h:99999",
+        "mqtt://h:abc",
+        "mqtt://h/topic",
+        "mqtt://u:p@h",
+        "tcp://h:1883",
+        "",
+    ],
+)
 def test_bad_url_raises(url, tmp_path):
     with pytest.raises(ValueError, match="bad broker URL"):
         parse_broker_url(url)
@@ -229,8 +244,9 @@ AGENT_CHILD = textwrap.dedent("""
 def test_agent_kill_9_mid_stream_then_restart_loses_nothing(mosquitto, tmp_path):
     consumer = Consumer(mosquitto, "atm/v1/ATM-K/#").start()
     path = str(tmp_path / "outbox.db")
-    child = subprocess.Popen([sys.executable, "-c", AGENT_CHILD, mosquitto.url, path, "2000"], cwd=ROOT,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", AGENT_CHILD, mosquitto.url, path, "2000"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout.readline().split() == ["boot", "1"]
         wait_for(lambda: len(consumer.of("fault")) >= 200, 10, message="200 faults before the kill")
@@ -241,8 +257,9 @@ def test_agent_kill_9_mid_stream_then_restart_loses_nothing(mosquitto, tmp_path)
         sent_first = {p["n"] for p in consumer.of("fault")}
         produced = max(sent_first | {-1}) + 1
         first.close()
-        again = subprocess.Popen([sys.executable, "-c", AGENT_CHILD, mosquitto.url, path, "0"], cwd=ROOT,
-                                 stdout=subprocess.PIPE, text=True)
+        again = subprocess.Popen(
+            [sys.executable, "-c", AGENT_CHILD, mosquitto.url, path, "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
         try:
             assert again.stdout.readline().split() == ["boot", "2"]
             assert again.stdout.readline().strip() == "done"
@@ -282,8 +299,12 @@ def test_will_marks_a_dead_atm_offline_with_its_session_counter(mosquitto, sig, 
     """SIGKILL closes the socket: the Will at once. SIGSTOP hangs it: the Will after
     1.5 x keepalive (mosquitto checks in whole seconds; keepalive 2 s gives ~3-5 s)."""
     with Subscriber(mosquitto, "atm/v1/ATM-W/status") as sub:
-        child = subprocess.Popen([sys.executable, "-c", WILL_CHILD, mosquitto.url, str(tmp_path / "o.db"), "2"],
-                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", WILL_CHILD, mosquitto.url, str(tmp_path / "o.db"), "2"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             words = child.stdout.readline().split()
             assert words[0] == "ready"
@@ -303,6 +324,7 @@ def test_will_marks_a_dead_atm_offline_with_its_session_counter(mosquitto, sig, 
 
 def test_keepalive_default_lets_the_broker_notice_within_15_s():
     from agent.config import SECTIONS
+
     keepalive = SECTIONS["telemetry"]["keepalive"].default
     assert 1.5 * keepalive <= 15
 
@@ -412,4 +434,6 @@ def test_old_coalescing_messages_expire_and_are_reported(tmp_path):
     now[0] += 120
     box.expire()
     assert [r.topic for r in box.pending()] == ["atm/v1/x/fault"] and box.take_report() == {
-        "coalesced": 0, "dropped": 1}
+        "coalesced": 0,
+        "dropped": 1,
+    }

@@ -3,6 +3,7 @@
 The tests use the running pcscd if there is one (with vsmartcard's vpcd
 reader), or start their own ``pcscd --foreground``, and stop it afterwards.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,12 +62,15 @@ def read_with(chip, daemon, card_name):
         return chip.read_card(KEY)
 
 
-@pytest.mark.parametrize("name, masked, country, label", [
-    ("domestic", "499999******0015", "0392", "SIM DEBIT"),
-    ("overseas", "543210******0005", "0840", "SIM CREDIT"),
-    ("no-pse", "499999******0064", "0392", None),
-    ("chunked", "499999******0072", "0392", None),
-])
+@pytest.mark.parametrize(
+    "name, masked, country, label",
+    [
+        ("domestic", "499999******0015", "0392", "SIM DEBIT"),
+        ("overseas", "543210******0005", "0840", "SIM CREDIT"),
+        ("no-pse", "499999******0064", "0392", None),
+        ("chunked", "499999******0072", "0392", None),
+    ],
+)
 def test_good_cards_are_read_through_pcscd(chip, daemon, name, masked, country, label):
     card = read_with(chip, daemon, name)
     assert card.masked == masked and card.source == "chip" and card.country == country
@@ -83,10 +87,15 @@ def test_an_expired_card_is_returned_for_the_policy_to_refuse(chip, daemon):
     assert card.expired("2611") and card.masked == "499999******0049"
 
 
-@pytest.mark.parametrize("name, code", [
-    ("blocked", "application_blocked"), ("broken-tlv", "chip_error"), ("pulled-out", "card_removed"),
-    ("mute", "mute_card"),
-])
+@pytest.mark.parametrize(
+    "name, code",
+    [
+        ("blocked", "application_blocked"),
+        ("broken-tlv", "chip_error"),
+        ("pulled-out", "card_removed"),
+        ("mute", "mute_card"),
+    ],
+)
 def test_bad_cards_become_clear_faults_never_exceptions(chip, daemon, name, code):
     with pytest.raises(DeviceError) as err:
         read_with(chip, daemon, name)
@@ -146,12 +155,15 @@ def play(agent, visits):
         agent.stop()
 
 
-@pytest.mark.parametrize("card, outcome, prompt", [
-    ("overseas", "completed", None),
-    ("expired", "card_refused", "card_expired"),
-    ("blocked", "card_refused", "card_blocked"),
-    ("broken-tlv", "card_refused", "card_unreadable"),
-])
+@pytest.mark.parametrize(
+    "card, outcome, prompt",
+    [
+        ("overseas", "completed", None),
+        ("expired", "card_refused", "card_expired"),
+        ("blocked", "card_refused", "card_blocked"),
+        ("broken-tlv", "card_refused", "card_unreadable"),
+    ],
+)
 def test_chip_policy_on_the_pcsc_rig(daemon, card, outcome, prompt):
     run = play(pcsc_agent(), [Visit("balance", card=card)])
     assert [s["outcome"] for s in run.sessions()] == [outcome]
@@ -170,15 +182,34 @@ def test_a_mute_chip_falls_back_to_the_stripe_only_when_allowed(daemon):
 def test_a_readable_chip_never_falls_back_to_the_stripe(daemon):
     run = play(pcsc_agent(), [Visit("balance", card="blocked")])
     assert [r["source"] for r in run.agent.recorder.of_type("card")] == []
-    assert not [r for r in run.agent.recorder.of_type("device") if r.get("event") == "fault"
-                and r.get("fault", {}).get("code") == "read_error"]
+    assert not [
+        r
+        for r in run.agent.recorder.of_type("device")
+        if r.get("event") == "fault" and r.get("fault", {}).get("code") == "read_error"
+    ]
 
 
 def test_demo_on_the_pcsc_rig_shows_only_the_masked_number(daemon, tmp_path):
     journal = tmp_path / "j.db"
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "-v", "demo", "--scenario", "withdrawal",
-                           "--rig", "rigs/pcsc.toml", "--journal", str(journal)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "-v",
+            "demo",
+            "--scenario",
+            "withdrawal",
+            "--rig",
+            "rigs/pcsc.toml",
+            "--journal",
+            str(journal),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "card    499999******0015 (chip, SIM DEBIT, country 0392)" in proc.stdout
     blob = proc.stdout + proc.stderr + journal.read_bytes().decode("latin-1")

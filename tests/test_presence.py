@@ -1,4 +1,5 @@
 """Presence sensing: the detector, the gpiozero backends on MockFactory, and trace replay."""
+
 from __future__ import annotations
 
 import itertools
@@ -169,9 +170,9 @@ def test_no_readings_goes_stale_then_reports_again():
     for t, d in at(10, 1, 2.9, None):
         det.feed(t, d)
         assert not det.check(t)
-    assert det.check(3.0)               # 2 s after the last reading at 0.9 s
+    assert det.check(3.0)  # 2 s after the last reading at 0.9 s
     assert det.present is None and det.no_readings
-    assert not det.check(3.5)           # reported once
+    assert not det.check(3.5)  # reported once
     # readings come back: the presence is reported again after the debounce,
     # even though it is what it was before
     assert feed_all(det, at(10, 4, 5, 0.45)) == [(4.5, True)]
@@ -185,25 +186,39 @@ def test_staleness_counts_from_reset():
     assert det.check(102.0)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"enter": 0.9, "leave": 0.6}, {"enter": 0.0}, {"leave": 2.5, "max_distance": 2.0},
-    {"debounce": -1}, {"window": 0}, {"window": 2.5}, {"stale": 0},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"enter": 0.9, "leave": 0.6},
+        {"enter": 0.0},
+        {"leave": 2.5, "max_distance": 2.0},
+        {"debounce": -1},
+        {"window": 0},
+        {"window": 2.5},
+        {"stale": 0},
+    ],
+)
 def test_bad_detector_settings(kwargs):
     with pytest.raises(ValueError):
         PresenceDetector(**kwargs)
 
 
-READINGS = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
-                     st.floats(0.0, 2.5), st.sampled_from([0.0, 0.01, 0.45, 0.6, 0.75, 0.9, 2.0]))
+READINGS = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(0.0, 2.5),
+    st.sampled_from([0.0, 0.01, 0.45, 0.6, 0.75, 0.9, 2.0]),
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(steps=st.lists(st.tuples(st.floats(0.0, 1.5), READINGS, st.booleans()), max_size=300),
-       debounce=st.sampled_from([0.0, 0.3, 0.5, 1.0]), window=st.integers(1, 7))
+@given(
+    steps=st.lists(st.tuples(st.floats(0.0, 1.5), READINGS, st.booleans()), max_size=300),
+    debounce=st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+    window=st.integers(1, 7),
+)
 def test_any_readings_never_raise_nor_flip_faster_than_the_debounce(steps, debounce, window):
-    det = PresenceDetector(enter=0.6, leave=0.9, debounce=debounce, window=window,
-                           stale=2.0, max_distance=2.0)
+    det = PresenceDetector(enter=0.6, leave=0.9, debounce=debounce, window=window, stale=2.0, max_distance=2.0)
     t, reports = 0.0, []
     for dt, reading, check in steps:
         t += dt
@@ -219,8 +234,7 @@ def test_any_readings_never_raise_nor_flip_faster_than_the_debounce(steps, debou
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.0, 1.0), st.one_of(st.none(), st.just(0.0), st.floats(0.6, 5.0))),
-                max_size=200))
+@given(st.lists(st.tuples(st.floats(0.0, 1.0), st.one_of(st.none(), st.just(0.0), st.floats(0.6, 5.0))), max_size=200))
 def test_nothing_closer_than_enter_never_makes_a_presence(steps):
     """Zeros out of the blue, lost echoes and far readings alone never mean someone is there."""
     det = PresenceDetector(max_distance=2.0)
@@ -271,19 +285,20 @@ class Stand:
 def test_distance_sensor_approach_and_leave(mock_factory, vctx, devices):
     echo = mock_factory.pin(27)
     trigger = mock_factory.pin(17, pin_class=MockTriggerPin, echo_pin=echo, echo_time=echo_time(1.5))
-    dev = devices("gpiozero-distance://?trigger=17&echo=27&enter=0.6&leave=0.9&debounce=0.5"
-                  "&rate=10&stale=2&max=2.0", vctx)
+    dev = devices(
+        "gpiozero-distance://?trigger=17&echo=27&enter=0.6&leave=0.9&debounce=0.5&rate=10&stale=2&max=2.0", vctx
+    )
     assert dev.status is DeviceStatus.ONLINE and dev.faults == {}
     stand = Stand(vctx, dev, trigger)
     stand.at(1.5, 1.0)
     assert vctx.emit.presence() == [(pytest.approx(0.5, abs=0.35), False)]  # nobody, to start with
-    stand.at(0.25, 1.5)                     # someone steps up at 1.0 s
+    stand.at(0.25, 1.5)  # someone steps up at 1.0 s
     assert dev.present is True
-    stand.at(1.5, 2.0)                      # and leaves at 2.5 s
+    stand.at(1.5, 2.0)  # and leaves at 2.5 s
     events = vctx.emit.presence()
     assert [p for _, p in events] == [False, True, False]
     (t_in, _), (t_out, _) = events[1:]
-    assert 1.0 + 0.5 <= t_in <= 1.0 + 1.2   # the debounce, plus the median filling
+    assert 1.0 + 0.5 <= t_in <= 1.0 + 1.2  # the debounce, plus the median filling
     assert 2.5 + 0.5 <= t_out <= 2.5 + 1.2
     assert dev.faults == {}
     assert 0.35 <= dev.detector.distance <= 2.0
@@ -323,28 +338,31 @@ def test_gpiozero_missing_is_a_fault(monkeypatch, vctx, devices):
     assert dev.faults["gpiozero_missing"].action.value == "configuration"
 
 
-@pytest.mark.parametrize("locator, option", [
-    ("gpiozero-distance://?echo=27", "trigger"),
-    ("gpiozero-distance://?trigger=17", "echo"),
-    ("gpiozero-distance://?trigger=17&echo=17", "echo"),
-    ("gpiozero-distance://?trigger=17&echo=pin 27", "echo"),
-    ("gpiozero-distance://?trigger=17&echo=27&enter=near", "enter"),
-    ("gpiozero-distance://?trigger=17&echo=27&enter=0.9&leave=0.6", "enter"),
-    ("gpiozero-distance://?trigger=17&echo=27&leave=2.5", "leave"),
-    ("gpiozero-distance://?trigger=17&echo=27&debounce=-1", "debounce"),
-    ("gpiozero-distance://?trigger=17&echo=27&rate=0", "rate"),
-    ("gpiozero-distance://?trigger=17&echo=27&stale=x", "stale"),
-    ("gpiozero-distance://?trigger=17&echo=27&max=nan", "max"),
-    ("gpiozero-distance://?trigger=17&echo=27&colour=red", "colour"),
-    ("gpiozero-pir://", "pin"),
-    ("gpiozero-pir://?pin=4&hold=long", "hold"),
-    ("gpiozero-pir://?pin=4&queue_len=2.5", "queue_len"),
-    ("gpiozero-pir://?pin=4&debounce=1s", "debounce"),
-    ("trace://walking-away?loop=2", "loop"),
-    ("trace://walking-away?start=1000", "start"),
-    ("trace://walking-away?noise=-0.1", "noise"),
-    ("trace://no-such-trace", "no-such-trace"),
-])
+@pytest.mark.parametrize(
+    "locator, option",
+    [
+        ("gpiozero-distance://?echo=27", "trigger"),
+        ("gpiozero-distance://?trigger=17", "echo"),
+        ("gpiozero-distance://?trigger=17&echo=17", "echo"),
+        ("gpiozero-distance://?trigger=17&echo=pin 27", "echo"),
+        ("gpiozero-distance://?trigger=17&echo=27&enter=near", "enter"),
+        ("gpiozero-distance://?trigger=17&echo=27&enter=0.9&leave=0.6", "enter"),
+        ("gpiozero-distance://?trigger=17&echo=27&leave=2.5", "leave"),
+        ("gpiozero-distance://?trigger=17&echo=27&debounce=-1", "debounce"),
+        ("gpiozero-distance://?trigger=17&echo=27&rate=0", "rate"),
+        ("gpiozero-distance://?trigger=17&echo=27&stale=x", "stale"),
+        ("gpiozero-distance://?trigger=17&echo=27&max=nan", "max"),
+        ("gpiozero-distance://?trigger=17&echo=27&colour=red", "colour"),
+        ("gpiozero-pir://", "pin"),
+        ("gpiozero-pir://?pin=4&hold=long", "hold"),
+        ("gpiozero-pir://?pin=4&queue_len=2.5", "queue_len"),
+        ("gpiozero-pir://?pin=4&debounce=1s", "debounce"),
+        ("trace://walking-away?loop=2", "loop"),
+        ("trace://walking-away?start=1000", "start"),
+        ("trace://walking-away?noise=-0.1", "noise"),
+        ("trace://no-such-trace", "no-such-trace"),
+    ],
+)
 def test_bad_options_name_the_option(locator, option, vctx):
     with pytest.raises(ValueError, match=option):
         create_device("proximity", locator, vctx)
@@ -366,8 +384,11 @@ def test_pir_present_while_motion_was_seen_within_hold(mock_factory, vctx, devic
     run_until(vctx, 6.0)
     # motion from 1.0 s (seen at the next tick), none from 2.0 s: present 0.5 s later,
     # absent hold + debounce after the last motion
-    assert vctx.emit.presence() == [(pytest.approx(0.5), False), (pytest.approx(1.5, abs=0.11), True),
-                                    (pytest.approx(2.0 + 2.0 + 0.5, abs=0.11), False)]
+    assert vctx.emit.presence() == [
+        (pytest.approx(0.5), False),
+        (pytest.approx(1.5, abs=0.11), True),
+        (pytest.approx(2.0 + 2.0 + 0.5, abs=0.11), False),
+    ]
 
 
 # -- trace replay on the virtual clock -------------------------------------------------------
@@ -398,8 +419,8 @@ def test_passers_by_give_no_presence_longer_than_a_passers_dwell(devices, vctx):
     assert events[0] == (pytest.approx(0.5), False)
     episodes = [(t_in, t_out) for (t_in, p), (t_out, _) in itertools.pairwise(events) if p]
     assert events[-1][1] is False and len(episodes) == 1
-    (t_in, t_out), = episodes
-    (start, dwell, _), = [p for p in PASSERS if p[1] > 1.0 and p[2] < 0.6]  # the one who stops
+    ((t_in, t_out),) = episodes
+    ((start, dwell, _),) = [p for p in PASSERS if p[1] > 1.0 and p[2] < 0.6]  # the one who stops
     assert start + 0.5 <= t_in <= start + 1.0
     assert t_out - t_in <= dwell + 0.2
 
@@ -446,14 +467,14 @@ def test_noise_is_seeded(devices):
 
 def test_a_csv_path(tmp_path, devices, vctx):
     path = tmp_path / "mine.csv"
-    path.write_text("t,distance\n" + "".join(f"{i / 10:.1f},{'' if i % 4 == 0 else 0.5}\n"
-                                             for i in range(30)))
+    path.write_text("t,distance\n" + "".join(f"{i / 10:.1f},{'' if i % 4 == 0 else 0.5}\n" for i in range(30)))
     _, events = replay(devices, vctx, f"trace://{path}", 3.0)
     assert events == [(pytest.approx(0.6), True)]
 
 
-@pytest.mark.parametrize("text", ["t,distance\n0.0,abc\n", "t,distance\n1.0,0.5\n0.5,0.5\n",
-                                  "t,distance\n", "t,distance\n0.0,-1\n"])
+@pytest.mark.parametrize(
+    "text", ["t,distance\n0.0,abc\n", "t,distance\n1.0,0.5\n0.5,0.5\n", "t,distance\n", "t,distance\n0.0,-1\n"]
+)
 def test_a_bad_csv_is_a_value_error(tmp_path, text, vctx):
     path = tmp_path / "bad.csv"
     path.write_text(text)
@@ -471,8 +492,8 @@ def test_the_simulated_customer_walks_up_and_away(devices, vctx):
     run_until(vctx, 12.0)
     events = vctx.emit.presence()
     assert [p for _, p in events] == [False, True, False]
-    assert 5.0 < events[1][0] <= 5.0 + 2.5   # walking 2.6 m -> 0.6 m, then the debounce
-    assert 8.0 < events[2][0] <= 8.0 + 1.5   # 0.45 m -> 0.9 m, then the debounce
+    assert 5.0 < events[1][0] <= 5.0 + 2.5  # walking 2.6 m -> 0.6 m, then the debounce
+    assert 8.0 < events[2][0] <= 8.0 + 1.5  # 0.45 m -> 0.9 m, then the debounce
 
 
 def test_failure_stops_the_readings_until_removed(devices, vctx):
@@ -494,13 +515,16 @@ def test_failure_stops_the_readings_until_removed(devices, vctx):
 
 
 def test_scenarios_run_on_the_trace_sensor():
-    quick = {"timeouts": {"idle_help": 15, "idle_cancel": 45, "card_take": 30, "cash_take": 30},
-             "devices": {"proximity": "trace://"}}
+    quick = {
+        "timeouts": {"idle_help": 15, "idle_cancel": 45, "card_take": 30, "cash_take": 30},
+        "devices": {"proximity": "trace://"},
+    }
     run = run_visits([Visit("balance"), Visit("balance", forget_card=True)], quick)
     assert [s["outcome"] for s in run.sessions()] == ["completed", "card_retained"]
     plays = run.prompts("forgotten_card")
     assert plays and plays[0]["t"] > [r["t"] for r in run.agent.recorder.of_type("customer")][1]
-    failed = run_visits([Visit("balance", forget_card=True)], quick,
-                        setup=lambda a: a.devices["proximity"].inject("failure"))
+    failed = run_visits(
+        [Visit("balance", forget_card=True)], quick, setup=lambda a: a.devices["proximity"].inject("failure")
+    )
     assert failed.prompts("forgotten_card") == []
     assert [s["outcome"] for s in failed.sessions()] == ["card_retained"]

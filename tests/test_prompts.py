@@ -1,4 +1,5 @@
 """Voice prompts: catalogue validation, the WAV cache and the sim speaker."""
+
 from __future__ import annotations
 
 import shutil
@@ -56,8 +57,7 @@ def test_cache_is_keyed_and_second_warm_renders_nothing(warmed, catalogue):
 
 def test_display_keeps_kanji_and_speech_is_kana(catalogue):
     assert catalogue.languages == ["en", "ja", "ko", "zh"]
-    assert catalogue.display("forgotten_card", "ja") == \
-        "お客さま、お忘れものはございませんか？カードをお取りください。"
+    assert catalogue.display("forgotten_card", "ja") == "お客さま、お忘れものはございませんか？カードをお取りください。"
     assert "詐欺" in catalogue.display("transfer_caution", "ja")
     for pid in PROMPT_IDS:
         speech = catalogue.speech(pid, "ja")
@@ -96,17 +96,19 @@ def _edit(tmp_path, file, old, new) -> Path:
     return target
 
 
-@pytest.mark.parametrize("file, old, new, field", [
-    ("ja.toml", 'speech = "かーどを おとりください。"', "", "take_card.speech"),
-    ("ja.toml", "rate = 140", 'rate = "slow"', "meta.rate"),
-    ("en.toml", 'voice = "gmw/en"', "", "meta.voice"),
-    ("en.toml", "[declined]", "[declinde]", "declined"),
-    ("patterns.toml", 'prompt = "forgotten_cash"', 'prompt = "forgoten_cash"',
-     "forgotten_cash.prompt"),
-    ("patterns.toml", "repeats = 3", 'repeats = "3"', "forgotten_card.repeats"),
-    ("patterns.toml", "chime = false", "chime = 0", "forgotten_card.chime"),
-    ("patterns.toml", "interval = 7.0", "interval = true", "forgotten_card_deposit.interval"),
-])
+@pytest.mark.parametrize(
+    "file, old, new, field",
+    [
+        ("ja.toml", 'speech = "かーどを おとりください。"', "", "take_card.speech"),
+        ("ja.toml", "rate = 140", 'rate = "slow"', "meta.rate"),
+        ("en.toml", 'voice = "gmw/en"', "", "meta.voice"),
+        ("en.toml", "[declined]", "[declinde]", "declined"),
+        ("patterns.toml", 'prompt = "forgotten_cash"', 'prompt = "forgoten_cash"', "forgotten_cash.prompt"),
+        ("patterns.toml", "repeats = 3", 'repeats = "3"', "forgotten_card.repeats"),
+        ("patterns.toml", "chime = false", "chime = 0", "forgotten_card.chime"),
+        ("patterns.toml", "interval = 7.0", "interval = true", "forgotten_card_deposit.interval"),
+    ],
+)
 def test_bad_catalogue_names_file_and_field(tmp_path, file, old, new, field):
     directory = _edit(tmp_path, file, old, new)
     with pytest.raises(PromptError) as info:
@@ -165,8 +167,7 @@ def test_sim_speaker_records_plays_and_stop():
     clock = VirtualClock()
     scheduler = Scheduler(clock)
     events = []
-    ctx = DeviceContext(scheduler=scheduler, emit=lambda kind, name, data: events.append(
-        (kind, name, data)))
+    ctx = DeviceContext(scheduler=scheduler, emit=lambda kind, name, data: events.append((kind, name, data)))
     speaker = create_device("speaker", "sim://", ctx)
     speaker.open()
     clip = Clip("forgotten_card", "ja", "/x/a.wav", 2.5)
@@ -182,8 +183,13 @@ def test_sim_speaker_records_plays_and_stop():
     assert not speaker.playing
     speaker.stop()  # idle: nothing more recorded
     assert [p["t"] for p in speaker.played] == [1.0, 3.5]
-    assert speaker.played[0] == {"t": 1.0, "prompt_id": "forgotten_card", "language": "ja",
-                                 "path": "/x/a.wav", "duration": 2.5}
+    assert speaker.played[0] == {
+        "t": 1.0,
+        "prompt_id": "forgotten_card",
+        "language": "ja",
+        "path": "/x/a.wav",
+        "duration": 2.5,
+    }
     assert speaker.stopped == [4.5]
     assert events == []  # like a real speaker: the prompter reports what plays
 

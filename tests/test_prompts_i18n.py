@@ -1,5 +1,6 @@
 """Voice prompts in Chinese and Korean, escalating patterns, louder clips and
 the issuer-country language choice."""
+
 from __future__ import annotations
 
 import array
@@ -53,6 +54,7 @@ def warmed(tmp_path_factory, catalogue):
 
 # --- the catalogue -------------------------------------------------------------
 
+
 def test_four_languages_with_every_prompt(catalogue):
     assert catalogue.languages == LANGUAGES
     assert "forgotten_card_urgent" in PROMPT_IDS and "forgotten_cash_urgent" in PROMPT_IDS
@@ -81,8 +83,7 @@ def test_scripts_fit_the_voices(catalogue):
 
 
 def test_patterns_escalate(catalogue):
-    card, deposit, cash = (catalogue.pattern(n) for n in
-                           ("forgotten_card", "forgotten_card_deposit", "forgotten_cash"))
+    card, deposit, cash = (catalogue.pattern(n) for n in ("forgotten_card", "forgotten_card_deposit", "forgotten_cash"))
     assert deposit != card and cash.prompt == "forgotten_cash"
     for pattern in (card, deposit, cash):
         assert pattern.escalate_after is not None and pattern.escalate_after <= pattern.repeats
@@ -109,40 +110,72 @@ def _edit(tmp_path, file, old, new) -> Path:
 DEPOSIT_ESCALATION = 'escalate_after = 3\nescalate_prompt = "forgotten_card_urgent"\nescalate_volume = 1.6'
 
 
-@pytest.mark.parametrize("old, new, field, problem", [
-    ("escalate_volume = 1.6", "escalate_volume = 1.6\nescalate_loudness = 2.0",
-     "forgotten_card_deposit.escalate_loudness", "unknown field"),
-    ('6\nescalate_after = 3\nescalate_prompt = "forgotten_card_urgent"',
-     '6\nescalate_after = 3\nescalate_prompt = "forgotten_card_urgnet"',
-     "forgotten_card_deposit.escalate_prompt", "unknown prompt id 'forgotten_card_urgnet'"),
-    ("escalate_volume = 1.6", 'escalate_volume = "loud"',
-     "forgotten_card_deposit.escalate_volume", "must be int or float"),
-    ("escalate_volume = 1.6", "escalate_volume = true",
-     "forgotten_card_deposit.escalate_volume", "must be int or float"),
-    ("escalate_volume = 1.6", "escalate_volume = 5.0",
-     "forgotten_card_deposit.escalate_volume", "outside 0.1..3"),
-    ("escalate_volume = 1.6", "escalate_volume = 0",
-     "forgotten_card_deposit.escalate_volume", "outside 0.1..3"),
-    ("escalate_volume = 1.6", "escalate_volume = 1.625",
-     "forgotten_card_deposit.escalate_volume", "more than two decimals"),
-    ("escalate_volume = 1.6", "escalate_volume = nan",
-     "forgotten_card_deposit.escalate_volume", "outside"),
-    ("6\nescalate_after = 3", "6\nescalate_after = 7",
-     "forgotten_card_deposit.escalate_after", "from 2 to repeats (6)"),
-    ("6\nescalate_after = 3", "6\nescalate_after = 1",
-     "forgotten_card_deposit.escalate_after", "from 2 to repeats"),
-    ("6\nescalate_after = 3", "6\nescalate_after = 2.5",
-     "forgotten_card_deposit.escalate_after", "must be int"),
-    ("6\nescalate_after = 3\n", "6\n",
-     "forgotten_card_deposit.escalate_after", "missing field (needed by escalate_prompt)"),
-    (DEPOSIT_ESCALATION, "escalate_after = 3",
-     "forgotten_card_deposit.escalate_after", "needs escalate_prompt"),
-    (DEPOSIT_ESCALATION, 'escalate_after = 3\nescalate_prompt = "forgotten_card_deposit"',
-     "forgotten_card_deposit.escalate_prompt", "plays the same"),
-    ("escalate_chime = true", 'escalate_chime = "yes"',
-     "forgotten_card.escalate_chime", "must be bool"),
-    ("chime = false", "chime = false\nvolume = 0.05", "forgotten_card.volume", "outside"),
-])
+@pytest.mark.parametrize(
+    "old, new, field, problem",
+    [
+        (
+            "escalate_volume = 1.6",
+            "escalate_volume = 1.6\nescalate_loudness = 2.0",
+            "forgotten_card_deposit.escalate_loudness",
+            "unknown field",
+        ),
+        (
+            '6\nescalate_after = 3\nescalate_prompt = "forgotten_card_urgent"',
+            '6\nescalate_after = 3\nescalate_prompt = "forgotten_card_urgnet"',
+            "forgotten_card_deposit.escalate_prompt",
+            "unknown prompt id 'forgotten_card_urgnet'",
+        ),
+        (
+            "escalate_volume = 1.6",
+            'escalate_volume = "loud"',
+            "forgotten_card_deposit.escalate_volume",
+            "must be int or float",
+        ),
+        (
+            "escalate_volume = 1.6",
+            "escalate_volume = true",
+            "forgotten_card_deposit.escalate_volume",
+            "must be int or float",
+        ),
+        ("escalate_volume = 1.6", "escalate_volume = 5.0", "forgotten_card_deposit.escalate_volume", "outside 0.1..3"),
+        ("escalate_volume = 1.6", "escalate_volume = 0", "forgotten_card_deposit.escalate_volume", "outside 0.1..3"),
+        (
+            "escalate_volume = 1.6",
+            "escalate_volume = 1.625",
+            "forgotten_card_deposit.escalate_volume",
+            "more than two decimals",
+        ),
+        ("escalate_volume = 1.6", "escalate_volume = nan", "forgotten_card_deposit.escalate_volume", "outside"),
+        (
+            "6\nescalate_after = 3",
+            "6\nescalate_after = 7",
+            "forgotten_card_deposit.escalate_after",
+            "from 2 to repeats (6)",
+        ),
+        (
+            "6\nescalate_after = 3",
+            "6\nescalate_after = 1",
+            "forgotten_card_deposit.escalate_after",
+            "from 2 to repeats",
+        ),
+        ("6\nescalate_after = 3", "6\nescalate_after = 2.5", "forgotten_card_deposit.escalate_after", "must be int"),
+        (
+            "6\nescalate_after = 3\n",
+            "6\n",
+            "forgotten_card_deposit.escalate_after",
+            "missing field (needed by escalate_prompt)",
+        ),
+        (DEPOSIT_ESCALATION, "escalate_after = 3", "forgotten_card_deposit.escalate_after", "needs escalate_prompt"),
+        (
+            DEPOSIT_ESCALATION,
+            'escalate_after = 3\nescalate_prompt = "forgotten_card_deposit"',
+            "forgotten_card_deposit.escalate_prompt",
+            "plays the same",
+        ),
+        ("escalate_chime = true", 'escalate_chime = "yes"', "forgotten_card.escalate_chime", "must be bool"),
+        ("chime = false", "chime = false\nvolume = 0.05", "forgotten_card.volume", "outside"),
+    ],
+)
 def test_bad_escalation_names_file_and_field(tmp_path, old, new, field, problem):
     directory = _edit(tmp_path, "patterns.toml", old, new)
     with pytest.raises(PromptError) as info:
@@ -152,10 +185,15 @@ def test_bad_escalation_names_file_and_field(tmp_path, old, new, field, problem)
     assert str(info.value).startswith(f"patterns.toml: {field}: ")
 
 
-@pytest.mark.parametrize("file, pid", [
-    ("ko.toml", "forgotten_cash_urgent"), ("zh.toml", "forgotten_card_urgent"),
-    ("en.toml", "forgotten_card_urgent"), ("ja.toml", "forgotten_cash_urgent"),
-])
+@pytest.mark.parametrize(
+    "file, pid",
+    [
+        ("ko.toml", "forgotten_cash_urgent"),
+        ("zh.toml", "forgotten_card_urgent"),
+        ("en.toml", "forgotten_card_urgent"),
+        ("ja.toml", "forgotten_cash_urgent"),
+    ],
+)
 def test_every_language_needs_the_urgent_prompts(tmp_path, file, pid):
     directory = tmp_path / "cat"
     shutil.copytree(ASSETS_DIR, directory)
@@ -163,7 +201,7 @@ def test_every_language_needs_the_urgent_prompts(tmp_path, file, pid):
     text = path.read_text(encoding="utf-8")
     start = text.index(f"[{pid}]")
     end = text.find("\n[", start + 1)
-    path.write_text(text[:start] + (text[end + 1:] if end != -1 else ""), encoding="utf-8")
+    path.write_text(text[:start] + (text[end + 1 :] if end != -1 else ""), encoding="utf-8")
     with pytest.raises(PromptError) as info:
         Catalogue.load(directory)
     assert (info.value.file, info.value.field, info.value.problem) == (file, pid, "missing prompt")
@@ -177,6 +215,7 @@ def test_bad_voice_file_fields(tmp_path):
 
 
 # --- rendering -------------------------------------------------------------------
+
 
 def test_zh_and_ko_render_real_wavs_with_their_voices(warmed, catalogue):
     cache, report = warmed
@@ -204,7 +243,8 @@ def test_escalated_clips_are_louder_and_warmed(warmed, catalogue):
     cache, report = warmed
     assert sorted(report.derived) == sorted(
         [f"{lang}/{pid}@{vol:g}" for pid, lang, vol in cache.variants()]
-        + [f"chime@{vol:g}" for vol in cache.chime_volumes()])
+        + [f"chime@{vol:g}" for vol in cache.chime_volumes()]
+    )
     assert ("forgotten_card_urgent", "zh", 1.6) in cache.variants()
     assert cache.chime_volumes() == [1.3, 1.6]
     assert cache.missing() == []
@@ -259,12 +299,13 @@ def test_scale_wav_gain_and_soft_limit(tmp_path):
 
 # --- the prompter ---------------------------------------------------------------
 
+
 class FakeSpeaker:
     usable = True
 
     def __init__(self, clock):
         self.clock = clock
-        self.played: list[tuple[float, str, str]] = []   # (t, prompt_id, path)
+        self.played: list[tuple[float, str, str]] = []  # (t, prompt_id, path)
         self.stopped: list[float] = []
         self._until = 0.0
 
@@ -318,8 +359,9 @@ def _rig(pattern, clips):
     events = []
     speaker, display = FakeSpeaker(clock), FakeDisplay()
     library = FakeLibrary({pattern.name: pattern}, {(c.prompt_id, v): c for c, v in clips})
-    prompter = Prompter(scheduler, speaker, display, library,
-                        lambda kind, **f: events.append({"type": kind, "t": clock.now(), **f}))
+    prompter = Prompter(
+        scheduler, speaker, display, library, lambda kind, **f: events.append({"type": kind, "t": clock.now(), **f})
+    )
     return clock, scheduler, speaker, display, prompter, events
 
 
@@ -330,12 +372,23 @@ def _run_until(clock, scheduler, end):
     clock.advance_to(end)
 
 
-ESCALATING = Pattern("forgotten_card_deposit", "forgotten_card_deposit", chime=True, interval=7.0,
-                     repeats=4, escalate_after=3, escalate_prompt="forgotten_card_urgent",
-                     escalate_volume=1.6)
-ALL_CLIPS = [(_clip("chime", 1.0, 1.0), 1.0), (_clip("chime", 1.6, 1.0), 1.6),
-             (_clip("forgotten_card_deposit"), 1.0), (_clip("forgotten_card_urgent", 1.6), 1.6),
-             (_clip("forgotten_card_urgent"), 1.0)]
+ESCALATING = Pattern(
+    "forgotten_card_deposit",
+    "forgotten_card_deposit",
+    chime=True,
+    interval=7.0,
+    repeats=4,
+    escalate_after=3,
+    escalate_prompt="forgotten_card_urgent",
+    escalate_volume=1.6,
+)
+ALL_CLIPS = [
+    (_clip("chime", 1.0, 1.0), 1.0),
+    (_clip("chime", 1.6, 1.0), 1.6),
+    (_clip("forgotten_card_deposit"), 1.0),
+    (_clip("forgotten_card_urgent", 1.6), 1.6),
+    (_clip("forgotten_card_urgent"), 1.0),
+]
 
 
 def test_prompter_chimes_then_escalates_on_the_configured_repeat():
@@ -344,15 +397,22 @@ def test_prompter_chimes_then_escalates_on_the_configured_repeat():
     assert speaker.played == [(0.0, "chime", "/c/chime@1.wav")]  # the chime, then the words
     _run_until(clock, scheduler, 40.0)
     assert speaker.played == [
-        (0.0, "chime", "/c/chime@1.wav"), (1.0, "forgotten_card_deposit", "/c/forgotten_card_deposit@1.wav"),
-        (7.0, "chime", "/c/chime@1.wav"), (8.0, "forgotten_card_deposit", "/c/forgotten_card_deposit@1.wav"),
-        (14.0, "chime", "/c/chime@1.6.wav"), (15.0, "forgotten_card_urgent", "/c/forgotten_card_urgent@1.6.wav"),
-        (21.0, "chime", "/c/chime@1.6.wav"), (22.0, "forgotten_card_urgent", "/c/forgotten_card_urgent@1.6.wav"),
+        (0.0, "chime", "/c/chime@1.wav"),
+        (1.0, "forgotten_card_deposit", "/c/forgotten_card_deposit@1.wav"),
+        (7.0, "chime", "/c/chime@1.wav"),
+        (8.0, "forgotten_card_deposit", "/c/forgotten_card_deposit@1.wav"),
+        (14.0, "chime", "/c/chime@1.6.wav"),
+        (15.0, "forgotten_card_urgent", "/c/forgotten_card_urgent@1.6.wav"),
+        (21.0, "chime", "/c/chime@1.6.wav"),
+        (22.0, "forgotten_card_urgent", "/c/forgotten_card_urgent@1.6.wav"),
     ]
     plays = [e for e in events if e["action"] == "play"]
     assert [(e["t"], e["prompt"], e["repeat"], e["volume"], e["escalated"]) for e in plays] == [
-        (1.0, "forgotten_card_deposit", 1, 1.0, False), (8.0, "forgotten_card_deposit", 2, 1.0, False),
-        (15.0, "forgotten_card_urgent", 3, 1.6, True), (22.0, "forgotten_card_urgent", 4, 1.6, True)]
+        (1.0, "forgotten_card_deposit", 1, 1.0, False),
+        (8.0, "forgotten_card_deposit", 2, 1.0, False),
+        (15.0, "forgotten_card_urgent", 3, 1.6, True),
+        (22.0, "forgotten_card_urgent", 4, 1.6, True),
+    ]
     for e in plays:
         assert e["type"] == "prompt" and e["language"] == "zh"
         assert e["pattern"] == "forgotten_card_deposit" and e["spoken"] and e["chime"]
@@ -361,22 +421,38 @@ def test_prompter_chimes_then_escalates_on_the_configured_repeat():
 
 
 def test_prompter_escalation_can_add_the_chime_and_stop_cancels():
-    pattern = Pattern("forgotten_card", "forgotten_card", chime=False, interval=10.0, repeats=3,
-                      escalate_after=2, escalate_prompt="forgotten_card_urgent", escalate_volume=1.6,
-                      escalate_chime=True)
+    pattern = Pattern(
+        "forgotten_card",
+        "forgotten_card",
+        chime=False,
+        interval=10.0,
+        repeats=3,
+        escalate_after=2,
+        escalate_prompt="forgotten_card_urgent",
+        escalate_volume=1.6,
+        escalate_chime=True,
+    )
     clips = ALL_CLIPS + [(_clip("forgotten_card"), 1.0)]
     clock, scheduler, speaker, display, prompter, events = _rig(pattern, clips)
     prompter.start("forgotten_card", "zh")
     assert [p[1] for p in speaker.played] == ["forgotten_card"]  # no chime at first
     _run_until(clock, scheduler, 11.5)
-    assert [p[:2] for p in speaker.played] == [(0.0, "forgotten_card"), (10.0, "chime"),
-                                               (11.0, "forgotten_card_urgent")]
+    assert [p[:2] for p in speaker.played] == [
+        (0.0, "forgotten_card"),
+        (10.0, "chime"),
+        (11.0, "forgotten_card_urgent"),
+    ]
     prompter.stop("customer_returned")
     assert speaker.stopped == [11.5]
     _run_until(clock, scheduler, 60.0)
     assert len(speaker.played) == 3
-    assert events[-1] == {"type": "prompt", "t": 11.5, "action": "stop", "pattern": "forgotten_card",
-                          "reason": "customer_returned"}
+    assert events[-1] == {
+        "type": "prompt",
+        "t": 11.5,
+        "action": "stop",
+        "pattern": "forgotten_card",
+        "reason": "customer_returned",
+    }
     assert [e.get("chime") for e in events if e["action"] == "play"] == [False, True]
 
 
@@ -385,16 +461,26 @@ def test_prompter_falls_back_to_normal_volume_then_to_text():
     clock, scheduler, speaker, display, prompter, events = _rig(ESCALATING, clips)
     prompter.start("forgotten_card_deposit", "zh")
     _run_until(clock, scheduler, 16.0)
-    assert speaker.played[-2:] == [(14.0, "chime", "/c/chime@1.wav"),
-                                   (15.0, "forgotten_card_urgent", "/c/forgotten_card_urgent@1.wav")]
+    assert speaker.played[-2:] == [
+        (14.0, "chime", "/c/chime@1.wav"),
+        (15.0, "forgotten_card_urgent", "/c/forgotten_card_urgent@1.wav"),
+    ]
     last = [e for e in events if e["action"] == "play"][-1]
     assert (last["prompt"], last["volume"], last["requested_volume"]) == ("forgotten_card_urgent", 1.0, 1.6)
     prompter.stop("done")
     prompter.say("take_card", "ko")  # not rendered: the text is shown
     assert display.shown == [("prompt", "<take_card>", {"prompt": "take_card"})]
-    assert events[-1] == {"type": "prompt", "t": 16.0, "action": "play", "prompt": "take_card",
-                          "language": "ko", "pattern": None, "repeat": 0, "volume": 1.0,
-                          "spoken": False}
+    assert events[-1] == {
+        "type": "prompt",
+        "t": 16.0,
+        "action": "play",
+        "prompt": "take_card",
+        "language": "ko",
+        "pattern": None,
+        "repeat": 0,
+        "volume": 1.0,
+        "spoken": False,
+    }
 
 
 def test_prompter_with_the_real_cache_plays_the_louder_files(warmed, catalogue):
@@ -407,8 +493,7 @@ def test_prompter_with_the_real_cache_plays_the_louder_files(warmed, catalogue):
         clip, chime, pattern = cache.clip, cache.chime, catalogue.pattern
         display = catalogue.display
 
-    prompter = Prompter(scheduler, speaker, FakeDisplay(), Library(),
-                        lambda kind, **f: events.append(f))
+    prompter = Prompter(scheduler, speaker, FakeDisplay(), Library(), lambda kind, **f: events.append(f))
     pattern = catalogue.pattern("forgotten_cash")
     prompter.start("forgotten_cash", "ko")
     _run_until(clock, scheduler, pattern.interval * pattern.repeats)
@@ -417,8 +502,9 @@ def test_prompter_with_the_real_cache_plays_the_louder_files(warmed, catalogue):
     normal = cache.clip("forgotten_cash", "ko").path
     urgent = cache.clip("forgotten_cash_urgent", "ko", pattern.escalate_volume).path
     k = pattern.escalate_after
-    assert words == [("forgotten_cash", normal)] * (k - 1) + \
-        [("forgotten_cash_urgent", urgent)] * (pattern.repeats - k + 1)
+    assert words == [("forgotten_cash", normal)] * (k - 1) + [("forgotten_cash_urgent", urgent)] * (
+        pattern.repeats - k + 1
+    )
     chimes = [path for _, pid, path in speaker.played if pid == "chime"]
     assert chimes[k - 1] == cache.chime(pattern.escalate_volume).path != chimes[0]
     assert [e["volume"] for e in events] == [1.0] * (k - 1) + [pattern.escalate_volume] * (pattern.repeats - k + 1)
@@ -440,19 +526,32 @@ def test_every_step_fits_its_interval(warmed, catalogue):
 ALL = ["ja", "en", "zh", "ko"]
 
 
-@pytest.mark.parametrize("country, available, default, expected", [
-    ("0392", ALL, "ja", "ja"), ("392", ALL, "en", "ja"),
-    ("0156", ALL, "ja", "zh"), ("0158", ALL, "ja", "zh"), ("0344", ALL, "ja", "zh"),
-    ("0702", ALL, "ja", "zh"), ("0410", ALL, "ja", "ko"),
-    ("0840", ALL, "ja", "en"), ("0826", ALL, "ja", "en"), ("0250", ALL, "ja", "en"),
-    ("0408", ALL, "ja", "en"),                     # North Korea is not 0410
-    ("0156", ["ja", "en"], "ja", "en"),            # no Chinese here: English
-    ("0410", ["ja"], "ja", "ja"),                  # neither: the default
-    ("0840", ["ja", "zh"], "ja", "ja"),
-    ("", ALL, "ja", "ja"), ("0000", ALL, "ko", "ko"), ("0999", ALL, "ja", "ja"),
-    ("JP", ALL, "ja", "ja"), ("03920", ALL, "zh", "zh"), (" 0392 ", ALL, "en", "ja"),
-    ("１５６", ALL, "ja", "ja"),                     # full-width digits are not a code
-])
+@pytest.mark.parametrize(
+    "country, available, default, expected",
+    [
+        ("0392", ALL, "ja", "ja"),
+        ("392", ALL, "en", "ja"),
+        ("0156", ALL, "ja", "zh"),
+        ("0158", ALL, "ja", "zh"),
+        ("0344", ALL, "ja", "zh"),
+        ("0702", ALL, "ja", "zh"),
+        ("0410", ALL, "ja", "ko"),
+        ("0840", ALL, "ja", "en"),
+        ("0826", ALL, "ja", "en"),
+        ("0250", ALL, "ja", "en"),
+        ("0408", ALL, "ja", "en"),  # North Korea is not 0410
+        ("0156", ["ja", "en"], "ja", "en"),  # no Chinese here: English
+        ("0410", ["ja"], "ja", "ja"),  # neither: the default
+        ("0840", ["ja", "zh"], "ja", "ja"),
+        ("", ALL, "ja", "ja"),
+        ("0000", ALL, "ko", "ko"),
+        ("0999", ALL, "ja", "ja"),
+        ("JP", ALL, "ja", "ja"),
+        ("03920", ALL, "zh", "zh"),
+        (" 0392 ", ALL, "en", "ja"),
+        ("１５６", ALL, "ja", "ja"),  # full-width digits are not a code
+    ],
+)
 def test_language_for_country(country, available, default, expected):
     assert language_for_country(country, available, default) == expected
 

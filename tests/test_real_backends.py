@@ -1,4 +1,5 @@
 """Real backends that run here: ALSA playback through aplay, the terminal keypad."""
+
 import io
 import os
 import shutil
@@ -48,8 +49,9 @@ def test_aplay_speaker_stops_at_once(tmp_path):
 def test_terminal_keypad_turns_lines_into_events(monkeypatch):
     events = []
     monkeypatch.setattr("sys.stdin", io.StringIO("1234\nwithdrawal\n20000\nc\n"))
-    keypad = create_device("keypad", "terminal://", DeviceContext(
-        emit=lambda kind, name, data: events.append((name, data))))
+    keypad = create_device(
+        "keypad", "terminal://", DeviceContext(emit=lambda kind, name, data: events.append((name, data)))
+    )
     keypad.set_mode("pin")
     keypad.open()
     wait_for(lambda: [e for e in events if e[0] != "key"], 2, message="the PIN event")

@@ -1,4 +1,5 @@
 """Remote commands: MQTT 5 request/response against a running agent, and their timing in a session."""
+
 from __future__ import annotations
 
 import json
@@ -109,22 +110,28 @@ def test_out_of_service_and_back_when_idle_take_effect_at_once(running):
     assert centre.ask("in_service")["error"] == "not_permitted"
 
 
-@pytest.mark.parametrize("command, body, error", [
-    ("status", b"{not json", "malformed_json"),
-    ("status", b"[1, 2]", "malformed"),
-    ("reboot", b"{}", "unknown_command"),
-    ("selftest", {"device": "toaster"}, "bad_field"),
-    ("selftest", {"device": 7}, "bad_field"),
-    ("out_of_service", {"reason": "x", "until": "tomorrow"}, "unknown_field"),
-])
+@pytest.mark.parametrize(
+    "command, body, error",
+    [
+        ("status", b"{not json", "malformed_json"),
+        ("status", b"[1, 2]", "malformed"),
+        ("reboot", b"{}", "unknown_command"),
+        ("selftest", {"device": "toaster"}, "bad_field"),
+        ("selftest", {"device": 7}, "bad_field"),
+        ("out_of_service", {"reason": "x", "until": "tomorrow"}, "unknown_field"),
+    ],
+)
 def test_bad_requests_get_an_error_and_change_nothing(running, command, body, error):
     agent, centre = running
     answer = centre.ask(command, body)
     assert answer["ok"] is False and answer["error"] == error and answer["reason"]
     assert agent.atm.state == "idle" and not agent.atm.service.held
     # the refusal is journalled on the loop thread
-    rows = wait_for(lambda: [e.data for e in agent.journal.entries() if e.name == "remote_command"], 3,
-                    message="the remote_command journal row")
+    rows = wait_for(
+        lambda: [e.data for e in agent.journal.entries() if e.name == "remote_command"],
+        3,
+        message="the remote_command journal row",
+    )
     assert rows[-1] == {"command": command, "ok": False, "error": error}
 
 
@@ -145,9 +152,10 @@ def test_out_of_service_requested_mid_session_waits_for_the_session_to_end():
     def selftest(agent):
         agent.atm.operator.remote_command("selftest", {}, answers.append)
 
-    run = run_visits([Visit("withdrawal", amount=20_000), Visit("balance", card="domestic2")],
-                     setup=lambda a: (a.scheduler.call_later(6.0, request, a),
-                                      a.scheduler.call_later(6.2, selftest, a)))
+    run = run_visits(
+        [Visit("withdrawal", amount=20_000), Visit("balance", card="domestic2")],
+        setup=lambda a: (a.scheduler.call_later(6.0, request, a), a.scheduler.call_later(6.2, selftest, a)),
+    )
     assert answers[0] == {"ok": True, "command": "out_of_service", "effective": "after_session"}
     assert answers[1]["ok"] is False and answers[1]["error"] == "not_permitted"
     outcomes = [s["outcome"] for s in run.sessions()]

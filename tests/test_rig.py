@@ -1,4 +1,5 @@
 """Rig files, ``atm status --rig``, and the whole ATM on the emulated serial devices."""
+
 from __future__ import annotations
 
 import json
@@ -40,13 +41,16 @@ def test_shipped_rigs_load():
     assert kiosk.devices["dispenser"].startswith("lcdm2000:///dev/")
 
 
-@pytest.mark.parametrize("devices, extra, words", [
-    (all_sim(dispenser="lcdm9000://x"), "", "devices.dispenser: unknown backend 'lcdm9000'"),
-    ({k: "sim://" for k in KINDS[:-1]}, "", "devices.display: missing"),
-    (all_sim(printer="sim://"), "", "devices.printer: unknown device"),
-    (all_sim(), "[extras]\nx = 1", "extras: unknown table"),
-    (all_sim(chip="no-scheme"), "", "devices.chip:"),
-])
+@pytest.mark.parametrize(
+    "devices, extra, words",
+    [
+        (all_sim(dispenser="lcdm9000://x"), "", "devices.dispenser: unknown backend 'lcdm9000'"),
+        ({k: "sim://" for k in KINDS[:-1]}, "", "devices.display: missing"),
+        (all_sim(printer="sim://"), "", "devices.printer: unknown device"),
+        (all_sim(), "[extras]\nx = 1", "extras: unknown table"),
+        (all_sim(chip="no-scheme"), "", "devices.chip:"),
+    ],
+)
 def test_bad_rig_files_are_named(tmp_path, devices, extra, words):
     with pytest.raises(RigError, match=words.replace(".", r"\.").replace("(", r"\(")):
         load_rig(write_rig(tmp_path, devices, extra))
@@ -78,8 +82,9 @@ def test_a_bad_driver_option_is_a_config_error_naming_the_device():
 
 
 def run_cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def test_status_opens_each_device_of_the_rig_through_its_driver():
@@ -134,18 +139,29 @@ def test_power_loss_mid_withdrawal_is_reconciled_from_the_exit_count(tmp_path):
     def engineer(agent):
         emulator.power_on()
         counted = emulator.snapshot()["counts"]
-        agent.replenish([configmod.Cassette("A", 10_000, counted["upper"], low=50),
-                         configmod.Cassette("B", 1_000, counted["lower"], low=100)])
+        agent.replenish(
+            [
+                configmod.Cassette("A", 10_000, counted["upper"], low=50),
+                configmod.Cassette("B", 1_000, counted["lower"], low=100),
+            ]
+        )
 
-    run = play(agent, [Visit("withdrawal", amount=30_000), Visit("balance", card="domestic2")],
-               setup=cut_power, epilogue=engineer)
+    run = play(
+        agent,
+        [Visit("withdrawal", amount=30_000), Visit("balance", card="domestic2")],
+        setup=cut_power,
+        epilogue=engineer,
+    )
     sessions = run.sessions()
     assert [s["outcome"] for s in sessions] == ["dispense_uncertain", "completed"]
     outcome = [e for e in agent.journal.entries(kind="outcome") if e.name == "dispense"][0]
     assert outcome.data["reconcile"] == "required" and outcome.data["picked"] == {}
     # between the power cut and the count, no withdrawal was offered
-    menus = [r["fields"]["options"] for r in agent.recorder.of_type("device")
-             if r.get("event") == "screen" and r.get("screen") == "menu"]
+    menus = [
+        r["fields"]["options"]
+        for r in agent.recorder.of_type("device")
+        if r.get("event") == "screen" and r.get("screen") == "menu"
+    ]
     assert "withdrawal" not in menus[-1]
     snap = emulator.snapshot()
     assert 500 - snap["counts"]["upper"] == snap["delivered"] == 2  # the exit count is what left
@@ -156,8 +172,11 @@ def test_power_loss_mid_withdrawal_is_reconciled_from_the_exit_count(tmp_path):
 
 def test_a_dispenser_answering_garbage_takes_withdrawals_out_and_keeps_the_counts():
     agent = emulated_agent()
-    run = play(agent, [Visit("withdrawal"), Visit("balance", card="domestic2")],
-               setup=lambda a: a.devices["dispenser"].inject("garbled"))
+    run = play(
+        agent,
+        [Visit("withdrawal"), Visit("balance", card="domestic2")],
+        setup=lambda a: a.devices["dispenser"].inject("garbled"),
+    )
     assert [s["outcome"] for s in run.sessions()] == ["dispense_uncertain", "completed"]
     faults = [(f["code"], f["state"]) for f in run.telemetry("fault") if f["device"] == "dispenser"]
     assert ("bad_reply", "raised") in faults and ("count_unknown", "raised") in faults
@@ -167,8 +186,14 @@ def test_a_dispenser_answering_garbage_takes_withdrawals_out_and_keeps_the_count
 
 
 def test_no_card_number_in_any_output_of_a_traced_emulated_run(tmp_path):
-    rig = write_rig(tmp_path, {**load_rig(DEFAULT_RIG).devices, "card_reader": "ict3q8+emu://?trace=1",
-                               "dispenser": "lcdm2000+emu://?trace=1"})
+    rig = write_rig(
+        tmp_path,
+        {
+            **load_rig(DEFAULT_RIG).devices,
+            "card_reader": "ict3q8+emu://?trace=1",
+            "dispenser": "lcdm2000+emu://?trace=1",
+        },
+    )
     journal = tmp_path / "j.db"
     out = run_cli("-v", "demo", "--scenario", "withdrawal", "--rig", str(rig), "--journal", str(journal))
     assert out.returncode == 0, out.stderr[-2000:]

@@ -1,4 +1,5 @@
 """Every demo scenario runs end to end on the virtual clock, and the timer edge cases."""
+
 import pytest
 
 from agent.scenarios import SCENARIOS, ScenarioRun
@@ -76,8 +77,9 @@ def test_no_prompt_while_the_customer_stands_there():
 
 
 def test_a_failed_sensor_never_prompts_and_falls_back_to_timeouts():
-    run = run_visits([Visit("balance", forget_card=True)], QUICK,
-                     setup=lambda a: a.devices["proximity"].inject("failure"))
+    run = run_visits(
+        [Visit("balance", forget_card=True)], QUICK, setup=lambda a: a.devices["proximity"].inject("failure")
+    )
     assert run.prompts("forgotten_card") == []
     assert outcomes(run) == ["card_retained"]
 
@@ -101,8 +103,8 @@ def test_host_decline_returns_the_card():
 
 def _host_dies_at(state):
     def setup(agent):
-        agent.recorder.sinks.append(
-            lambda r: agent.host.inject("timeout") if r.get("state") == state else None)
+        agent.recorder.sinks.append(lambda r: agent.host.inject("timeout") if r.get("state") == state else None)
+
     return setup
 
 
@@ -136,8 +138,7 @@ def test_cancel_during_deposit_returns_the_notes():
 
 
 def test_jam_mid_withdrawal_never_dispenses_twice_and_is_journalled():
-    run = run_visits([Visit("withdrawal", amount=40_000)],
-                     setup=lambda a: a.devices["dispenser"].inject("jam"))
+    run = run_visits([Visit("withdrawal", amount=40_000)], setup=lambda a: a.devices["dispenser"].inject("jam"))
     journal = run.agent.journal
     dispenses = [e for e in journal.entries(kind="intent") if e.name == "dispense"]
     assert len(dispenses) == 1
@@ -215,8 +216,10 @@ def test_start_up_self_test_finds_a_faulty_card_reader_and_recovers():
 
 
 def test_empty_cassettes_withdraw_only_withdrawal():
-    run = run_visits([Visit("withdrawal", amount=10_000), Visit("balance", card="domestic2")],
-                     {"cassettes": [{"id": "A", "denomination": 10_000, "count": 1}]})
+    run = run_visits(
+        [Visit("withdrawal", amount=10_000), Visit("balance", card="domestic2")],
+        {"cassettes": [{"id": "A", "denomination": 10_000, "count": 1}]},
+    )
     assert outcomes(run) == ["completed", "completed"]
     menus = [s["fields"]["options"] for s in run.agent.devices["display"].screens if s["screen"] == "menu"]
     assert "withdrawal" in menus[0] and "withdrawal" not in menus[1]
@@ -260,6 +263,7 @@ def test_shutdown_with_cash_at_the_shutter_retracts_and_reverses():
 def test_a_failing_output_sink_does_not_disturb_the_session():
     def broken(record):
         raise OSError("disk full")
+
     run = run_visits([Visit("withdrawal")], setup=lambda a: a.recorder.sinks.insert(0, broken))
     assert outcomes(run) == ["completed"]
 
@@ -290,25 +294,30 @@ def test_help_video_returns_when_the_customer_is_idle_again():
     at = agent.scheduler.call_later
     at(1, dev["proximity"].customer_arrive)
     at(2, dev["card_reader"].customer_insert, CARDS["domestic"])
-    at(3, dev["keypad"].customer_enter, "1234")   # menu from 3.2 s
-    at(25, dev["keypad"].customer_keys, 1)        # help started at 18.2 s; this stops it
+    at(3, dev["keypad"].customer_enter, "1234")  # menu from 3.2 s
+    at(25, dev["keypad"].customer_keys, 1)  # help started at 18.2 s; this stops it
     at(75, dev["card_reader"].customer_take)
     agent.loop.run_until_idle(max_time=80)
     videos = [(v["action"], v["t"]) for v in agent.recorder.of_type("video")]
     assert [a for a, _ in videos] == ["started", "stopped", "started", "stopped"]
     assert videos[0][1] == pytest.approx(18.2) and videos[1][1] == pytest.approx(25)
-    assert videos[2][1] == pytest.approx(40)   # 15 s after the key
-    assert videos[3][1] == pytest.approx(70)   # idle cancel, 45 s after the key
-    assert [s["outcome"] for s in agent.telemetry.publishers[0].topics("event")
-            if s.get("event") == "session"] == ["abandoned"]
+    assert videos[2][1] == pytest.approx(40)  # 15 s after the key
+    assert videos[3][1] == pytest.approx(70)  # idle cancel, 45 s after the key
+    assert [s["outcome"] for s in agent.telemetry.publishers[0].topics("event") if s.get("event") == "session"] == [
+        "abandoned"
+    ]
 
 
 def test_a_physically_empty_cassette_fails_safely_until_replenished():
     def refill(agent):
         agent.devices["dispenser"].remove("empty")
         agent.replenish(agent.config.cassettes)
-    run = run_visits([Visit("withdrawal"), Visit("balance", card="domestic2")],
-                     setup=lambda a: a.devices["dispenser"].inject("empty"), epilogue=refill)
+
+    run = run_visits(
+        [Visit("withdrawal"), Visit("balance", card="domestic2")],
+        setup=lambda a: a.devices["dispenser"].inject("empty"),
+        epilogue=refill,
+    )
     assert outcomes(run) == ["dispense_failed", "completed"]
     faults = [(f["code"], f["state"], f["action"]) for f in run.telemetry("fault")]
     assert faults == [("cassette_empty", "raised", "replenish"), ("cassette_empty", "cleared", "replenish")]
@@ -329,6 +338,7 @@ def test_a_reversal_never_creates_money_after_a_lost_decline():
         for acct in agent.host.accounts.values():
             acct.balance = 10_000
         _host_dies_at("amount_entry")(agent)
+
     run = run_visits([Visit("withdrawal", amount=30_000)], setup=poor)
     assert outcomes(run) == ["host_timeout"]
     assert all(acct.balance == 10_000 for acct in run.agent.host.accounts.values())
@@ -337,10 +347,15 @@ def test_a_reversal_never_creates_money_after_a_lost_decline():
 def test_notes_from_a_jammed_dispense_never_reach_the_next_customer():
     def jam_then_heal(agent):
         agent.devices["dispenser"].inject("jam")
-        agent.recorder.sinks.append(lambda r: agent.devices["dispenser"].remove("jam")
-                                    if r.get("screen") == "dispense_failed" else None)
-    run = run_visits([Visit("withdrawal", amount=40_000), Visit("withdrawal", card="domestic2", think=6)],
-                     {"timeouts": {"selftest_retry": 5}}, setup=jam_then_heal)
+        agent.recorder.sinks.append(
+            lambda r: agent.devices["dispenser"].remove("jam") if r.get("screen") == "dispense_failed" else None
+        )
+
+    run = run_visits(
+        [Visit("withdrawal", amount=40_000), Visit("withdrawal", card="domestic2", think=6)],
+        {"timeouts": {"selftest_retry": 5}},
+        setup=jam_then_heal,
+    )
     assert outcomes(run) == ["dispense_failed", "completed"]
     presented = [r["notes"] for r in run.agent.recorder.of_type("device") if r["event"] == "cash_presented"]
     assert presented == [3]
@@ -353,9 +368,13 @@ def test_notes_stuck_in_the_escrow_are_never_credited_to_the_next_depositor():
         acceptor = agent.devices["acceptor"]
         acceptor.inject("jam")
         agent.recorder.sinks.append(lambda r: acceptor.remove("jam") if r.get("state") == "ejecting_card" else None)
-    run = run_visits([Visit("deposit"), Visit("deposit", card="domestic2", notes={1_000: 1}, think=6)],
-                     {"timeouts": {"selftest_retry": 5}}, setup=jam_once,
-                     epilogue=lambda agent: agent.maintenance("acceptor"))
+
+    run = run_visits(
+        [Visit("deposit"), Visit("deposit", card="domestic2", notes={1_000: 1}, think=6)],
+        {"timeouts": {"selftest_retry": 5}},
+        setup=jam_once,
+        epilogue=lambda agent: agent.maintenance("acceptor"),
+    )
     assert outcomes(run)[0] == "store_failed"
     assert outcomes(run)[1] in ("cancelled", "deposit_unavailable")  # deposit is not on offer
     assert all(acct.balance == 1_000_000 for acct in run.agent.host.accounts.values())
@@ -369,6 +388,7 @@ def test_notes_stuck_in_the_escrow_are_never_credited_to_the_next_depositor():
 def test_a_pin_check_the_host_refuses_for_another_reason_is_reported_as_declined():
     def forget_accounts(agent):
         agent.host.accounts.clear()
+
     run = run_visits([Visit("balance")], setup=forget_accounts)
     assert outcomes(run) == ["declined"]
     screens = [s["screen"] for s in run.agent.devices["display"].screens]
@@ -386,7 +406,9 @@ def test_a_failing_journal_takes_the_atm_out_of_service_and_hands_the_card_back(
             if r.get("state") == "authorising":
                 for name in ("intent", "outcome", "flush", "fault", "event"):
                     setattr(agent.journal, name, disk_full)
+
         agent.recorder.sinks.append(sink)
+
     run = run_visits([Visit("withdrawal", amount=30_000)], setup=break_journal_at_authorising)
     atm = run.agent.atm
     assert atm.broken and atm.state == "out_of_service"
@@ -408,10 +430,18 @@ def test_an_error_in_a_timer_is_contained():
 def test_a_sensor_failing_after_a_walk_away_never_prompts_the_next_customer():
     def fail_sensor_for_the_second(agent):
         agent.recorder.sinks.append(
-            lambda r: agent.devices["proximity"].inject("failure")
-            if r.get("type") == "customer" and r["card"] == "domestic2" else None)
-    run = run_visits([Visit("balance", forget_card=True, come_back_after=3.0),
-                      Visit("balance", card="domestic2")], QUICK, setup=fail_sensor_for_the_second)
+            lambda r: (
+                agent.devices["proximity"].inject("failure")
+                if r.get("type") == "customer" and r["card"] == "domestic2"
+                else None
+            )
+        )
+
+    run = run_visits(
+        [Visit("balance", forget_card=True, come_back_after=3.0), Visit("balance", card="domestic2")],
+        QUICK,
+        setup=fail_sensor_for_the_second,
+    )
     assert outcomes(run) == ["completed", "completed"]
     second_start = [r["t"] for r in run.agent.recorder.of_type("customer")][1]
     assert [p for p in run.prompts() if p["t"] > second_start and p.get("pattern")] == []
@@ -427,6 +457,7 @@ def _stop_with_cash_at_the_gate(dispenser: str, tmp_path):
     """A withdrawal whose customer leaves the cash; the agent stops while it waits at the gate."""
     from agent.journal import Journal
     from hw_mocks.customer import Customer
+
     agent = make_agent({"devices": {"dispenser": dispenser}}, journal=str(tmp_path / "j.db"))
     agent.warm_prompts()
     agent.start()
@@ -476,9 +507,12 @@ def test_after_the_fail_safe_no_self_test_puts_the_atm_back_in_service():
             if r.get("state") == "authorising":
                 for name in ("intent", "outcome", "flush", "fault", "event", "step"):
                     setattr(agent.journal, name, disk_full)
+
         agent.recorder.sinks.append(sink)
-    run = run_visits([Visit("withdrawal", amount=30_000)], {"timeouts": {"selftest_retry": 10}},
-                     setup=break_journal_at_authorising)
+
+    run = run_visits(
+        [Visit("withdrawal", amount=30_000)], {"timeouts": {"selftest_retry": 10}}, setup=break_journal_at_authorising
+    )
     agent = run.agent
     assert agent.atm.broken
     broke_at = agent.clock.now()

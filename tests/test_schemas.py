@@ -9,6 +9,7 @@ no demo reaches (dispense_uncertain, cash_retracted, pin_tries_exceeded,
 shutdown) are played on the virtual clock and their telemetry validated.
 One broker for the module; the failover test adds its own primary.
 """
+
 from __future__ import annotations
 
 import collections
@@ -56,22 +57,23 @@ def _load() -> dict[str, dict]:
 
 
 SCHEMAS = _load()
-REGISTRY = Registry().with_resources(
-    (s["$id"], Resource.from_contents(s)) for s in SCHEMAS.values() if "$id" in s)
+REGISTRY = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in SCHEMAS.values() if "$id" in s)
 _validators: dict[str, Draft202012Validator] = {}
 
 
 def validator(ref: str) -> Draft202012Validator:
     """``ref``: a schema file name, optionally with a #fragment."""
     if ref not in _validators:
-        _validators[ref] = Draft202012Validator({"$ref": BASE + ref}, registry=REGISTRY,
-                                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+        _validators[ref] = Draft202012Validator(
+            {"$ref": BASE + ref}, registry=REGISTRY, format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
     return _validators[ref]
 
 
 def problems(ref: str, payload) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-            for e in validator(ref).iter_errors(payload)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in validator(ref).iter_errors(payload)
+    ]
 
 
 def assert_valid(ref: str, payload, where: str = "") -> None:
@@ -131,24 +133,46 @@ def test_every_schema_is_valid_draft_2020_12(path):
 def test_there_is_a_schema_for_every_message_type():
     names = {p.name for p in SCHEMA_FILES}
     assert {f"{k}.schema.json" for k in TELEMETRY_KINDS} <= names
-    assert {"envelope.schema.json", "common.schema.json", "command-request.schema.json",
-            "command-response.schema.json"} <= names
+    assert {
+        "envelope.schema.json",
+        "common.schema.json",
+        "command-request.schema.json",
+        "command-response.schema.json",
+    } <= names
     requests = SCHEMAS["command-request.schema.json"]["$defs"]
     responses = SCHEMAS["command-response.schema.json"]["$defs"]
     assert set(COMMANDS) <= set(requests) and set(COMMANDS) <= set(responses)
 
 
 def test_no_card_data_fits_an_event_or_a_fault():
-    session = {"atm_id": "atm-0001", "ts": "2026-01-01T00:00:00.000Z", "boot": 1, "seq": 9,
-               "id": "atm-0001-1-9", "event": "session", "session": "atm-0001-000001",
-               "function": "withdrawal", "outcome": "completed", "amount": 30000, "language": "ja",
-               "card_retained": False, "cash_retracted": 0, "duration_s": 8.1}
+    session = {
+        "atm_id": "atm-0001",
+        "ts": "2026-01-01T00:00:00.000Z",
+        "boot": 1,
+        "seq": 9,
+        "id": "atm-0001-1-9",
+        "event": "session",
+        "session": "atm-0001-000001",
+        "function": "withdrawal",
+        "outcome": "completed",
+        "amount": 30000,
+        "language": "ja",
+        "card_retained": False,
+        "cash_retracted": 0,
+        "duration_s": 8.1,
+    }
     assert_valid("event.schema.json", session)
     for field in ("pan", "card_number", "masked", "last4", "token", "track2", "card"):
         assert problems("event.schema.json", {**session, field: RAW_PANS[0]}), field
-    fault = {**{k: session[k] for k in ("atm_id", "ts", "boot", "seq", "id")}, "device": "chip",
-             "code": "bad_card", "severity": "info", "state": "raised", "action": "none",
-             "message": f"card {RAW_PANS[0]} refused"}
+    fault = {
+        **{k: session[k] for k in ("atm_id", "ts", "boot", "seq", "id")},
+        "device": "chip",
+        "code": "bad_card",
+        "severity": "info",
+        "state": "raised",
+        "action": "none",
+        "message": f"card {RAW_PANS[0]} refused",
+    }
     assert problems("fault.schema.json", fault)
     assert problems("event.schema.json", {**session, "event": "card_swallowed"})  # the list is closed
 
@@ -168,8 +192,9 @@ def test_the_examples_in_telemetry_md_match_a_schema():
         assert not pending, f"unparsable example in docs/telemetry.md: {pending[:80]}"
     assert len(examples) >= 10
     for example in examples:
-        refs = [f"{k}.schema.json" for k in TELEMETRY_KINDS] if "atm_id" in example else [
-            "command-response.schema.json"]
+        refs = (
+            [f"{k}.schema.json" for k in TELEMETRY_KINDS] if "atm_id" in example else ["command-response.schema.json"]
+        )
         assert any(not problems(ref, example) for ref in refs), example
 
 
@@ -178,12 +203,15 @@ def test_the_examples_in_telemetry_md_match_a_schema():
 def test_demo_messages_match_the_schemas(broker, name):
     root = "atm/v1/atm-0001/"
     with Subscriber(broker, "atm/v1/#") as sub:
-        proc = subprocess.run([sys.executable, "-m", "agent.cli", "demo", "--scenario", name,
-                               "--mqtt", broker.url, "--json"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "demo", "--scenario", name, "--mqtt", broker.url, "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
-        sub.wait_for(lambda m: m.topic == root + "status" and not m.retain
-                     and m.json()["state"] == "offline")
+        sub.wait_for(lambda m: m.topic == root + "status" and not m.retain and m.json()["state"] == "offline")
         live = [m for m in sub.messages if not m.retain]  # retained ones are the previous run's
     seen = check_wire(live, "atm-0001")
     assert seen["birth"] == 2 and seen["status"] >= 3 and seen["cash"] >= 1
@@ -204,6 +232,7 @@ def _dispense_uncertain():
     def go_silent(record):  # the dispenser stops answering once the host approved
         if record["type"] == "state" and record["state"] == "authorising":
             agent.devices["dispenser"].inject("silent")
+
     agent.recorder.sinks.append(go_silent)
     return agent, [Visit("withdrawal")]
 
@@ -297,19 +326,28 @@ def _real_agent(atm_id: str, brokers: list[str], **telemetry) -> Agent:
     return Agent(cfg, clock, Recorder(clock, keep=False), brokers=brokers)
 
 
-GOOD = [("status", b""), ("status", {}), ("cash", {}), ("selftest", {}), ("selftest", {"device": "dispenser"}),
-        ("selftest", {"device": "all"}), ("rebirth", b"  ")]
-BAD = [("reboot", {}, "unknown_command"),
-       ("status", b"not json", "malformed_json"),
-       ("status", b"\xff\xfe{}", "malformed_json"),
-       ("status", b"[1, 2]", "malformed"),
-       ("cash", b'{"x": "' + b"y" * 5000 + b'"}', "malformed"),
-       ("status", {"verbose": True}, "unknown_field"),
-       ("rebirth", {"now": 1}, "unknown_field"),
-       ("selftest", {"device": "toaster"}, "bad_field"),
-       ("selftest", {"device": 7}, "bad_field"),
-       ("out_of_service", {"reason": 5}, "bad_field"),
-       ("out_of_service", {"reason": "x" * 201}, "bad_field")]
+GOOD = [
+    ("status", b""),
+    ("status", {}),
+    ("cash", {}),
+    ("selftest", {}),
+    ("selftest", {"device": "dispenser"}),
+    ("selftest", {"device": "all"}),
+    ("rebirth", b"  "),
+]
+BAD = [
+    ("reboot", {}, "unknown_command"),
+    ("status", b"not json", "malformed_json"),
+    ("status", b"\xff\xfe{}", "malformed_json"),
+    ("status", b"[1, 2]", "malformed"),
+    ("cash", b'{"x": "' + b"y" * 5000 + b'"}', "malformed"),
+    ("status", {"verbose": True}, "unknown_field"),
+    ("rebirth", {"now": 1}, "unknown_field"),
+    ("selftest", {"device": "toaster"}, "bad_field"),
+    ("selftest", {"device": 7}, "bad_field"),
+    ("out_of_service", {"reason": 5}, "bad_field"),
+    ("out_of_service", {"reason": "x" * 201}, "bad_field"),
+]
 
 
 def test_command_requests_and_responses_match_the_schemas(broker):
@@ -330,8 +368,13 @@ def test_command_requests_and_responses_match_the_schemas(broker):
                 response = ask(name, body)
                 assert response["ok"] is True and response["command"] == name, response
             assert ask("status")["session_active"] is False
-            sub.wait_for(lambda m: kind_of(m.topic) == "birth" and not m.retain
-                         and sum(kind_of(x.topic) == "birth" for x in sub.messages) >= 2)  # the rebirth
+            sub.wait_for(
+                lambda m: (
+                    kind_of(m.topic) == "birth"
+                    and not m.retain
+                    and sum(kind_of(x.topic) == "birth" for x in sub.messages) >= 2
+                )
+            )  # the rebirth
             for name, body, error in BAD:
                 response = ask(name, body)
                 assert (response["ok"], response["error"]) == (False, error), (name, body, response)
@@ -345,7 +388,10 @@ def test_command_requests_and_responses_match_the_schemas(broker):
             assert ask("selftest")["error"] == "not_permitted"
             assert ask("status")["session_active"] is True
             assert ask("out_of_service", {"reason": "cash van due"}) == {
-                "ok": True, "command": "out_of_service", "effective": "after_session"}
+                "ok": True,
+                "command": "out_of_service",
+                "effective": "after_session",
+            }
             assert ask("out_of_service")["error"] == "not_permitted"
             dev["keypad"].customer_enter("cancel")
             wait_for(lambda: agent.atm.state == "card_at_gate")
@@ -353,8 +399,12 @@ def test_command_requests_and_responses_match_the_schemas(broker):
             wait_for(lambda: agent.atm.state == "out_of_service")
             status = ask("status")
             assert (status["held"], status["service"], status["functions"]) == (True, "out_of_service", [])
-            assert ask("in_service") == {"ok": True, "command": "in_service", "effective": "now",
-                                         "service": "in_service"}
+            assert ask("in_service") == {
+                "ok": True,
+                "command": "in_service",
+                "effective": "now",
+                "service": "in_service",
+            }
             assert ask("in_service")["error"] == "not_permitted"
             wait_for(lambda: agent.atm.state == "idle")
         finally:
@@ -388,12 +438,16 @@ WILL_CHILD = textwrap.dedent("""
 
 def test_the_will_of_a_killed_agent_matches_the_status_schema(broker):
     with Subscriber(broker, "atm/v1/atm-will/#") as sub:
-        child = subprocess.Popen([sys.executable, "-c", WILL_CHILD, broker.url], cwd=ROOT,
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", WILL_CHILD, broker.url], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
         try:
             assert child.stdout.readline().strip() == "ready"
-            online = sub.wait_for(lambda m: kind_of(m.topic) == "status" and m.json()["state"] == "online"
-                                  and m.json()["service"] != "starting")
+            online = sub.wait_for(
+                lambda m: (
+                    kind_of(m.topic) == "status" and m.json()["state"] == "online" and m.json()["service"] != "starting"
+                )
+            )
             os.kill(child.pid, signal.SIGKILL)
             will = sub.wait_for(lambda m: kind_of(m.topic) == "status" and m.json()["state"] == "offline")
         finally:
@@ -421,17 +475,21 @@ def test_failover_failback_and_outbox_trimmed_match_the_schemas(broker):
             agent.telemetry.cash([{"id": "A", "denomination": 10_000, "count": count, "status": "ok"}])
         agent.start()
         agent.start_thread()
-        trimmed = at_primary.wait_for(lambda m: kind_of(m.topic) == "event"
-                                      and m.json()["event"] == "outbox_trimmed")
+        trimmed = at_primary.wait_for(lambda m: kind_of(m.topic) == "event" and m.json()["event"] == "outbox_trimmed")
         assert trimmed.json()["coalesced"] > 0
         at_primary.wait_for(lambda m: kind_of(m.topic) == "cash" and m.json().get("historical") is True)
         primary.kill()
-        at_secondary.wait_for(lambda m: kind_of(m.topic) == "event" and m.json()["event"] == "broker_failover",
-                              timeout=8)
+        at_secondary.wait_for(
+            lambda m: kind_of(m.topic) == "event" and m.json()["event"] == "broker_failover", timeout=8
+        )
         primary.start()
         back_home = Subscriber(primary, topic).start()
-        back_home.wait_for(lambda m: kind_of(m.topic) == "event" and m.json()["event"] == "broker_failover"
-                           and m.json()["to"] == primary.url, timeout=10)
+        back_home.wait_for(
+            lambda m: (
+                kind_of(m.topic) == "event" and m.json()["event"] == "broker_failover" and m.json()["to"] == primary.url
+            ),
+            timeout=10,
+        )
         at_secondary.wait_for(lambda m: kind_of(m.topic) == "status" and m.json().get("reason") == "failback")
     finally:
         agent.stop()

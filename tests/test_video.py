@@ -1,6 +1,7 @@
 """The help videos: the committed files decode, are what the script draws and differ per
 language; the headless display records the frames it shows on the clock (and draws them only
 when asked); the real OpenCV window plays them under Xvfb, checked on screenshots."""
+
 import importlib.util
 import os
 import re
@@ -70,8 +71,9 @@ def _sim_display():
     clock = VirtualClock()
     sched = Scheduler(clock)
     events = []
-    display = create_device("display", "sim://", DeviceContext(
-        scheduler=sched, emit=lambda k, n, d: events.append((n, d))))
+    display = create_device(
+        "display", "sim://", DeviceContext(scheduler=sched, emit=lambda k, n, d: events.append((n, d)))
+    )
     display.open()
     return clock, sched, display, events
 
@@ -133,8 +135,10 @@ def test_the_built_in_font_has_every_glyph_the_videos_and_overlays_use():
     assert set(make_help_video.TEXTS) == set(LANGS) == set(VIDEO_TEXTS)
     assert make_help_video.missing_glyphs("係員 \u0e01") == ["\u0e01"]  # Thai: not in the font
     for lang in LANGS:
-        strings = make_help_video.all_strings(lang) + [VIDEO_TEXTS[lang]["hint"],
-                                                       VIDEO_TEXTS[lang]["countdown"].format(n=10)]
+        strings = make_help_video.all_strings(lang) + [
+            VIDEO_TEXTS[lang]["hint"],
+            VIDEO_TEXTS[lang]["countdown"].format(n=10),
+        ]
         assert [s for s in strings if make_help_video.missing_glyphs(s)] == [], lang
 
 
@@ -160,7 +164,7 @@ def test_sim_display_records_frames_at_the_native_rate_without_decoding(monkeypa
     assert display.video_playing and display.video_language == "en"
     shown = display.frames_shown[before:]
     times = np.array([t for t, _ in shown]) - start
-    assert len(shown) == 191 and times[-1] == pytest.approx(19.0)   # 10 fps, looped twice
+    assert len(shown) == 191 and times[-1] == pytest.approx(19.0)  # 10 fps, looped twice
     assert np.allclose(np.diff(times), 0.1) and np.allclose(times, np.arange(191) / 10)  # no drift
     assert [i for _, i in shown] == [k % 95 for k in range(191)]
     assert opened == [] and len(display.frames) == 0  # nothing decoded, nothing opened
@@ -206,18 +210,20 @@ def test_sim_display_decodes_and_draws_the_overlays_when_asked():
     assert np.array_equal(kept[0][2], video_canvas(expected[0], (640, 360), "ko", 5))
     assert np.array_equal(kept[10][2], video_canvas(expected[10], (640, 360), "ko", 4))
     x, y, w, h = overlay_boxes((640, 360), "ko", 5)["countdown"]
-    assert _mad(kept[0][2][y:y + h, x:x + w], kept[10][2][y:y + h, x:x + w]) > 0.5  # 5 s, then 4 s
+    assert _mad(kept[0][2][y : y + h, x : x + w], kept[10][2][y : y + h, x : x + w]) > 0.5  # 5 s, then 4 s
     assert _mad(kept[10][2], expected[10]) > 1  # the overlays are there
     clock.advance_to(10.0)  # the video looped: frame 0 again, decoded after going back to the start
     assert display.frames_shown[-1] == (pytest.approx(10.0), 5)
     assert display.frames[-1][1] == 5 and len(display.frames) == 12
-    assert np.array_equal(display.frames[-1][2],
-                          video_canvas(_frames(VIDEO_DIR / "help_ko.mp4", {5})[5], (640, 360), "ko", 0))
+    assert np.array_equal(
+        display.frames[-1][2], video_canvas(_frames(VIDEO_DIR / "help_ko.mp4", {5})[5], (640, 360), "ko", 0)
+    )
     display.close()
     assert not display.video_playing
 
 
 # -- the real window under Xvfb -------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def xvfb():
@@ -251,7 +257,7 @@ def read_xwd(data: bytes) -> np.ndarray:
     assert fmt == 2 and bpp in (24, 32), (fmt, bpp)
     nb, start = int(bpp) // 8, int(header_size + 12 * ncolors)
     raw = np.frombuffer(data, np.uint8, int(bpl * height), start).reshape(height, bpl)
-    raw = raw[:, :width * nb].reshape(height, width, nb).astype(np.uint32)
+    raw = raw[:, : width * nb].reshape(height, width, nb).astype(np.uint32)
     order = range(nb) if byte_order == 0 else range(nb - 1, -1, -1)
     pixels = sum(raw[:, :, b] << (8 * i) for i, b in enumerate(order))
     channels = []
@@ -262,14 +268,16 @@ def read_xwd(data: bytes) -> np.ndarray:
 
 
 def screenshot(display_name: str) -> np.ndarray:
-    dump = subprocess.run(["xwd", "-root", "-silent", "-display", display_name],
-                          capture_output=True, check=True, timeout=10).stdout
+    dump = subprocess.run(
+        ["xwd", "-root", "-silent", "-display", display_name], capture_output=True, check=True, timeout=10
+    ).stdout
     return read_xwd(dump)
 
 
 def window_rect(display_name: str) -> tuple[int, int, int, int]:
-    info = subprocess.run(["xwininfo", "-name", "ATM", "-display", display_name],
-                          capture_output=True, text=True, check=True, timeout=10).stdout
+    info = subprocess.run(
+        ["xwininfo", "-name", "ATM", "-display", display_name], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
     get = lambda key: int(re.search(rf"{key}:\s+(-?\d+)", info).group(1))  # noqa: E731
     return get("Absolute upper-left X"), get("Absolute upper-left Y"), get("Width"), get("Height")
 
@@ -279,8 +287,9 @@ def window(xvfb):
     if shutil.which("xwd") is None or shutil.which("xwininfo") is None:
         pytest.skip("xwd and xwininfo (x11-apps, x11-utils) are needed for screenshots")
     events = []
-    display = create_device("display", "opencv://?width=640&height=360",
-                            DeviceContext(emit=lambda k, n, d: events.append((n, d))))
+    display = create_device(
+        "display", "opencv://?width=640&height=360", DeviceContext(emit=lambda k, n, d: events.append((n, d)))
+    )
     display.open()
     try:
         display.show("menu", "Choose", options=["balance"])
@@ -290,7 +299,7 @@ def window(xvfb):
         menu = display._canvas("menu", "Choose", {"options": ["balance"]})
         for _ in range(3):  # Qt may miss the new window's MapNotify and never paint it
             try:
-                wait_for(lambda: _mad(screenshot(xvfb)[y:y + h, x:x + w], menu) < 2, timeout=3)
+                wait_for(lambda: _mad(screenshot(xvfb)[y : y + h, x : x + w], menu) < 2, timeout=3)
                 break
             except AssertionError:
                 display.recreate_window()
@@ -328,10 +337,9 @@ def test_opencv_window_shows_the_frames_with_overlays_and_stops_at_once(xvfb, wi
         """A screenshot and the frame record it shows: the best of the frames shown around it."""
         for _ in range(10):
             before = display.frames_shown
-            shot = screenshot(xvfb)[y:y + h, x:x + w]
-            recent = list(display.shown)[-(display.frames_shown - before + 3):]
-            scored = sorted((_mad(shot, video_canvas(frames[f.index], (640, 360), "ja", f.left)), f)
-                            for f in recent)
+            shot = screenshot(xvfb)[y : y + h, x : x + w]
+            recent = list(display.shown)[-(display.frames_shown - before + 3) :]
+            scored = sorted((_mad(shot, video_canvas(frames[f.index], (640, 360), "ja", f.left)), f) for f in recent)
             if scored and scored[0][0] < 3:
                 return shot, scored[0][1]
         pytest.fail(f"the window shows none of the frames just shown (best {scored[0][0]:.1f})")
@@ -342,14 +350,14 @@ def test_opencv_window_shows_the_frames_with_overlays_and_stops_at_once(xvfb, wi
     shot2, second = matched_shot()
     assert first.left is not None and second.left is not None and second.left < first.left  # counting down
     bx, by, bw, bh = box
-    assert _mad(shot1[by:by + bh, bx:bx + bw], shot2[by:by + bh, bx:bx + bw]) > 0.5
+    assert _mad(shot1[by : by + bh, bx : bx + bw], shot2[by : by + bh, bx : bx + bw]) > 0.5
     assert _mad(shot2, frames[second.index]) > 1  # the overlays are on the screen, not the bare frame
 
     shown = list(display.shown)
     dues = np.array([f.due for f in shown])
     k = np.round((dues - dues[0]) * 10)
-    assert np.allclose(dues - dues[0], k / 10)                # due on an absolute 10 fps schedule
-    assert np.median([f.t - f.due for f in shown]) < 0.02     # and shown on time
+    assert np.allclose(dues - dues[0], k / 10)  # due on an absolute 10 fps schedule
+    assert np.median([f.t - f.due for f in shown]) < 0.02  # and shown on time
     assert display.frames_dropped == int(k[-1]) + 1 - len(shown)  # every gap is counted as dropped
 
     stopped = time.monotonic()
@@ -357,10 +365,10 @@ def test_opencv_window_shows_the_frames_with_overlays_and_stops_at_once(xvfb, wi
     assert not display.video_playing
     while True:
         taken = time.monotonic()
-        if _mad(screenshot(xvfb)[y:y + h, x:x + w], menu) < 2:
+        if _mad(screenshot(xvfb)[y : y + h, x : x + w], menu) < 2:
             break
         assert taken - stopped < 1.0, "the menu did not come back"
-    assert taken - stopped < 0.1                     # the first screenshot after the stop shows it
+    assert taken - stopped < 0.1  # the first screenshot after the stop shows it
     assert display.screen_shown_at - stopped < 0.1
     assert [n for n, _ in events if n.startswith("video")] == ["video_started", "video_stopped"]
     assert events[-1][1]["frames"] == display.frames_shown

@@ -5,6 +5,7 @@ vpcd side of the protocol (2-byte big-endian length + payload; 1-byte
 controls 00/01/02/04; APDUs otherwise). The TLV parser here is the test's
 own, so the card's encoder is checked independently of any driver.
 """
+
 from __future__ import annotations
 
 import ast
@@ -43,6 +44,7 @@ TIMEOUT = 2.0
 # --------------------------------------------------------------------------
 # The test's own TLV parser
 
+
 def parse_tlv(data: bytes) -> list[tuple[str, bytes]]:
     """Top-level (tag hex, value) pairs; ValueError on anything malformed."""
     out, i = [], 0
@@ -64,11 +66,11 @@ def parse_tlv(data: bytes) -> list[tuple[str, bytes]]:
             count = first & 0x7F
             if count == 0 or count > 2 or i + count > len(data):
                 raise ValueError(f"bad length field for {tag}")
-            length = int.from_bytes(data[i:i + count], "big")
+            length = int.from_bytes(data[i : i + count], "big")
             i += count
         if i + length > len(data):
             raise ValueError(f"{tag}: length {length} runs past the data ({len(data) - i} left)")
-        out.append((tag, data[i:i + length]))
+        out.append((tag, data[i : i + length]))
         i += length
     return out
 
@@ -78,7 +80,7 @@ def tlv_dict(data: bytes) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for tag, value in parse_tlv(data):
         out.setdefault(tag, value)
-        if int(tag[:2], 16) & 0x20:                    # constructed
+        if int(tag[:2], 16) & 0x20:  # constructed
             for sub, subvalue in tlv_dict(value).items():
                 out.setdefault(sub, subvalue)
     return out
@@ -100,12 +102,12 @@ def parse_dol(dol: bytes) -> list[tuple[str, int]]:
 
 def luhn(pan: str) -> bool:
     digits = [int(c) for c in reversed(pan)]
-    return sum(d if i % 2 == 0 else (d * 2 if d < 5 else d * 2 - 9)
-               for i, d in enumerate(digits)) % 10 == 0
+    return sum(d if i % 2 == 0 else (d * 2 if d < 5 else d * 2 - 9) for i, d in enumerate(digits)) % 10 == 0
 
 
 # --------------------------------------------------------------------------
 # Fake vpcd
+
 
 class Conn:
     def __init__(self, sock: socket.socket):
@@ -205,6 +207,7 @@ def plug(vpcd):
 # --------------------------------------------------------------------------
 # APDU helpers (the terminal side)
 
+
 def select(name: bytes) -> bytes:
     return bytes([0x00, 0xA4, 0x04, 0x00, len(name)]) + name + b"\x00"
 
@@ -263,7 +266,7 @@ def emv_read(conn: Conn) -> dict:
     answer, out["gpo_sw"] = transmit(conn, gpo(pdol_data))
     if out["gpo_sw"] != 0x9000:
         return out
-    (tag, value), = parse_tlv(answer)
+    ((tag, value),) = parse_tlv(answer)
     if tag == "80":
         out["gpo_format"], aip, afl = 1, value[:2], value[2:]
     else:
@@ -276,7 +279,7 @@ def emv_read(conn: Conn) -> dict:
         for rec in range(first, last + 1):
             record, sw = transmit(conn, read_record(sfi, rec))
             assert sw == 0x9000
-            (tag, value), = parse_tlv(record)
+            ((tag, value),) = parse_tlv(record)
             assert tag == "70"
             out.update(tlv_dict(value))
     return out
@@ -284,6 +287,7 @@ def emv_read(conn: Conn) -> dict:
 
 # --------------------------------------------------------------------------
 # Profiles
+
 
 def test_all_profiles_are_there_with_luhn_valid_pans():
     assert profile_names() == sorted(EXPECTED_PANS)
@@ -296,9 +300,14 @@ def test_all_profiles_are_there_with_luhn_valid_pans():
 
 def test_profile_fields():
     debit = load_profile("domestic_debit")
-    app, = debit.applications
-    assert (app.aid, app.label, app.expiry, app.service_code, app.country) == \
-        (VISA, "SIM DEBIT", "301231", "201", "0392")
+    (app,) = debit.applications
+    assert (app.aid, app.label, app.expiry, app.service_code, app.country) == (
+        VISA,
+        "SIM DEBIT",
+        "301231",
+        "201",
+        "0392",
+    )
     assert app.pdol == bytes.fromhex("9F1A025F2A029A039C019F3704")
     credit = load_profile("overseas_credit")
     assert credit.applications[0].aid == MASTERCARD
@@ -315,9 +324,15 @@ def test_profile_fields():
     assert by_path == debit
 
 
-GOOD_APP = {"aid": "A0000000031010", "label": "SIM DEBIT", "priority": 1,
-            "pan": "4999990000000015", "expiry": "301231", "service_code": "201",
-            "country": "0392"}
+GOOD_APP = {
+    "aid": "A0000000031010",
+    "label": "SIM DEBIT",
+    "priority": 1,
+    "pan": "4999990000000015",
+    "expiry": "301231",
+    "service_code": "201",
+    "country": "0392",
+}
 GOOD_TOP = {"atr": "3B 89 80 01 53 49 4D 20 44 45 42 49 54 21", "pse": True}
 
 
@@ -328,6 +343,7 @@ def toml_text(top: dict, apps: list[dict]) -> str:
         if isinstance(v, int):
             return str(v)
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
     lines = [f"{k} = {value(v)}" for k, v in top.items()]
     for app in apps:
         lines += ["", "[[applications]]"] + [f"{k} = {value(v)}" for k, v in app.items()]
@@ -344,35 +360,38 @@ def test_a_minimal_profile_file_loads(tmp_path):
     assert not profile.applications[0].blocked
 
 
-@pytest.mark.parametrize("top, app, field", [
-    ({"atr": "3B 89 80 01 53 49 4D 20 44 45 42 49 54 22"}, {}, "atr"),        # TCK
-    ({"atr": "3B 89 80 01 53 49"}, {}, "atr"),                                 # too short
-    ({"atr": "not hex"}, {}, "atr"),
-    ({"atr": "12 34"}, {}, "atr"),                                             # TS
-    ({"pse": None}, {}, "pse"),
-    ({"pse": "yes"}, {}, "pse"),
-    ({"chunk": True}, {}, "chunk"),
-    ({"chunk": 300}, {}, "chunk"),
-    ({"pull_out_after": -1}, {}, "pull_out_after"),
-    ({"broken_tlv": "sometimes"}, {}, "broken_tlv"),
-    ({"colour": "red"}, {}, "colour"),
-    ({}, {"pan": "4999990000000016"}, "applications[0].pan"),                 # Luhn
-    ({}, {"pan": "49999900000000A5"}, "applications[0].pan"),
-    ({}, {"expiry": "3012"}, "applications[0].expiry"),
-    ({}, {"expiry": "301332"}, "applications[0].expiry"),
-    ({}, {"country": "392"}, "applications[0].country"),
-    ({}, {"service_code": "2O1"}, "applications[0].service_code"),
-    ({}, {"aid": "A000"}, "applications[0].aid"),
-    ({}, {"aid": "A0000000031010Z"}, "applications[0].aid"),
-    ({}, {"label": ""}, "applications[0].label"),
-    ({}, {"label": "ＳＩＭ"}, "applications[0].label"),
-    ({}, {"priority": 0}, "applications[0].priority"),
-    ({}, {"pdol": "9F1A025F2A"}, "applications[0].pdol"),                     # cut short
-    ({}, {"gpo_format": 3}, "applications[0].gpo_format"),
-    ({}, {"blocked": 1}, "applications[0].blocked"),
-    ({}, {"lable": "SIM"}, "applications[0].lable"),                          # typo
-    ({}, {"label": None}, "applications[0].label"),
-])
+@pytest.mark.parametrize(
+    "top, app, field",
+    [
+        ({"atr": "3B 89 80 01 53 49 4D 20 44 45 42 49 54 22"}, {}, "atr"),  # TCK
+        ({"atr": "3B 89 80 01 53 49"}, {}, "atr"),  # too short
+        ({"atr": "not hex"}, {}, "atr"),
+        ({"atr": "12 34"}, {}, "atr"),  # TS
+        ({"pse": None}, {}, "pse"),
+        ({"pse": "yes"}, {}, "pse"),
+        ({"chunk": True}, {}, "chunk"),
+        ({"chunk": 300}, {}, "chunk"),
+        ({"pull_out_after": -1}, {}, "pull_out_after"),
+        ({"broken_tlv": "sometimes"}, {}, "broken_tlv"),
+        ({"colour": "red"}, {}, "colour"),
+        ({}, {"pan": "4999990000000016"}, "applications[0].pan"),  # Luhn
+        ({}, {"pan": "49999900000000A5"}, "applications[0].pan"),
+        ({}, {"expiry": "3012"}, "applications[0].expiry"),
+        ({}, {"expiry": "301332"}, "applications[0].expiry"),
+        ({}, {"country": "392"}, "applications[0].country"),
+        ({}, {"service_code": "2O1"}, "applications[0].service_code"),
+        ({}, {"aid": "A000"}, "applications[0].aid"),
+        ({}, {"aid": "A0000000031010Z"}, "applications[0].aid"),
+        ({}, {"label": ""}, "applications[0].label"),
+        ({}, {"label": "ＳＩＭ"}, "applications[0].label"),
+        ({}, {"priority": 0}, "applications[0].priority"),
+        ({}, {"pdol": "9F1A025F2A"}, "applications[0].pdol"),  # cut short
+        ({}, {"gpo_format": 3}, "applications[0].gpo_format"),
+        ({}, {"blocked": 1}, "applications[0].blocked"),
+        ({}, {"lable": "SIM"}, "applications[0].lable"),  # typo
+        ({}, {"label": None}, "applications[0].label"),
+    ],
+)
 def test_bad_profile_files_name_the_file_and_field(tmp_path, top, app, field):
     path = tmp_path / "bad.toml"
     top_fields = {k: v for k, v in {**GOOD_TOP, **top}.items() if v is not None}
@@ -414,18 +433,22 @@ def _imports(path: Path) -> list[str]:
 def test_the_card_does_not_use_the_driver_code():
     """Only the declared-fields checker is shared, and it uses nothing but the standard library."""
     import devices.fields
+
     card_modules = sorted(Path(vc.__file__).parent.glob("*.py"))
     assert {p.stem for p in card_modules} >= {"__init__", "profiles", "model", "connection", "cli"}
     for path in card_modules:
         for name in _imports(path):
             assert name == "devices.fields" or not name.startswith(("devices", "agent", "fsm")), (path, name)
     for path in Path(devices.fields.__file__).parent.glob("*.py"):
-        assert all(not n.startswith(("devices", "agent", "fsm", "hw_mocks")) or n.startswith("devices.fields")
-                   for n in _imports(path)), path
+        assert all(
+            not n.startswith(("devices", "agent", "fsm", "hw_mocks")) or n.startswith("devices.fields")
+            for n in _imports(path)
+        ), path
 
 
 # --------------------------------------------------------------------------
 # Every profile through the fake vpcd
+
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PANS))
 def test_atr_of_every_profile(plug, name):
@@ -438,15 +461,15 @@ def test_atr_of_every_profile(plug, name):
     else:
         assert conn.atr() == profile.atr
         assert vc.atr_problem(profile.atr) is None
-        conn.send(b"\x00")                 # power off, reset: no reply
+        conn.send(b"\x00")  # power off, reset: no reply
         conn.send(b"\x02")
-        assert conn.atr() == profile.atr   # and the card is still there
+        assert conn.atr() == profile.atr  # and the card is still there
         assert card.inserted
 
 
 @pytest.mark.parametrize("name", READABLE)
 def test_whole_emv_read_of_every_readable_profile(plug, name):
-    app, = load_profile(name).applications
+    (app,) = load_profile(name).applications
     card, conn = plug(name)
     out = emv_read(conn)
     assert out["aid"] == app.aid
@@ -480,7 +503,7 @@ def test_broken_tlv_records_really_are_malformed(plug):
     fci, sw = transmit(conn, select(PSE))
     directory, sw = transmit(conn, read_record(1, 1))
     assert sw == 0x9000
-    parse_tlv(directory)                                   # the directory is fine
+    parse_tlv(directory)  # the directory is fine
     fci, sw = transmit(conn, select(VISA))
     assert sw == 0x9000
     parse_tlv(fci)
@@ -494,11 +517,14 @@ def test_broken_tlv_records_really_are_malformed(plug):
             parse_tlv(record)
 
 
-@pytest.mark.parametrize("kind, apdus", [
-    ("fci", [select(VISA)]),
-    ("directory", [select(PSE), read_record(1, 1)]),
-    ("gpo", [select(VISA), gpo(b"")]),
-])
+@pytest.mark.parametrize(
+    "kind, apdus",
+    [
+        ("fci", [select(VISA)]),
+        ("directory", [select(PSE), read_record(1, 1)]),
+        ("gpo", [select(VISA), gpo(b"")]),
+    ],
+)
 def test_broken_tlv_can_hit_other_answers(kind, apdus):
     profile = load_profile("overseas_credit")
     app = vc.Application(**{**profile.applications[0].__dict__, "aid": VISA})
@@ -513,18 +539,19 @@ def test_broken_tlv_can_hit_other_answers(kind, apdus):
 # --------------------------------------------------------------------------
 # Commands in detail
 
+
 def test_select_pse_and_directory(plug):
     card, conn = plug("domestic_debit")
     fci, sw = split(conn.apdu(select(PSE)))
     assert sw == 0x9000
-    (tag, value), = parse_tlv(fci)
+    ((tag, value),) = parse_tlv(fci)
     assert tag == "6F"
     assert parse_tlv(value) == [("84", PSE), ("A5", bytes.fromhex("880101"))]
     record, sw = split(conn.apdu(read_record(1, 1)))
     assert sw == 0x9000
-    (tag, value), = parse_tlv(record)
+    ((tag, value),) = parse_tlv(record)
     assert tag == "70"
-    (tag, entry), = parse_tlv(value)
+    ((tag, entry),) = parse_tlv(value)
     assert tag == "61"
     assert parse_tlv(entry) == [("4F", VISA), ("50", b"SIM DEBIT"), ("87", b"\x01")]
     assert split(conn.apdu(read_record(1, 2))) == (b"", 0x6A83)
@@ -545,15 +572,16 @@ def test_select_aid_fci_with_pdol(plug):
     card, conn = plug("domestic_debit")
     fci, sw = split(conn.apdu(select(VISA)))
     assert sw == 0x9000
-    (tag, value), = parse_tlv(fci)
+    ((tag, value),) = parse_tlv(fci)
     assert tag == "6F"
     (t84, aid), (ta5, proprietary) = parse_tlv(value)
     assert (t84, aid, ta5) == ("84", VISA, "A5")
     assert parse_tlv(proprietary) == [
-        ("50", b"SIM DEBIT"), ("87", b"\x01"),
-        ("9F38", bytes.fromhex("9F1A025F2A029A039C019F3704"))]
-    assert parse_dol(tlv_dict(fci)["9F38"]) == [
-        ("9F1A", 2), ("5F2A", 2), ("9A", 3), ("9C", 1), ("9F37", 4)]
+        ("50", b"SIM DEBIT"),
+        ("87", b"\x01"),
+        ("9F38", bytes.fromhex("9F1A025F2A029A039C019F3704")),
+    ]
+    assert parse_dol(tlv_dict(fci)["9F38"]) == [("9F1A", 2), ("5F2A", 2), ("9A", 3), ("9C", 1), ("9F37", 4)]
 
 
 def test_select_aid_without_pdol_and_unknown_and_partial(plug):
@@ -562,16 +590,18 @@ def test_select_aid_without_pdol_and_unknown_and_partial(plug):
     assert sw == 0x9000
     assert "9F38" not in tlv_dict(fci)
     assert split(conn.apdu(select(VISA))) == (b"", 0x6A82)
-    fci, sw = split(conn.apdu(select(MASTERCARD[:5])))         # partial selection
+    fci, sw = split(conn.apdu(select(MASTERCARD[:5])))  # partial selection
     assert sw == 0x9000 and tlv_dict(fci)["84"] == MASTERCARD
-    assert split(conn.apdu(bytes.fromhex("00A40402") + bytes([5]) + MASTERCARD[:5] + b"\x00")) == \
-        (b"", 0x6A82)                                            # no next occurrence
+    assert split(conn.apdu(bytes.fromhex("00A40402") + bytes([5]) + MASTERCARD[:5] + b"\x00")) == (
+        b"",
+        0x6A82,
+    )  # no next occurrence
     assert split(conn.apdu(bytes.fromhex("00A40000023F0000"))) == (b"", 0x6A86)
 
 
 def test_gpo_format_1_and_pdol_length(plug):
     card, conn = plug("domestic_debit")
-    assert split(conn.apdu(gpo(bytes(12)))) == (b"", 0x6985)      # nothing selected
+    assert split(conn.apdu(gpo(bytes(12)))) == (b"", 0x6985)  # nothing selected
     conn.apdu(select(VISA))
     for wrong in (b"", bytes(11), bytes(13)):
         assert split(conn.apdu(gpo(wrong))) == (b"", 0x6700)
@@ -581,7 +611,7 @@ def test_gpo_format_1_and_pdol_length(plug):
     assert split(conn.apdu(lying)) == (b"", 0x6700)
     answer, sw = split(conn.apdu(gpo(bytes(12))))
     assert sw == 0x9000
-    assert parse_tlv(answer) == [("80", bytes.fromhex("1800" "10010200"))]
+    assert parse_tlv(answer) == [("80", bytes.fromhex("180010010200"))]
 
 
 def test_gpo_format_2(plug):
@@ -590,23 +620,23 @@ def test_gpo_format_2(plug):
     assert split(conn.apdu(gpo(b"\x00")))[1] == 0x6700
     answer, sw = split(conn.apdu(gpo(b"")))
     assert sw == 0x9000
-    (tag, value), = parse_tlv(answer)
+    ((tag, value),) = parse_tlv(answer)
     assert tag == "77"
     assert parse_tlv(value) == [("82", bytes.fromhex("1800")), ("94", bytes.fromhex("10010200"))]
 
 
 def test_read_record_content_and_errors(plug):
     card, conn = plug("domestic_debit")
-    assert split(conn.apdu(read_record(2, 1))) == (b"", 0x6A82)     # no application selected
+    assert split(conn.apdu(read_record(2, 1))) == (b"", 0x6A82)  # no application selected
     conn.apdu(select(VISA))
     record1, sw = split(conn.apdu(read_record(2, 1)))
     assert sw == 0x9000
-    (tag, value), = parse_tlv(record1)
+    ((tag, value),) = parse_tlv(record1)
     assert tag == "70"
     assert parse_tlv(value) == [("57", bytes.fromhex("4999990000000015D30122010000000000"))]
     record2, sw = split(conn.apdu(read_record(2, 2)))
     assert sw == 0x9000
-    (tag, value), = parse_tlv(record2)
+    ((tag, value),) = parse_tlv(record2)
     assert tag == "70"
     assert parse_tlv(value) == [
         ("5A", bytes.fromhex("4999990000000015")),
@@ -615,7 +645,7 @@ def test_read_record_content_and_errors(plug):
         ("5F30", bytes.fromhex("0201")),
     ]
     assert split(conn.apdu(read_record(2, 3))) == (b"", 0x6A83)
-    assert split(conn.apdu(read_record(1, 1))) == (b"", 0x6A82)     # PSE no longer selected
+    assert split(conn.apdu(read_record(1, 1))) == (b"", 0x6A82)  # PSE no longer selected
     assert split(conn.apdu(read_record(3, 1))) == (b"", 0x6A82)
     assert split(conn.apdu(read_record(2, 0))) == (b"", 0x6A86)
     assert split(conn.apdu(bytes.fromhex("00B2011000"))) == (b"", 0x6A86)  # P2 low bits 000
@@ -641,7 +671,7 @@ def test_wrong_le_answers_6cxx(plug):
     assert sw == 0x9000
     assert split(conn.apdu(read_record(2, 2, le=5))) == (b"", 0x6C00 | len(full))
     assert split(conn.apdu(read_record(2, 2, le=len(full)))) == (full, 0x9000)
-    assert split(conn.apdu(read_record(2, 2, le=0xF0))) == (full, 0x9000)   # longer Le is fine
+    assert split(conn.apdu(read_record(2, 2, le=0xF0))) == (full, 0x9000)  # longer Le is fine
     fci, _ = split(conn.apdu(select(VISA)))
     assert split(conn.apdu(select(VISA)[:-1] + b"\x10")) == (b"", 0x6C00 | len(fci))
 
@@ -651,7 +681,7 @@ def test_chunked_61xx_and_get_response(plug):
     whole = CardModel(load_profile("domestic_debit")).process(select(PSE))[:-2]
     assert len(whole) > 16
     data, sw = split(conn.apdu(select(PSE)))
-    assert (data, sw) == (b"", 0x6100 | len(whole))                   # 61xx, no data
+    assert (data, sw) == (b"", 0x6100 | len(whole))  # 61xx, no data
     got = b""
     while sw >> 8 == 0x61:
         part, sw = split(conn.apdu(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF])))
@@ -677,13 +707,13 @@ def test_chunked_61xx_and_get_response(plug):
 
 def test_unknown_ins_wrong_cla_and_bad_apdus(plug):
     card, conn = plug("domestic_debit")
-    assert split(conn.apdu(bytes.fromhex("00CA9F1700"))) == (b"", 0x6D00)    # GET DATA
+    assert split(conn.apdu(bytes.fromhex("00CA9F1700"))) == (b"", 0x6D00)  # GET DATA
     assert split(conn.apdu(bytes.fromhex("80A404000E") + PSE + b"\x00")) == (b"", 0x6E00)
     assert split(conn.apdu(bytes.fromhex("00A8000002830000"))) == (b"", 0x6E00)
     assert split(conn.apdu(bytes.fromhex("FFB2010C00"))) == (b"", 0x6E00)
     assert split(conn.apdu(bytes.fromhex("00A404000E") + PSE[:5])) == (b"", 0x6700)  # Lc lies
-    assert split(conn.apdu(bytes.fromhex("00A4"))) == (b"", 0x6700)               # 2 bytes
-    assert split(conn.apdu(bytes.fromhex("00A40400000005"))) == (b"", 0x6700)     # extended
+    assert split(conn.apdu(bytes.fromhex("00A4"))) == (b"", 0x6700)  # 2 bytes
+    assert split(conn.apdu(bytes.fromhex("00A40400000005"))) == (b"", 0x6700)  # extended
     assert card.inserted
 
 
@@ -698,6 +728,7 @@ def test_power_off_and_reset_clear_the_selection(plug):
 
 # --------------------------------------------------------------------------
 # Insertion, removal, faults of the card
+
 
 def test_pulled_out_after_three_apdus(plug):
     card, conn = plug("pulled_out")
@@ -717,11 +748,11 @@ def test_mute_card_answers_the_atr_request_empty_and_leaves(vpcd, plug):
     assert card.inserted
     conn.power_on()
     conn.send(b"\x04")
-    assert conn.recv() == b""                      # zero-length reply: vpcd drops it
+    assert conn.recv() == b""  # zero-length reply: vpcd drops it
     assert conn.closed()
     assert card.wait_closed(TIMEOUT)
     assert card.close_reason == vc.MUTE
-    with pytest.raises(TimeoutError):              # and it does not reconnect
+    with pytest.raises(TimeoutError):  # and it does not reconnect
         vpcd.accept(timeout=0.3)
 
 
@@ -735,14 +766,14 @@ def test_remove_closes_and_insert_reconnects(vpcd, plug):
     assert not card.inserted
     assert card.close_reason == vc.REMOVED
     assert conn.closed()
-    card.remove()                                  # removing twice is harmless
+    card.remove()  # removing twice is harmless
     card.insert()
     assert card.inserted and card.close_reason is None
     conn2 = vpcd.accept()
     conn2.power_on()
     assert conn2.atr() == card.profile.atr
     assert card.apdus == 0 and card.log == ()
-    assert split(conn2.apdu(read_record(2, 1))) == (b"", 0x6A82)   # a fresh card
+    assert split(conn2.apdu(read_record(2, 1))) == (b"", 0x6A82)  # a fresh card
     # A card pulled out by its profile can be inserted again too.
     pulled, pconn = plug("pulled_out")
     for _ in range(3):
@@ -801,14 +832,14 @@ def test_garbage_from_vpcd_closes_cleanly(vpcd, plug, caplog, garbage):
     assert not card._thread.is_alive()
     assert card.close_reason == vc.BAD_INPUT
     assert "bad input from vpcd" in caplog.text
-    card.insert()                                  # still usable
+    card.insert()  # still usable
     assert vpcd.accept().atr() == card.profile.atr
 
 
 def test_a_stalled_message_times_out(vpcd, plug, caplog, monkeypatch):
-    monkeypatch.setattr(vc.connection, "MESSAGE_TIMEOUT", 0.3)   # read where the connection reads it
+    monkeypatch.setattr(vc.connection, "MESSAGE_TIMEOUT", 0.3)  # read where the connection reads it
     card, conn = plug("domestic_debit")
-    conn.sock.sendall(b"\x00\x10\x00\xa4")          # and then nothing
+    conn.sock.sendall(b"\x00\x10\x00\xa4")  # and then nothing
     assert conn.closed()
     assert card.wait_closed(TIMEOUT)
     assert card.close_reason == vc.BAD_INPUT
@@ -832,8 +863,9 @@ def test_unknown_control_byte_is_ignored(plug, caplog):
 
 def test_main_serves_until_vpcd_drops_the_card(vpcd, capsys):
     result = {}
-    thread = threading.Thread(target=lambda: result.setdefault(
-        "rc", vc.main(["expired", "--port", str(vpcd.port)])), daemon=True)
+    thread = threading.Thread(
+        target=lambda: result.setdefault("rc", vc.main(["expired", "--port", str(vpcd.port)])), daemon=True
+    )
     thread.start()
     conn = vpcd.accept()
     assert conn.atr() == load_profile("expired").atr

@@ -1,4 +1,5 @@
 """The shared wait_for helper and the server-marker check in conftest."""
+
 from __future__ import annotations
 
 import ast

@@ -1,4 +1,5 @@
 """The built wheel carries its data: installed in a clean venv, `atm` runs from anywhere."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,14 @@ pytestmark = pytest.mark.slow
 
 
 def run(*cmd, cwd, timeout=600):
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")})
+    return subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +35,14 @@ def installed(tmp_path_factory):
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = next((base / "dist").glob("atm_agent-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for shipped in ("rigs/sim.toml", "rigs/pi-kiosk.toml", "assets/prompts/ja.toml", "assets/prompts/patterns.toml",
-                    "assets/video/help_en.mp4", "hw_mocks/emv_profiles/domestic_debit.toml"):
+    for shipped in (
+        "rigs/sim.toml",
+        "rigs/pi-kiosk.toml",
+        "assets/prompts/ja.toml",
+        "assets/prompts/patterns.toml",
+        "assets/video/help_en.mp4",
+        "hw_mocks/emv_profiles/domestic_debit.toml",
+    ):
         assert shipped in names, shipped
     venv.create(base / "venv", with_pip=True)
     python = base / "venv" / "bin" / "python"
@@ -62,8 +75,22 @@ def test_a_rig_path_relative_to_the_working_directory_still_works(installed):
     atm, work = installed
     (work / "rigs").mkdir(exist_ok=True)
     (work / "rigs" / "mine.toml").write_text(
-        "[devices]\n" + "".join(f'{k} = "sim://"\n' for k in (
-            "card_reader", "chip", "dispenser", "acceptor", "proximity", "keypad", "camera", "speaker", "display")))
+        "[devices]\n"
+        + "".join(
+            f'{k} = "sim://"\n'
+            for k in (
+                "card_reader",
+                "chip",
+                "dispenser",
+                "acceptor",
+                "proximity",
+                "keypad",
+                "camera",
+                "speaker",
+                "display",
+            )
+        )
+    )
     out = run(atm, "status", "--rig", "rigs/mine.toml", cwd=work, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "on rig rigs/mine.toml" in out.stdout

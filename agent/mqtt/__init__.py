@@ -40,6 +40,7 @@ The modules, one responsibility each:
 - ``connection``: :class:`BrokerConnection`, one paho client, and the thread's :class:`WakeUp` pipe;
 - ``link``: :class:`MqttLink`, the network thread that composes them.
 """
+
 from agent.mqtt.brokers import DEFAULT_PORTS, BrokerUrl, TlsFiles, parse_broker_url
 from agent.mqtt.commands import CommandChannel
 from agent.mqtt.connection import BrokerConnection, WakeUp
@@ -49,7 +50,17 @@ from agent.mqtt.link import MqttLink
 from agent.mqtt.session import SessionMessages
 
 __all__ = [
-    "DEFAULT_PORTS", "PAGE", "WINDOW",
-    "BrokerChoice", "BrokerConnection", "BrokerUrl", "CommandChannel", "MqttLink", "OutboxDrain",
-    "SessionMessages", "TlsFiles", "WakeUp", "parse_broker_url",
+    "DEFAULT_PORTS",
+    "PAGE",
+    "WINDOW",
+    "BrokerChoice",
+    "BrokerConnection",
+    "BrokerUrl",
+    "CommandChannel",
+    "MqttLink",
+    "OutboxDrain",
+    "SessionMessages",
+    "TlsFiles",
+    "WakeUp",
+    "parse_broker_url",
 ]

@@ -1,4 +1,5 @@
 """Broker URLs (``mqtt://host[:port]``, ``mqtts://host[:port]``) and the TLS files of a link."""
+
 from __future__ import annotations
 
 import ssl
@@ -20,9 +21,9 @@ class BrokerUrl:
 
 def parse_broker_url(url: str) -> BrokerUrl:
     """Parse ``mqtt://host[:port]`` or ``mqtts://host[:port]``."""
+
     def bad(why: str) -> ValueError:
-        return ValueError(f"bad broker URL {url!r}: {why} "
-                          "(expected mqtt://host[:port] or mqtts://host[:port])")
+        return ValueError(f"bad broker URL {url!r}: {why} (expected mqtt://host[:port] or mqtts://host[:port])")
 
     if not isinstance(url, str):
         raise bad("not a string")

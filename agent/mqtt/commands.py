@@ -1,4 +1,5 @@
 """Remote commands: requests on ``cmd/<name>``, replies on the request's ResponseTopic (MQTT 5)."""
+
 from __future__ import annotations
 
 import collections
@@ -42,7 +43,7 @@ class CommandChannel:
 
     def on_message(self, client, userdata, message) -> None:
         """paho's message callback: parse the request and hand it to ``on_command``."""
-        name = message.topic[len(self.prefix) + len("cmd/"):]
+        name = message.topic[len(self.prefix) + len("cmd/") :]
         props = message.properties
         response = getattr(props, "ResponseTopic", None)
         correlation = getattr(props, "CorrelationData", None)

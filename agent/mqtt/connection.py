@@ -1,4 +1,5 @@
 """One paho connection to one broker, driven by the network thread (paho's external loop)."""
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,17 @@ class WakeUp:
 class BrokerConnection:
     """A paho MQTT 5 client for one connection to ``url``; every call on the network thread."""
 
-    def __init__(self, url: BrokerUrl, client_id: str, *, keepalive: int, tls: TlsFiles | None,
-                 connect_timeout: float, on_publish: Callable, on_message: Callable):
+    def __init__(
+        self,
+        url: BrokerUrl,
+        client_id: str,
+        *,
+        keepalive: int,
+        tls: TlsFiles | None,
+        connect_timeout: float,
+        on_publish: Callable,
+        on_message: Callable,
+    ):
         self.url = url
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout

@@ -1,4 +1,5 @@
 """What the link sends next from the outbox, and what is in flight until its PUBACK."""
+
 from __future__ import annotations
 
 import collections
@@ -14,10 +15,10 @@ from agent.outbox import CRITICAL, Outbox
 from agent.telemetry import Message
 
 log = logging.getLogger("agent.mqtt")
-WINDOW = 200          # messages in flight at once (the broker's Receive Maximum may lower it)
-PAGE = 500            # backlog rows read from the outbox at a time
+WINDOW = 200  # messages in flight at once (the broker's Receive Maximum may lower it)
+PAGE = 500  # backlog rows read from the outbox at a time
 
-Item = tuple[int, str, bytes, bool]   # outbox id, topic, payload, retain
+Item = tuple[int, str, bytes, bool]  # outbox id, topic, payload, retain
 
 
 def splice(payload: bytes, extra: dict) -> bytes:
@@ -43,9 +44,9 @@ class OutboxDrain:
         self.status_topic = status_topic
         self.acked = self.refused = 0
         self._live: collections.deque[Item] = collections.deque()
-        self._inflight: dict[int, int] = {}      # mid -> outbox id
+        self._inflight: dict[int, int] = {}  # mid -> outbox id
         self._held: dict[str, collections.deque[Item]] = {}
-        self._backlog: dict[str, int] = {}       # topic -> unsent backlog rows
+        self._backlog: dict[str, int] = {}  # topic -> unsent backlog rows
         self._page: collections.deque = collections.deque()
         self._boundary = self._cursor = 0
         self._idle = threading.Condition()

@@ -1,4 +1,5 @@
 """Which broker the link connects to: primary first, the next on failure, back to the primary."""
+
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,7 @@ import time
 from agent.mqtt.brokers import BrokerUrl
 
 log = logging.getLogger("agent.mqtt")
-PROBE_EVERY = 1.0     # seconds between TCP probes of the primary while on another broker
+PROBE_EVERY = 1.0  # seconds between TCP probes of the primary while on another broker
 
 
 class BrokerChoice:

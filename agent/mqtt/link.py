@@ -1,4 +1,5 @@
 """The MQTT link: the network thread and its broker connection, composing the other parts."""
+
 from __future__ import annotations
 
 import logging
@@ -27,10 +28,21 @@ class MqttLink(Publisher):
     :class:`SessionMessages` builds the births and statuses.
     """
 
-    def __init__(self, urls: list[str], atm_id: str, outbox: Outbox, *, keepalive: int = 10,
-                 tls: TlsFiles | None = None, failback_after: float = 30.0, connect_timeout: float = 3.0,
-                 birth: dict | None = None, on_command=None, clock=time.time,
-                 make_message: Callable[..., Message] | None = None):
+    def __init__(
+        self,
+        urls: list[str],
+        atm_id: str,
+        outbox: Outbox,
+        *,
+        keepalive: int = 10,
+        tls: TlsFiles | None = None,
+        failback_after: float = 30.0,
+        connect_timeout: float = 3.0,
+        birth: dict | None = None,
+        on_command=None,
+        clock=time.time,
+        make_message: Callable[..., Message] | None = None,
+    ):
         if isinstance(urls, str):
             urls = [urls]
         if not urls:
@@ -50,7 +62,7 @@ class MqttLink(Publisher):
         self.drain = OutboxDrain(outbox, self.messages.status_topic)
         self._wakeup = WakeUp()
         self.commands = CommandChannel(self.prefix, on_command, self._wakeup.set)
-        self._birth: dict = dict(birth or {})   # the latest snapshot the loop handed over
+        self._birth: dict = dict(birth or {})  # the latest snapshot the loop handed over
         self.current: BrokerUrl | None = None
         self.bdseq = 0
         self.failovers = 0
@@ -157,9 +169,15 @@ class MqttLink(Publisher):
         then the backlog), on failure move on to the next broker."""
         url = self.brokers.target
         self.bdseq = self.outbox.next_counter("bdseq")
-        connection = BrokerConnection(url, f"atm-{self.atm_id}", keepalive=self.keepalive, tls=self.tls,
-                                      connect_timeout=self.connect_timeout, on_publish=self.drain.on_publish,
-                                      on_message=self.commands.on_message)
+        connection = BrokerConnection(
+            url,
+            f"atm-{self.atm_id}",
+            keepalive=self.keepalive,
+            tls=self.tls,
+            connect_timeout=self.connect_timeout,
+            on_publish=self.drain.on_publish,
+            on_message=self.commands.on_message,
+        )
         why = connection.open(self.messages.status_topic, self.messages.will(self.bdseq))
         if why:
             self._first_attempt.set()
@@ -183,8 +201,10 @@ class MqttLink(Publisher):
 
     def _send_birth(self, connection: BrokerConnection) -> None:
         facts = self._birth
-        for message in (self.messages.birth(self.bdseq, str(self.current), facts),
-                        self.messages.online(self.bdseq, facts)):
+        for message in (
+            self.messages.birth(self.bdseq, str(self.current), facts),
+            self.messages.online(self.bdseq, facts),
+        ):
             connection.publish(message.topic, message.encode(), True)
 
     def _service(self) -> None:

@@ -1,4 +1,5 @@
 """The messages that open and close a session: birth, online and offline status, the Will."""
+
 from __future__ import annotations
 
 import time
@@ -15,8 +16,9 @@ class SessionMessages:
     agent's ``Telemetry.message``); without it a bare one with ``atm_id`` and ``ts``.
     """
 
-    def __init__(self, atm_id: str, make_message: Callable[..., Message] | None = None,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self, atm_id: str, make_message: Callable[..., Message] | None = None, clock: Callable[[], float] = time.time
+    ):
         self.atm_id = atm_id
         self.prefix = f"{TOPIC_ROOT}/{atm_id}/"
         self.status_topic = self.prefix + "status"
@@ -29,20 +31,25 @@ class SessionMessages:
 
     def will(self, bdseq: int) -> bytes:
         """The retained offline status the broker publishes when the connection dies."""
-        return self.make("status", {"state": "offline", "service": "unknown", "reason": "connection_lost",
-                                    "bdSeq": bdseq}, retain=True).encode()
+        return self.make(
+            "status",
+            {"state": "offline", "service": "unknown", "reason": "connection_lost", "bdSeq": bdseq},
+            retain=True,
+        ).encode()
 
     def birth(self, bdseq: int, broker: str, facts: dict) -> Message:
         return self.make("birth", {"bdSeq": bdseq, "broker": broker, **facts}, retain=True)
 
     def online(self, bdseq: int, facts: dict) -> Message:
-        return self.make("status", {"state": "online", "service": facts.get("service", "unknown"),
-                                    "bdSeq": bdseq}, retain=True)
+        return self.make(
+            "status", {"state": "online", "service": facts.get("service", "unknown"), "bdSeq": bdseq}, retain=True
+        )
 
     def offline(self, bdseq: int, reason: str) -> Message:
         """Our own offline status at an intentional DISCONNECT (which suppresses the Will)."""
-        return self.make("status", {"state": "offline", "service": "unknown", "reason": reason,
-                                    "bdSeq": bdseq}, retain=True)
+        return self.make(
+            "status", {"state": "offline", "service": "unknown", "reason": reason, "bdSeq": bdseq}, retain=True
+        )
 
     def event(self, body: dict) -> Message:
         """An event of the link itself (``broker_failover``, ``outbox_trimmed``)."""

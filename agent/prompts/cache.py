@@ -6,6 +6,7 @@ up files. A prompt that is not rendered gives ``None`` and the caller shows
 text. Each louder (prompt, language, volume) a pattern plays is its own WAV,
 derived from the rendered one by ``scale_wav`` when the cache is warmed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -74,8 +75,7 @@ class PromptCache:
 
     command = (sys.executable, "-m", "agent.render_speech")
 
-    def __init__(self, directory: str | os.PathLike | None, catalogue: Catalogue,
-                 timeout: float = 60.0):
+    def __init__(self, directory: str | os.PathLike | None, catalogue: Catalogue, timeout: float = 60.0):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.catalogue = catalogue
         self.timeout = timeout
@@ -108,16 +108,23 @@ class PromptCache:
 
     def chime_volumes(self) -> list[float]:
         """Volumes other than 1.0 at which a pattern plays the chime."""
-        return sorted({step.volume for name in self.catalogue.patterns
-                       for step in self.catalogue.pattern(name).steps()
-                       if step.chime and _percent(step.volume) != 100})
+        return sorted(
+            {
+                step.volume
+                for name in self.catalogue.patterns
+                for step in self.catalogue.pattern(name).steps()
+                if step.chime and _percent(step.volume) != 100
+            }
+        )
 
     def missing(self) -> list[str]:
         """Names of every prompt (and louder copy) without a valid WAV."""
-        names = [name for name, pid, lang in self._entries()
-                 if wav_duration(self.path(pid, lang)) is None]
-        names += [_variant_name(f"{lang}/{pid}", vol) for pid, lang, vol in self.variants()
-                  if wav_duration(self.path(pid, lang, vol)) is None]
+        names = [name for name, pid, lang in self._entries() if wav_duration(self.path(pid, lang)) is None]
+        names += [
+            _variant_name(f"{lang}/{pid}", vol)
+            for pid, lang, vol in self.variants()
+            if wav_duration(self.path(pid, lang, vol)) is None
+        ]
         return names
 
     def warm(self) -> WarmReport:
@@ -146,8 +153,9 @@ class PromptCache:
                 report.cached += 1
                 continue
             meta = self.catalogue.language(lang)
-            jobs.setdefault(out, {"text": self.catalogue.speech(pid, lang),
-                                  "voice": meta.voice, "rate": meta.rate, "out": out})
+            jobs.setdefault(
+                out, {"text": self.catalogue.speech(pid, lang), "voice": meta.voice, "rate": meta.rate, "out": out}
+            )
             names.setdefault(out, []).append(name)
         if jobs:
             results = self._run(list(jobs.values()))
@@ -165,10 +173,13 @@ class PromptCache:
 
     def _derive(self, report: WarmReport) -> None:
         """Make the missing louder copies from the rendered WAVs (and the chime)."""
-        todo = [(_variant_name("chime", vol), self.chime_path(), self.chime_path(vol), vol)
-                for vol in self.chime_volumes()]
-        todo += [(_variant_name(f"{lang}/{pid}", vol), self.path(pid, lang), self.path(pid, lang, vol), vol)
-                 for pid, lang, vol in self.variants()]
+        todo = [
+            (_variant_name("chime", vol), self.chime_path(), self.chime_path(vol), vol) for vol in self.chime_volumes()
+        ]
+        todo += [
+            (_variant_name(f"{lang}/{pid}", vol), self.path(pid, lang), self.path(pid, lang, vol), vol)
+            for pid, lang, vol in self.variants()
+        ]
         for name, src, dst, vol in todo:
             if wav_duration(dst) is not None or wav_duration(src) is None:
                 continue  # already there, or its speech failed (reported already)
@@ -185,8 +196,9 @@ class PromptCache:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_IMPORT_ROOT), env.get("PYTHONPATH")]))
         errors: dict[str, str] = {}
         try:
-            proc = subprocess.run(list(self.command), input=json.dumps(jobs).encode(),
-                                  capture_output=True, timeout=self.timeout, env=env)
+            proc = subprocess.run(
+                list(self.command), input=json.dumps(jobs).encode(), capture_output=True, timeout=self.timeout, env=env
+            )
             stdout, tail = proc.stdout, f"renderer exited with {proc.returncode}"
             if proc.returncode != 0:
                 tail += ": " + proc.stderr.decode(errors="replace").strip()[-300:]

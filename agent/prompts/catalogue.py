@@ -5,6 +5,7 @@ prompt (``display`` text, ``speech`` text); ``patterns.toml`` says how the
 forgotten-item prompts repeat and escalate. Every field is declared below and
 checked on load; an error is a :class:`PromptError` naming file and field.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,14 +17,28 @@ from agent import resources
 from devices.fields import Field, FieldError, TomlFileError, check_table, fields, read_toml
 
 PROMPT_IDS = (
-    "forgotten_card", "forgotten_card_deposit", "forgotten_cash", "take_card", "take_cash",
-    "transfer_caution", "card_retained", "cash_retracted", "operator_help", "welcome",
-    "enter_pin", "wrong_pin", "out_of_service", "declined",
-    "card_expired", "card_blocked", "card_unreadable",
-    "forgotten_card_urgent", "forgotten_cash_urgent",
+    "forgotten_card",
+    "forgotten_card_deposit",
+    "forgotten_cash",
+    "take_card",
+    "take_cash",
+    "transfer_caution",
+    "card_retained",
+    "cash_retracted",
+    "operator_help",
+    "welcome",
+    "enter_pin",
+    "wrong_pin",
+    "out_of_service",
+    "declined",
+    "card_expired",
+    "card_blocked",
+    "card_unreadable",
+    "forgotten_card_urgent",
+    "forgotten_cash_urgent",
 )
 PATTERN_NAMES = ("forgotten_card", "forgotten_card_deposit", "forgotten_cash")
-MIN_VOLUME, MAX_VOLUME = 0.1, 3.0   # gain on the rendered speech; 1.0 = as rendered
+MIN_VOLUME, MAX_VOLUME = 0.1, 3.0  # gain on the rendered speech; 1.0 = as rendered
 MAX_REPEATS = 100
 PATTERNS_FILE = "patterns.toml"
 ASSETS_DIR = resources.prompts_dir()
@@ -84,9 +99,12 @@ class Pattern:
     def step(self, repeat: int) -> Step:
         """What repeat number ``repeat`` (1-based) plays."""
         if self.escalate_after is not None and repeat >= self.escalate_after:
-            return Step(self.escalate_prompt or self.prompt,
-                        self.volume if self.escalate_volume is None else self.escalate_volume,
-                        self.chime if self.escalate_chime is None else self.escalate_chime, True)
+            return Step(
+                self.escalate_prompt or self.prompt,
+                self.volume if self.escalate_volume is None else self.escalate_volume,
+                self.chime if self.escalate_chime is None else self.escalate_chime,
+                True,
+            )
         return Step(self.prompt, self.volume, self.chime, False)
 
     def steps(self) -> list[Step]:
@@ -122,6 +140,7 @@ def _volume(name: str) -> Field:
 
 def pattern_fields(prompt_ids: set[str]) -> dict[str, Field]:
     """The fields of one pattern; prompt references must name one of ``prompt_ids``."""
+
     def known(prompt: str) -> str | None:
         return None if prompt in prompt_ids else f"unknown prompt id {prompt!r}"
 
@@ -140,6 +159,7 @@ def pattern_fields(prompt_ids: set[str]) -> dict[str, Field]:
 
 # --- loading ---------------------------------------------------------------------
 
+
 def _read(path, file: str) -> dict:
     try:
         return read_toml(path, "catalogue file")
@@ -156,7 +176,7 @@ def _table(raw, spec: dict[str, Field], file: str, where: str) -> dict:
 
 
 def _load_language(path) -> Language:
-    file, stem = path.name, path.name[:-len(".toml")]
+    file, stem = path.name, path.name[: -len(".toml")]
     data = _read(path, file)
     if "meta" not in data:
         raise PromptError(file, "meta", "missing field")
@@ -184,15 +204,20 @@ def _load_pattern(name: str, table, spec: dict[str, Field], file: str) -> Patter
         if not 2 <= after <= v["repeats"]:
             raise PromptError(file, f"{name}.escalate_after", f"{after} must be from 2 to repeats ({v['repeats']})")
         if not given:
-            raise PromptError(file, f"{name}.escalate_after",
-                              "needs escalate_prompt, escalate_volume or escalate_chime")
-        if ((e_prompt or v["prompt"]), (volume if e_volume is None else e_volume),
-                (v["chime"] if e_chime is None else e_chime)) == (v["prompt"], volume, v["chime"]):
+            raise PromptError(
+                file, f"{name}.escalate_after", "needs escalate_prompt, escalate_volume or escalate_chime"
+            )
+        if (
+            (e_prompt or v["prompt"]),
+            (volume if e_volume is None else e_volume),
+            (v["chime"] if e_chime is None else e_chime),
+        ) == (v["prompt"], volume, v["chime"]):
             raise PromptError(file, f"{name}.{given[0]}", "the escalation plays the same as the normal repeats")
     elif given:
         raise PromptError(file, f"{name}.escalate_after", f"missing field (needed by {given[0]})")
-    return Pattern(name, v["prompt"], v["chime"], v["interval"], v["repeats"], volume,
-                   after, e_prompt, e_volume, e_chime)
+    return Pattern(
+        name, v["prompt"], v["chime"], v["interval"], v["repeats"], volume, after, e_prompt, e_volume, e_chime
+    )
 
 
 def _load_patterns(path, prompt_ids: set) -> dict[str, Pattern]:

@@ -2,6 +2,7 @@
 
 16-bit PCM mono, what espeak-ng renders; standard library only.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,7 +67,7 @@ def scale_wav(src: str | os.PathLike, dst: str | os.PathLike, gain: float) -> No
     if params.sampwidth != 2:
         raise wave.Error(f"{Path(src).name}: {8 * params.sampwidth}-bit audio, only 16-bit is supported")
     samples = array("h")
-    samples.frombytes(data[:len(data) - len(data) % 2])
+    samples.frombytes(data[: len(data) - len(data) % 2])
     if sys.byteorder == "big":
         samples.byteswap()
     top, knee = 32767.0, 32767.0 * LIMIT_KNEE

@@ -8,6 +8,7 @@ kana, kanji, hanzi and hangul; :func:`missing_glyphs` finds characters it would 
 
 Usage: python assets/video/make_help_video.py [--out-dir DIR] [--lang ja --lang en ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,37 +24,57 @@ W, H, FPS = 640, 360, 10
 INTRO, STEP_LEN = 1.5, 2.0
 N_STEPS = 4
 DURATION = INTRO + STEP_LEN * N_STEPS  # 9.5 s
-DEFAULT_LANGUAGE = "ja"                 # help.mp4 is a copy of this one
+DEFAULT_LANGUAGE = "ja"  # help.mp4 is a copy of this one
 
 # Per language: title, intro caption, the CANCEL and CALL button labels, four steps of two lines.
 TEXTS = {
     "ja": {
-        "title": "お困りですか？", "intro": "カードが入っています", "cancel": "取消", "call": "呼出",
-        "steps": [["画面の案内に", "従って操作してください"],
-                  ["取消ボタンを押すと", "カードが戻ります"],
-                  ["呼出ボタンを押すか受話器を取ると", "係員と話せます"],
-                  ["係員デスク：", "0120-000-000"]],
+        "title": "お困りですか？",
+        "intro": "カードが入っています",
+        "cancel": "取消",
+        "call": "呼出",
+        "steps": [
+            ["画面の案内に", "従って操作してください"],
+            ["取消ボタンを押すと", "カードが戻ります"],
+            ["呼出ボタンを押すか受話器を取ると", "係員と話せます"],
+            ["係員デスク：", "0120-000-000"],
+        ],
     },
     "en": {
-        "title": "Need help?", "intro": "Card inserted", "cancel": "CANCEL", "call": "CALL",
-        "steps": [["Follow the instructions", "on the screen"],
-                  ["Press CANCEL to get", "your card back"],
-                  ["Press CALL or pick up the phone", "to talk to an operator"],
-                  ["Operator desk:", "0120-000-000"]],
+        "title": "Need help?",
+        "intro": "Card inserted",
+        "cancel": "CANCEL",
+        "call": "CALL",
+        "steps": [
+            ["Follow the instructions", "on the screen"],
+            ["Press CANCEL to get", "your card back"],
+            ["Press CALL or pick up the phone", "to talk to an operator"],
+            ["Operator desk:", "0120-000-000"],
+        ],
     },
     "zh": {
-        "title": "需要帮助吗？", "intro": "银行卡已插入", "cancel": "取消", "call": "呼叫",
-        "steps": [["请按照屏幕上的", "提示进行操作"],
-                  ["按取消键", "取回您的银行卡"],
-                  ["按呼叫键或拿起电话", "与工作人员通话"],
-                  ["客服电话：", "0120-000-000"]],
+        "title": "需要帮助吗？",
+        "intro": "银行卡已插入",
+        "cancel": "取消",
+        "call": "呼叫",
+        "steps": [
+            ["请按照屏幕上的", "提示进行操作"],
+            ["按取消键", "取回您的银行卡"],
+            ["按呼叫键或拿起电话", "与工作人员通话"],
+            ["客服电话：", "0120-000-000"],
+        ],
     },
     "ko": {
-        "title": "도움이 필요하십니까?", "intro": "카드가 삽입되었습니다", "cancel": "취소", "call": "호출",
-        "steps": [["화면의 안내에", "따라 주십시오"],
-                  ["취소 버튼을 누르면", "카드가 반환됩니다"],
-                  ["호출 버튼을 누르거나 수화기를 들면", "상담원과 통화할 수 있습니다"],
-                  ["상담원 전화:", "0120-000-000"]],
+        "title": "도움이 필요하십니까?",
+        "intro": "카드가 삽입되었습니다",
+        "cancel": "취소",
+        "call": "호출",
+        "steps": [
+            ["화면의 안내에", "따라 주십시오"],
+            ["취소 버튼을 누르면", "카드가 반환됩니다"],
+            ["호출 버튼을 누르거나 수화기를 들면", "상담원과 통화할 수 있습니다"],
+            ["상담원 전화:", "0120-000-000"],
+        ],
     },
 }
 
@@ -149,8 +170,7 @@ def draw_button(img, cx, cy, label, color, press=0.0) -> None:
 def draw_handset(img, cx, cy, angle) -> None:
     """Phone handset: a curved grip with ear and mouth pieces, rotated by angle (rad)."""
     c, s = math.cos(angle), math.sin(angle)
-    arc = [(52 * math.cos(math.radians(a)), 30 - 52 * math.sin(math.radians(a)) * 0.55)
-           for a in range(20, 161, 10)]
+    arc = [(52 * math.cos(math.radians(a)), 30 - 52 * math.sin(math.radians(a)) * 0.55) for a in range(20, 161, 10)]
     pts = [(cx + x * c - y * s, cy + x * s + y * c) for x, y in arc]
     p = np.round(np.asarray(pts) * (1 << SHIFT)).astype(np.int32)
     cv2.polylines(img, [p], False, WHITE, 14, AA, SHIFT)
@@ -164,8 +184,14 @@ def draw_screen(img, cx, cy, t) -> None:
     fill(img, rect_pts(cx, cy, 150, 100, r=8), DARK)
     fill(img, rect_pts(cx, cy, 136, 86, r=5), (120, 80, 40))
     for i, w in enumerate((90, 70, 80)):
-        cv2.line(img, (int(cx - 55), int(cy - 25 + 18 * i)), (int(cx - 55 + w), int(cy - 25 + 18 * i)),
-                 WHITE if i != 1 or int(t * 4) % 2 == 0 else DIM, 3, AA)
+        cv2.line(
+            img,
+            (int(cx - 55), int(cy - 25 + 18 * i)),
+            (int(cx - 55 + w), int(cy - 25 + 18 * i)),
+            WHITE if i != 1 or int(t * 4) % 2 == 0 else DIM,
+            3,
+            AA,
+        )
     k = 0.5 - 0.5 * math.cos(2 * math.pi * min(t / 1.6, 1.0))
     x = cx + 95 - 20 * k
     fill(img, [(x, cy + 25), (x + 22, cy + 15), (x + 22, cy + 35)], GOLD)
@@ -185,8 +211,7 @@ def scene(img, i: int, t: float, lang: str) -> None:
         draw_handset(img, cx, cy - 40 - 25 * lift, -0.5 * lift + 0.08 * math.sin(t * 9) * lift)
         pulse = 0.5 + 0.5 * math.sin(t * 2 * math.pi)
         cv2.circle(img, (cx, cy + 50), int(30 + 10 * pulse), GREEN, 2, AA)
-        draw_button(img, cx, cy + 50, labels["call"], GREEN,
-                    ease((t - 1.0) / 0.3) * (1 - ease((t - 1.5) / 0.3)))
+        draw_button(img, cx, cy + 50, labels["call"], GREEN, ease((t - 1.0) / 0.3) * (1 - ease((t - 1.5) / 0.3)))
     else:
         draw_handset(img, cx, cy, 0.0)
         for k in range(3):
@@ -223,8 +248,16 @@ def frame(n: int, lang: str = DEFAULT_LANGUAGE) -> np.ndarray:
         text(img, str(i + 1), x + 6, y + 1, 18, DARK, 700)
         for j, line in enumerate(lines):
             big = i == 3 and j == 1
-            text(img, line, x + 38, y + 24 * j, 26 if big else 19, GOLD if big and active else col,
-                 700 if big else 400, W - 12 - 328)
+            text(
+                img,
+                line,
+                x + 38,
+                y + 24 * j,
+                26 if big else 19,
+                GOLD if big and active else col,
+                700 if big else 400,
+                W - 12 - 328,
+            )
     if cur >= 0:
         scene(img, cur, t - INTRO - cur * STEP_LEN, lang)
     return img
@@ -244,8 +277,9 @@ def write(out: Path, lang: str) -> Path:
 def main(argv=None) -> list[Path]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", default=str(Path(__file__).parent))
-    ap.add_argument("--lang", action="append", choices=sorted(TEXTS),
-                    help="a language to draw (repeatable; default: all)")
+    ap.add_argument(
+        "--lang", action="append", choices=sorted(TEXTS), help="a language to draw (repeatable; default: all)"
+    )
     args = ap.parse_args(argv)
     out_dir = Path(args.out_dir)
     written = []

@@ -9,20 +9,32 @@ Modules: ``interface`` (the Display device), ``video`` (files and overlays), ``t
 (text drawing), ``playback`` (the frame schedule), ``xserver`` (the X server seen without
 a client library) and ``opencv`` (the real window and its thread).
 """
+
 from devices.display.interface import MAX_SIZE, MIN_SIZE, Display
 from devices.display.opencv import OpenCVDisplay
 from devices.display.playback import FrameShown
 from devices.display.video import (
-                                   DEFAULT_VIDEO_LANGUAGE,
-                                   VIDEO_TEXTS,
-                                   overlay_boxes,
-                                   resolve_video,
-                                   seconds_left,
-                                   video_canvas,
+    DEFAULT_VIDEO_LANGUAGE,
+    VIDEO_TEXTS,
+    overlay_boxes,
+    resolve_video,
+    seconds_left,
+    video_canvas,
 )
 from devices.display.xserver import x_display_problem, x_screen_size
 
 __all__ = [
-    "DEFAULT_VIDEO_LANGUAGE", "MAX_SIZE", "MIN_SIZE", "VIDEO_TEXTS", "Display", "FrameShown", "OpenCVDisplay",
-    "overlay_boxes", "resolve_video", "seconds_left", "video_canvas", "x_display_problem", "x_screen_size",
+    "DEFAULT_VIDEO_LANGUAGE",
+    "MAX_SIZE",
+    "MIN_SIZE",
+    "VIDEO_TEXTS",
+    "Display",
+    "FrameShown",
+    "OpenCVDisplay",
+    "overlay_boxes",
+    "resolve_video",
+    "seconds_left",
+    "video_canvas",
+    "x_display_problem",
+    "x_screen_size",
 ]

@@ -1,4 +1,5 @@
 """The Display interface: screens of text and the help video."""
+
 from __future__ import annotations
 
 import abc
@@ -6,7 +7,7 @@ import time
 
 from devices.base import Device
 
-MIN_SIZE, MAX_SIZE = (160, 120), (7680, 4320)   # window sizes a locator may ask for (pixels)
+MIN_SIZE, MAX_SIZE = (160, 120), (7680, 4320)  # window sizes a locator may ask for (pixels)
 
 
 class Display(Device):
@@ -20,16 +21,18 @@ class Display(Device):
         simulated customer, know what is on the screen."""
 
     @abc.abstractmethod
-    def play_video(self, path: str, loop: bool = True, language: str | None = None,
-                   cancel_at: float | None = None) -> None:
+    def play_video(
+        self, path: str, loop: bool = True, language: str | None = None, cancel_at: float | None = None
+    ) -> None:
         """Start the video at once; never blocks the caller.
 
         ``language`` picks ``<stem>_<language>.mp4`` next to ``path`` when there is one and
         sets the language of the overlays; ``cancel_at`` (a time on the context's clock)
         adds the "cancelled in N s" countdown. Emits ``video_started`` / ``video_stopped``."""
 
-    def show_video(self, path: str, language: str | None = None, cancel_at: float | None = None,
-                   loop: bool = True) -> None:
+    def show_video(
+        self, path: str, language: str | None = None, cancel_at: float | None = None, loop: bool = True
+    ) -> None:
         self.play_video(path, loop=loop, language=language, cancel_at=cancel_at)
 
     @abc.abstractmethod

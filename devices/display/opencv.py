@@ -1,4 +1,5 @@
 """The OpenCV display: a real window, served by one thread for the life of the process."""
+
 from __future__ import annotations
 
 import collections
@@ -23,13 +24,14 @@ if TYPE_CHECKING:
 # What callers ask of the window thread: (kind, arguments...).
 ScreenRequest: TypeAlias = tuple[Literal["screen"], str, str, Mapping[str, object]]
 PlayRequest: TypeAlias = tuple[Literal["play"], str, bool, str, float | None, int]
-Request: TypeAlias = (ScreenRequest | PlayRequest | tuple[Literal["stop"]] | tuple[Literal["recreate"]]
-                      | tuple[Literal["close"]])
+Request: TypeAlias = (
+    ScreenRequest | PlayRequest | tuple[Literal["stop"]] | tuple[Literal["recreate"]] | tuple[Literal["close"]]
+)
 
 _gui_lock = threading.Lock()
 _gui_jobs: queue.SimpleQueue[OpenCVDisplay] = queue.SimpleQueue()
 _gui_thread: threading.Thread | None = None
-_gui_window = False   # the window exists (only the GUI thread touches this)
+_gui_window = False  # the window exists (only the GUI thread touches this)
 
 
 def _gui_worker() -> None:
@@ -62,14 +64,16 @@ class OpenCVDisplay(Display):
     """
 
     WINDOW = "ATM"
-    SLICE = 0.01     # longest wait on the request queue before the GUI events are pumped
-    REFRESH = 0.25   # the screen (not the video) is drawn again this often
+    SLICE = 0.01  # longest wait on the request queue before the GUI events are pumped
+    REFRESH = 0.25  # the screen (not the video) is drawn again this often
 
     def __init__(self, ctx: DeviceContext | None = None, locator: Locator | None = None):
         super().__init__(ctx, locator)
         self.fullscreen = self.loc.flag("fullscreen")
-        self.size = (self.loc.number("width", int, MIN_SIZE[0], MAX_SIZE[0], 1280),
-                     self.loc.number("height", int, MIN_SIZE[1], MAX_SIZE[1], 720))
+        self.size = (
+            self.loc.number("width", int, MIN_SIZE[0], MAX_SIZE[0], 1280),
+            self.loc.number("height", int, MIN_SIZE[1], MAX_SIZE[1], 720),
+        )
         self._requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self._finished = threading.Event()
         self._serving = False
@@ -78,7 +82,7 @@ class OpenCVDisplay(Display):
         self.frames_shown = 0
         self.frames_dropped = 0
         self.shown: collections.deque[FrameShown] = collections.deque(maxlen=1000)  # recent frames shown
-        self.screen_shown_at = 0.0   # monotonic time the window last went back to the screen
+        self.screen_shown_at = 0.0  # monotonic time the window last went back to the screen
 
     def open(self) -> None:
         super().open()
@@ -100,8 +104,9 @@ class OpenCVDisplay(Display):
         self._requests.put(("screen", screen, text, fields))
         self.emit("screen", screen=screen, text=text, fields=fields)
 
-    def play_video(self, path: str, loop: bool = True, language: str | None = None,
-                   cancel_at: float | None = None) -> None:
+    def play_video(
+        self, path: str, loop: bool = True, language: str | None = None, cancel_at: float | None = None
+    ) -> None:
         path, language = resolve_video(path, language)
         self._seq += 1
         self._playing.set()
@@ -134,6 +139,7 @@ class OpenCVDisplay(Display):
 
     def _start(self, path: str, loop: bool, language: str, cancel_at: float | None, seq: int) -> Playback | None:
         import cv2
+
         cap = cv2.VideoCapture(path)
         fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0
         if fps <= 0:
@@ -159,6 +165,7 @@ class OpenCVDisplay(Display):
     def _frame(self, video: Playback) -> bool:
         """Show the frame that is due now, skipping those whose time has passed; False at the end."""
         import cv2
+
         late = int((time.monotonic() - video.t0) * video.fps) - video.k  # whole frames behind
         for _ in range(max(0, late)):
             if not video.skip():
@@ -181,6 +188,7 @@ class OpenCVDisplay(Display):
         """Make the window ready for this display (window thread only)."""
         global _gui_window
         import cv2
+
         if recreate and _gui_window:
             cv2.destroyWindow(self.WINDOW)
             cv2.waitKey(5)
@@ -207,6 +215,7 @@ class OpenCVDisplay(Display):
     def _run(self) -> None:
         import cv2
         import numpy as np
+
         try:
             self._window()
         except cv2.error as exc:

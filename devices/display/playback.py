@@ -1,4 +1,5 @@
 """Video playback on the window thread: the frame schedule and the record of each frame shown."""
+
 from __future__ import annotations
 
 import time
@@ -40,13 +41,14 @@ class Playback:
     """The video being played on the window thread; frame ``k`` (counted from the start,
     across loops) is due at ``t0 + k / fps`` — an absolute schedule, so nothing drifts."""
 
-    def __init__(self, cap: cv2.VideoCapture, path: str, loop: bool, language: str,
-                 cancel_at: float | None, fps: float, seq: int):
+    def __init__(
+        self, cap: cv2.VideoCapture, path: str, loop: bool, language: str, cancel_at: float | None, fps: float, seq: int
+    ):
         self.cap, self.path, self.loop, self.language, self.cancel_at = cap, path, loop, language, cancel_at
         self.fps, self.seq = fps, seq
         self.t0 = time.monotonic()
-        self.k = 0          # frames shown or dropped so far
-        self.index = 0      # index in the file of the next frame
+        self.k = 0  # frames shown or dropped so far
+        self.index = 0  # index in the file of the next frame
         self.shown = 0
         self.dropped = 0
 
@@ -57,6 +59,7 @@ class Playback:
     def _grab(self) -> bool:
         """Grab the next frame, back to the first when the file ends and the video loops."""
         import cv2
+
         ok = self.cap.grab()
         if not ok and self.loop and self.index > 0:
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)

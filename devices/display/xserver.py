@@ -1,4 +1,5 @@
 """The X server seen without a client library: does it answer, and how big is its screen."""
+
 from __future__ import annotations
 
 import os
@@ -36,12 +37,12 @@ def _x_cookie(number: str) -> tuple[bytes, bytes]:
     host, pos = socket.gethostname().encode(), 0
     found = (b"", b"")
     while pos + 2 <= len(data):
-        family = int.from_bytes(data[pos:pos + 2], "big")
+        family = int.from_bytes(data[pos : pos + 2], "big")
         pos += 2
         fields: list[bytes] = []
         for _ in range(4):
-            n = int.from_bytes(data[pos:pos + 2], "big")
-            fields.append(data[pos + 2:pos + 2 + n])
+            n = int.from_bytes(data[pos : pos + 2], "big")
+            fields.append(data[pos + 2 : pos + 2 + n])
             pos += 2 + n
         address, num, name, cookie = fields
         if num.decode(errors="replace") in (number, "") and (family == 65535 or address == host):
@@ -88,7 +89,6 @@ def x_screen_size(display: str) -> tuple[int, int] | None:
         return None
     vendor_len, n_formats = int.from_bytes(reply[24:26], "little"), reply[29]
     screen = 40 + vendor_len + (-vendor_len % 4) + 8 * n_formats
-    w = int.from_bytes(reply[screen + 20:screen + 22], "little")
-    h = int.from_bytes(reply[screen + 22:screen + 24], "little")
+    w = int.from_bytes(reply[screen + 20 : screen + 22], "little")
+    h = int.from_bytes(reply[screen + 22 : screen + 24], "little")
     return (w, h) if w and h else None
-

@@ -14,6 +14,7 @@ Books 1 and 3 as far as an ATM needs the card's data:
 Every failure is a :class:`ChipReadError` with a ``code``; its message never
 holds the card number or track data.
 """
+
 from devices.emv.apdu import (
     GET_PROCESSING_OPTIONS,
     GET_RESPONSE,
@@ -40,9 +41,32 @@ from devices.emv.reader import read_card
 from devices.emv.selection import MAX_DIRECTORY_RECORDS
 
 __all__ = [
-    "GET_PROCESSING_OPTIONS", "GET_RESPONSE", "MAX_DIRECTORY_RECORDS", "MAX_ROUNDS", "NUMERIC_TAGS", "PSE_NAME",
-    "READ_RECORD", "SELECT_BY_NAME", "SW1_MORE_DATA", "SW1_WRONG_LE", "SW_CONDITIONS_NOT_SATISFIED",
-    "SW_FILE_INVALIDATED", "SW_FILE_NOT_FOUND", "SW_FUNCTION_NOT_SUPPORTED", "SW_OK", "SW_RECORD_NOT_FOUND",
-    "TERMINAL_DEFAULTS", "CardMute", "CardRemoved", "ChipReadError", "ChipTransportError", "Transmit",
-    "afl_entries", "dol_data", "exchange", "read_card", "read_record", "select",
+    "GET_PROCESSING_OPTIONS",
+    "GET_RESPONSE",
+    "MAX_DIRECTORY_RECORDS",
+    "MAX_ROUNDS",
+    "NUMERIC_TAGS",
+    "PSE_NAME",
+    "READ_RECORD",
+    "SELECT_BY_NAME",
+    "SW1_MORE_DATA",
+    "SW1_WRONG_LE",
+    "SW_CONDITIONS_NOT_SATISFIED",
+    "SW_FILE_INVALIDATED",
+    "SW_FILE_NOT_FOUND",
+    "SW_FUNCTION_NOT_SUPPORTED",
+    "SW_OK",
+    "SW_RECORD_NOT_FOUND",
+    "TERMINAL_DEFAULTS",
+    "CardMute",
+    "CardRemoved",
+    "ChipReadError",
+    "ChipTransportError",
+    "Transmit",
+    "afl_entries",
+    "dol_data",
+    "exchange",
+    "read_card",
+    "read_record",
+    "select",
 ]

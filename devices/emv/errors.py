@@ -1,4 +1,5 @@
 """The errors of a chip read."""
+
 from __future__ import annotations
 
 from devices.carddata import CardData

@@ -1,4 +1,5 @@
 """GET PROCESSING OPTIONS (the PDOL filled from terminal values) and the records the AFL names."""
+
 from __future__ import annotations
 
 from devices import tlv
@@ -20,13 +21,13 @@ from devices.emv.tags import (
 # Terminal values for the PDOL; ``terminal=`` overrides them. 9A (date) and
 # 9F37 (unpredictable number) are made for each read.
 TERMINAL_DEFAULTS: dict[int, bytes] = {
-    0x9F1A: bytes.fromhex("0392"),      # terminal country code: Japan
-    0x5F2A: bytes.fromhex("0392"),      # transaction currency code: yen
-    0x9C: bytes.fromhex("00"),          # transaction type
-    0x9F02: bytes(6),                   # amount, authorised
-    0x9F03: bytes(6),                   # amount, other
-    0x95: bytes(5),                     # terminal verification results
-    0x9F35: bytes.fromhex("14"),        # terminal type: unattended, bank, online only (ATM)
+    0x9F1A: bytes.fromhex("0392"),  # terminal country code: Japan
+    0x5F2A: bytes.fromhex("0392"),  # transaction currency code: yen
+    0x9C: bytes.fromhex("00"),  # transaction type
+    0x9F02: bytes(6),  # amount, authorised
+    0x9F03: bytes(6),  # amount, other
+    0x95: bytes(5),  # terminal verification results
+    0x9F35: bytes.fromhex("14"),  # terminal type: unattended, bank, online only (ATM)
     0x9F66: bytes.fromhex("14C00000"),  # TTQ: contact chip, online PIN; online cryptogram, CVM required
 }
 # Numeric (format n) terminal elements: padded on the left and cut from the
@@ -45,7 +46,7 @@ def dol_data(dol: list[tuple[int, int]], values: dict[int, bytes]) -> bytes:
             value = bytes(length)
         numeric = tag in NUMERIC_TAGS
         if len(value) > length:
-            value = value[len(value) - length:] if numeric else value[:length]
+            value = value[len(value) - length :] if numeric else value[:length]
         elif len(value) < length:
             pad = bytes(length - len(value))
             value = pad + value if numeric else value + pad

@@ -1,4 +1,5 @@
 """The whole read: select an application, read its records, check the card's data."""
+
 from __future__ import annotations
 
 import secrets
@@ -69,11 +70,18 @@ def card_data(pool: list[tlv.Tlv], key: bytes, label: str, aid: bytes, today: st
     if not 1 <= int(expiry[2:]) <= 12:
         raise malformed("the expiry date has no valid month")
     country = bcd_digits(country_raw, "the issuer country (5F28)", 4) if country_raw is not None else ""
-    service = (bcd_digits(service_raw, "the service code (5F30)", 4)[1:] if service_raw is not None
-               else t2_service)
+    service = bcd_digits(service_raw, "the service code (5F30)", 4)[1:] if service_raw is not None else t2_service
     try:
-        card = CardData(number, key, expiry=expiry, service_code=service, source="chip",
-                        country=country, label=label, aid=aid.hex().upper())
+        card = CardData(
+            number,
+            key,
+            expiry=expiry,
+            service_code=service,
+            source="chip",
+            country=country,
+            label=label,
+            aid=aid.hex().upper(),
+        )
     except CardDataError as err:
         raise malformed(f"the chip's card number is not valid: {err}") from None
     if yyyymm(expiry) < yyyymm(today[:4]):
@@ -82,8 +90,9 @@ def card_data(pool: list[tlv.Tlv], key: bytes, label: str, aid: bytes, today: st
 
 
 # the read ------------------------------------------------------------------------
-def read_card(transmit: Transmit, key: bytes, fallback_aids: list[bytes], today: str,
-              terminal: dict[int, bytes] | None = None) -> CardData:
+def read_card(
+    transmit: Transmit, key: bytes, fallback_aids: list[bytes], today: str, terminal: dict[int, bytes] | None = None
+) -> CardData:
     """Select an application, read its records and return the card's data.
 
     ``today`` is YYMMDD. ``fallback_aids`` are tried in order when the card
@@ -92,16 +101,16 @@ def read_card(transmit: Transmit, key: bytes, fallback_aids: list[bytes], today:
     """
     if not (len(today) == 6 and today.isdigit()):
         raise ValueError("today must be YYMMDD")
-    values = {**TERMINAL_DEFAULTS, 0x9A: bytes.fromhex(today), 0x9F37: secrets.token_bytes(4),
-              **(terminal or {})}
+    values = {**TERMINAL_DEFAULTS, 0x9A: bytes.fromhex(today), 0x9F37: secrets.token_bytes(4), **(terminal or {})}
     try:
         return read_application(transmit, key, fallback_aids, today, values)
     except tlv.TlvError as err:
         raise malformed(f"the card sent malformed TLV: {err}") from err
 
 
-def read_application(transmit: Transmit, key: bytes, fallback_aids: list[bytes], today: str,
-                     values: dict[int, bytes]) -> CardData:
+def read_application(
+    transmit: Transmit, key: bytes, fallback_aids: list[bytes], today: str, values: dict[int, bytes]
+) -> CardData:
     """The card's data from the first application that can be selected and read."""
     apps = directory(transmit) or [App(bytes(aid)) for aid in fallback_aids]
     if not apps:
@@ -132,8 +141,13 @@ def read_application(transmit: Transmit, key: bytes, fallback_aids: list[bytes],
         pool = read_records(transmit, afl)
         label = find_path(fci, T_FCI, T_FCI_PROPRIETARY, T_LABEL)
         df_name = find_path(fci, T_FCI, T_DF_NAME)
-        return card_data(pool, key, printable_label(label.value) if label else app.label,
-                     df_name.value if df_name else app.aid, today)
+        return card_data(
+            pool,
+            key,
+            printable_label(label.value) if label else app.label,
+            df_name.value if df_name else app.aid,
+            today,
+        )
     detail = "; ".join(tried)
     if blocked:
         raise ChipReadError("blocked", f"no usable application, one is blocked: {detail}")

@@ -1,4 +1,5 @@
 """Application selection: the PSE directory, best application first."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """The EMV tags an ATM reads and helpers to find values among the card's data objects."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

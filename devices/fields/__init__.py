@@ -3,8 +3,18 @@
 Nothing here imports the project, so ``fsm``, ``devices``, ``hw_mocks`` and
 ``agent`` may all use it without breaking the layering rules.
 """
+
 from devices.fields.fields import REQUIRED, Field, FieldError, check_table, fields
 from devices.fields.tomlfile import MAX_DEPTH, MAX_SIZE, TomlFileError, read_toml
 
-__all__ = ["REQUIRED", "Field", "FieldError", "check_table", "fields",
-           "MAX_DEPTH", "MAX_SIZE", "TomlFileError", "read_toml"]
+__all__ = [
+    "REQUIRED",
+    "Field",
+    "FieldError",
+    "check_table",
+    "fields",
+    "MAX_DEPTH",
+    "MAX_SIZE",
+    "TomlFileError",
+    "read_toml",
+]

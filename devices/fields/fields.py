@@ -6,6 +6,7 @@ one :class:`FieldError` naming the first bad field, e.g.
 ``timeouts.idle_help: -3 is outside 0.01..86400 (seconds without input before
 the help video)``. Unknown keys are errors; every number has bounds.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,13 +68,18 @@ class Field:
         kind = self.type
         ok = isinstance(raw, (int, float) if kind is float else kind)
         if not ok or (isinstance(raw, bool) and kind is not bool):
-            raise FieldError(where, self._explain(
-                f"must be {TYPE_WORDS[kind]}, got {type(raw).__name__} {_short(raw)}"))
+            raise FieldError(
+                where, self._explain(f"must be {TYPE_WORDS[kind]}, got {type(raw).__name__} {_short(raw)}")
+            )
         if self.choices and raw not in self.choices:
-            raise FieldError(where, self._explain(
-                f"must be one of {', '.join(map(str, self.choices))}, got {_short(raw)}"))
-        if kind in (int, float) and self.low is not None and not (
-                (isinstance(raw, int) or math.isfinite(raw)) and self.low <= raw <= self.high):
+            raise FieldError(
+                where, self._explain(f"must be one of {', '.join(map(str, self.choices))}, got {_short(raw)}")
+            )
+        if (
+            kind in (int, float)
+            and self.low is not None
+            and not ((isinstance(raw, int) or math.isfinite(raw)) and self.low <= raw <= self.high)
+        ):
             raise FieldError(where, self._explain(f"{_short(raw)} is outside {_num(self.low)}..{_num(self.high)}"))
         if kind is float:
             raw = float(raw)
@@ -110,6 +116,7 @@ def check_table(raw: Any, spec: dict[str, Field], where: str = "", noun: str = "
     ``where`` prefixes the field names (``"timeouts"`` gives
     ``timeouts.idle_help``); ``noun`` names what a key is in messages.
     """
+
     def name(key: object) -> str:
         return f"{where}.{key}" if where else str(key)
 
@@ -139,7 +146,7 @@ def _short(value: Any, limit: int = 60) -> str:
         text = repr(value)
     except ValueError:  # an int too long to print
         return "a number too large to print"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _length_problem(raw: Sized, lo: int, hi: int) -> str:

@@ -1,4 +1,5 @@
 """Read a TOML file so that any bad input is one clear line, not a traceback."""
+
 from __future__ import annotations
 
 import codecs
@@ -8,8 +9,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-MAX_SIZE = 1 << 20   # bytes: rig, config, catalogue and profile files are a few KB
-MAX_DEPTH = 32       # tables and arrays inside each other
+MAX_SIZE = 1 << 20  # bytes: rig, config, catalogue and profile files are a few KB
+MAX_DEPTH = 32  # tables and arrays inside each other
 
 
 class TomlFileError(ValueError):
@@ -43,9 +44,10 @@ def read_toml(path: str | os.PathLike[str] | Traversable, what: str = "file") ->
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise TomlFileError(where, f"not UTF-8 text (byte {data[exc.start]:#04x} on line {line});"
-                            " TOML files must be UTF-8") from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise TomlFileError(
+            where, f"not UTF-8 text (byte {data[exc.start]:#04x} on line {line}); TOML files must be UTF-8"
+        ) from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

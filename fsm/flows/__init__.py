@@ -5,6 +5,7 @@ parts' bound methods, and gives each state the ``on_enter_<state>`` /
 ``on_exit_<state>`` methods the parts define. A name no part defines is an
 error when the machine is built, never a silent no-op.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -32,8 +33,13 @@ def _resolve(name: str, parts: list[Any]) -> Callable[..., Any]:
     raise LookupError(f"no session-flow part defines the callback {name!r}")
 
 
-def bind(states: Iterable[str], table: list[dict[str, Any]], parts: list[Any],
-         timed: Iterable[str], leave_state: Callable[..., Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def bind(
+    states: Iterable[str],
+    table: list[dict[str, Any]],
+    parts: list[Any],
+    timed: Iterable[str],
+    leave_state: Callable[..., Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """States with their enter/exit callbacks, and the rows with callables for names."""
     timed = set(timed)
     bound_states = []

@@ -1,4 +1,5 @@
 """The card: idle, reading it, the PIN pad, handing it back and retaining it."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,8 +21,12 @@ if TYPE_CHECKING:
 CHIP_SILENT = {"mute_card", "no_card", "chip_unavailable"}
 # Chip faults that refuse the card outright, and the reason the customer hears.
 CHIP_REFUSALS = {"application_blocked": "blocked", "card_expired": "expired", "card_removed": "removed"}
-REFUSAL_PROMPTS = {"expired": "card_expired", "blocked": "card_blocked", "unreadable": "card_unreadable",
-                   "removed": "card_unreadable"}
+REFUSAL_PROMPTS = {
+    "expired": "card_expired",
+    "blocked": "card_blocked",
+    "unreadable": "card_unreadable",
+    "removed": "card_unreadable",
+}
 
 
 class CardFlow:
@@ -52,8 +57,7 @@ class CardFlow:
     def on_enter_reading_card(self, event: Any) -> None:
         atm = self.atm
         atm.sessions_done += 1
-        atm.session = Session(f"{atm.session_prefix}-{atm.sessions_done:06d}", atm.clock.now(),
-                              atm.cfg.languages[0])
+        atm.session = Session(f"{atm.session_prefix}-{atm.sessions_done:06d}", atm.clock.now(), atm.cfg.languages[0])
         camera = atm.devices.camera
         if camera.usable:  # a picture of the customer, its shape in the journal
             atm.commands.send("camera", "snapshot", camera.snapshot, then=self._snapshot_taken)
@@ -66,8 +70,7 @@ class CardFlow:
         atm.report.step(atm.sid, "card_inserted", camera=shape)
         chip = atm.devices.chip
         if chip.usable:
-            atm.commands.send("chip", "read_card", partial(chip.read_card, atm.cfg.card_key),
-                              then=self._chip_read)
+            atm.commands.send("chip", "read_card", partial(chip.read_card, atm.cfg.card_key), then=self._chip_read)
         else:
             self._chip_failed("chip_unavailable")
 
@@ -106,8 +109,7 @@ class CardFlow:
         # The token answers "was this card used here?"; the last 4 digits are for people.
         # Never the masked BIN next to the token: together they narrow the number too much.
         atm.report.step(atm.sid, "card_read", last4=card.last4, token=card.token, source=card.source)
-        atm.out("card", masked=card.masked, source=card.source, country=card.country,
-                label=card.label, session=atm.sid)
+        atm.out("card", masked=card.masked, source=card.source, country=card.country, label=card.label, session=atm.sid)
         atm.card_read()
 
     def _refused(self, reason: str) -> None:
@@ -133,8 +135,7 @@ class CardFlow:
     # -- handing the card back ------------------------------------------------
     def on_enter_ejecting_card(self, event: Any) -> None:
         atm = self.atm
-        atm.commands.run("card_reader", "eject_card", atm.devices.card_reader.eject, atm.sid,
-                         then=self._ejected)
+        atm.commands.run("card_reader", "eject_card", atm.devices.card_reader.eject, atm.sid, then=self._ejected)
 
     def _ejected(self, completion: Completion) -> None:
         raise_unexpected(completion)
@@ -148,8 +149,14 @@ class CardFlow:
     def on_enter_retaining_card(self, event: Any) -> None:
         atm = self.atm
         reason = "forgotten" if event.event.name == "take_timed_out" else atm.current.outcome
-        atm.commands.run("card_reader", "capture_card", atm.devices.card_reader.capture, atm.sid,
-                         then=lambda completion: self._retained(reason, completion), reason=reason)
+        atm.commands.run(
+            "card_reader",
+            "capture_card",
+            atm.devices.card_reader.capture,
+            atm.sid,
+            then=lambda completion: self._retained(reason, completion),
+            reason=reason,
+        )
 
     def _retained(self, reason: str, completion: Completion) -> None:
         raise_unexpected(completion)
@@ -187,11 +194,14 @@ class CardFlow:
 
         def ignore(completion: Completion) -> None:
             pass
+
         steps: list[Callable[[], object]] = [
             lambda: queue.submit("disable_entry", reader.disable_entry, ignore),
-            lambda: atm.telemetry.status(True, "out_of_service")]
+            lambda: atm.telemetry.status(True, "out_of_service"),
+        ]
         if atm.session is not None:
-            steps[:0] = [atm.flows.host.reverse,
-                         lambda: queue.submit("eject_card", reader.eject, ignore)
-                         if reader.position.value == "inside" else None]
+            steps[:0] = [
+                atm.flows.host.reverse,
+                lambda: queue.submit("eject_card", reader.eject, ignore) if reader.position.value == "inside" else None,
+            ]
         return steps

@@ -1,4 +1,5 @@
 """Withdrawal: dispensing into the stacker, presenting, retracting, purging."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -29,24 +30,39 @@ class CashFlow:
             atm.flows.host.reverse()
             atm.dispensed()
             return
-        atm.commands.run("dispenser", "dispense", partial(dispenser.dispense, plan), atm.sid,
-                         then=self._dispensed, outcome=self._dispense_outcome, cassettes=dispenser.cassettes,
-                         plan=plan, amount=session.amount,
-                         counts={c.id: c.count for c in dispenser.cassettes})
+        atm.commands.run(
+            "dispenser",
+            "dispense",
+            partial(dispenser.dispense, plan),
+            atm.sid,
+            then=self._dispensed,
+            outcome=self._dispense_outcome,
+            cassettes=dispenser.cassettes,
+            plan=plan,
+            amount=session.amount,
+            counts={c.id: c.count for c in dispenser.cassettes},
+        )
 
     def _result(self, completion: Completion) -> DispenseResult:
         """What the dispense did; a command that raised may have moved notes unseen."""
         result = completion.result
         if isinstance(result, DispenseResult):
             return result
-        return DispenseResult(requested=dict(self.atm.current.plan or {}),
-                              fault_code=completion.fault_code or "hardwareError", uncertain=True)
+        return DispenseResult(
+            requested=dict(self.atm.current.plan or {}),
+            fault_code=completion.fault_code or "hardwareError",
+            uncertain=True,
+        )
 
     def _dispense_outcome(self, completion: Completion) -> dict[str, Any]:
         result = self._result(completion)
-        return {"ok": result.complete, "picked": result.picked, "rejected": result.rejected,
-                "fault": result.fault_code,
-                **({"result": "unknown", "reconcile": "required"} if result.uncertain else {})}
+        return {
+            "ok": result.complete,
+            "picked": result.picked,
+            "rejected": result.rejected,
+            "fault": result.fault_code,
+            **({"result": "unknown", "reconcile": "required"} if result.uncertain else {}),
+        }
 
     def _dispensed(self, completion: Completion) -> None:
         raise_unexpected(completion)
@@ -57,8 +73,9 @@ class CashFlow:
         atm.publish_cash()
         session.stacked_notes = sum(result.stacked(cid) for cid in result.picked)
         if result.uncertain:  # nobody knows what left the cassettes: count them before paying out again
-            dispenser.raise_fault("count_unknown", "a dispense got no answer; count and replenish the cassettes",
-                                  action=Action.REPLENISH)
+            dispenser.raise_fault(
+                "count_unknown", "a dispense got no answer; count and replenish the cassettes", action=Action.REPLENISH
+            )
             session.outcome = "dispense_uncertain"
             atm.report.notify(atm.sid, "dispense_uncertain", plan=session.plan)
             atm.show("dispense_failed")
@@ -78,8 +95,14 @@ class CashFlow:
 
     def on_enter_presenting_cash(self, event: Any) -> None:
         atm = self.atm
-        atm.commands.run("dispenser", "present_cash", atm.devices.dispenser.present, atm.sid,
-                         then=self._presented, notes=atm.current.stacked_notes)
+        atm.commands.run(
+            "dispenser",
+            "present_cash",
+            atm.devices.dispenser.present,
+            atm.sid,
+            then=self._presented,
+            notes=atm.current.stacked_notes,
+        )
 
     def _presented(self, completion: Completion) -> None:
         raise_unexpected(completion)
@@ -101,8 +124,9 @@ class CashFlow:
             atm.report.event(atm.sid, "cash_left", function=session.function, notes=session.presented_notes)
             atm.retracted()
             return
-        atm.commands.run("dispenser", "retract_cash", dispenser.retract, atm.sid, then=self._retracted,
-                         notes=session.presented_notes)
+        atm.commands.run(
+            "dispenser", "retract_cash", dispenser.retract, atm.sid, then=self._retracted, notes=session.presented_notes
+        )
 
     def _reverse_retracted(self, completion: Completion) -> int:
         """Credit the customer for exactly the notes taken back: all of them, none, or, when
@@ -114,8 +138,9 @@ class CashFlow:
         if notes and notes >= session.presented_notes:
             atm.flows.host.reverse()
         elif notes:
-            atm.report.step(atm.sid, "reversal_withheld", notes=notes, presented=session.presented_notes,
-                            reconcile="required")
+            atm.report.step(
+                atm.sid, "reversal_withheld", notes=notes, presented=session.presented_notes, reconcile="required"
+            )
         return int(notes)
 
     def _retracted(self, completion: Completion) -> None:
@@ -132,8 +157,14 @@ class CashFlow:
         """The agent stops with cash at the gate: retract it, and reverse what came back
         (a dispenser without a shutter takes nothing back: the notes are the customer's)."""
         atm = self.atm
-        atm.commands.run("dispenser", "retract_cash", atm.devices.dispenser.retract, atm.sid,
-                         then=self._shutdown_retracted, notes=atm.current.presented_notes)
+        atm.commands.run(
+            "dispenser",
+            "retract_cash",
+            atm.devices.dispenser.retract,
+            atm.sid,
+            then=self._shutdown_retracted,
+            notes=atm.current.presented_notes,
+        )
 
     def _shutdown_retracted(self, completion: Completion) -> None:
         self._reverse_retracted(completion)
@@ -142,7 +173,8 @@ class CashFlow:
         """Notes that were never presented go to the reject bin; the host is credited."""
         atm = self.atm
         session = atm.current
-        atm.commands.run("dispenser", "purge_stacker", atm.devices.dispenser.reset, atm.sid,
-                         notes=session.stacked_notes)
+        atm.commands.run(
+            "dispenser", "purge_stacker", atm.devices.dispenser.reset, atm.sid, notes=session.stacked_notes
+        )
         atm.flows.host.reverse()
         session.stacked_notes = 0

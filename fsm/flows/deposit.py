@@ -1,4 +1,5 @@
 """Deposit: notes into the escrow, confirmed, stored or given back."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -44,8 +45,9 @@ class DepositFlow:
 
     def on_enter_storing(self, event: Any) -> None:
         atm = self.atm
-        atm.commands.run("acceptor", "store_notes", atm.devices.acceptor.store, atm.sid,
-                         then=self._stored, notes=atm.current.escrow)
+        atm.commands.run(
+            "acceptor", "store_notes", atm.devices.acceptor.store, atm.sid, then=self._stored, notes=atm.current.escrow
+        )
 
     def _stored(self, completion: Completion) -> None:
         raise_unexpected(completion)
@@ -62,6 +64,7 @@ class DepositFlow:
         atm = self.atm
         session = atm.session
         if session and session.escrow:
-            atm.commands.run("acceptor", "return_notes", atm.devices.acceptor.return_notes, atm.sid,
-                             notes=session.escrow)
+            atm.commands.run(
+                "acceptor", "return_notes", atm.devices.acceptor.return_notes, atm.sid, notes=session.escrow
+            )
             session.escrow = {}

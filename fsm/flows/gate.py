@@ -1,4 +1,5 @@
 """Card and cash at the gate, forgotten items, and the end of the session."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -1,4 +1,5 @@
 """The bank host: requests, replies, time-outs, declines and reversals."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -111,5 +112,4 @@ class HostFlow:
         if original is not None and amount > 0:
             session.money_request = None
             atm.report.step(atm.sid, "reversal", original=original, amount=amount)
-            atm.host.request("reverse", session.token, lambda reply: None, original=original,
-                             amount=amount)
+            atm.host.request("reverse", session.token, lambda reply: None, original=original, amount=amount)

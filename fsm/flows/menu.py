@@ -1,4 +1,5 @@
 """The menu, the transfer caution and the amount."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -23,8 +24,7 @@ class MenuFlow:
 
     def _show_menu(self) -> None:
         atm = self.atm
-        atm.show("menu", options=list(atm.functions), languages=list(atm.cfg.languages),
-                 language=atm.current.language)
+        atm.show("menu", options=list(atm.functions), languages=list(atm.cfg.languages), language=atm.current.language)
 
     # -- conditions (pure) -----------------------------------------------------
     def chose_language(self, event: Any) -> bool:

@@ -1,4 +1,5 @@
 """Start-up and self-tests: recover the journal, test every device, go to service."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,8 +24,10 @@ class StartUp:
             atm.out("journal", action="recovered", op=entry.name, session=entry.session)
         if atm.journal.counts_unreconciled():  # survives restarts until a replenishment
             atm.devices.dispenser.raise_fault(
-                "count_unknown", "a dispense was interrupted; count and replenish the cassettes",
-                action=Action.REPLENISH)
+                "count_unknown",
+                "a dispense was interrupted; count and replenish the cassettes",
+                action=Action.REPLENISH,
+            )
         self.self_test(list(atm.devices), lambda results: self._tested())
 
     def _tested(self) -> None:
@@ -54,7 +57,9 @@ class StartUp:
                     results[kind] = f"error: {completion.fault_code}"
                 if len(results) == len(kinds):
                     then({k: results[k] for k in kinds})
+
             return record
+
         for kind in kinds:
             atm.commands.send(kind, "self_test", atm.devices[kind].self_test, then=tested(kind))
 
@@ -74,4 +79,5 @@ class StartUp:
             atm.service.refresh()
             if atm.state == "out_of_service" and atm.can_serve():
                 atm.service_restored()
+
         self.self_test(faulty, tested)

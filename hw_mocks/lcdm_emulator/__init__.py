@@ -83,6 +83,7 @@ and answers 30; notes at the exit stay there (the LCDM-2000 cannot retract).
 A test dispense (76/77) sends every note to the reject tray (exit 0,
 rejects = check).
 """
+
 from hw_mocks.lcdm_emulator.emulator import Lcdm2000Emulator
 
 __all__ = ["Lcdm2000Emulator"]

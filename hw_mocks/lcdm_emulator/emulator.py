@@ -1,5 +1,6 @@
 """The emulated LCDM-2000 on a pty: wire handling on the serving thread and the mechanism
 (see the package docstring for its behaviour)."""
+
 from __future__ import annotations
 
 import select
@@ -42,25 +43,44 @@ from hw_mocks.lcdm_emulator.protocol import (
 )
 from hw_mocks.serial_emulator import PowerLost, SerialEmulator
 
-POLL = 0.05                     # wait for the first byte of a frame (keeps stop() quick)
-FRAME_TIMEOUT = 0.5             # the rest of a frame must arrive within this
+POLL = 0.05  # wait for the first byte of a frame (keeps stop() quick)
+FRAME_TIMEOUT = 0.5  # the rest of a frame must arrive within this
 HOST_ACK_TIMEOUT = 0.5
 MAX_RESENDS = 3
 
-_BAD = object()                 # _read_frame: a frame to answer with NAK
+_BAD = object()  # _read_frame: a frame to answer with NAK
 
 
 class Lcdm2000Emulator(SerialEmulator):
     """A Puloon LCDM-2000 on a pty; see the package docstring for its behaviour."""
 
     name = "lcdm2000"
-    FAULTS = ("pickup_error", "jam_chk", "jam_chk34", "jam_div", "jam_exit", "jam_ejt",
-              "near_end_upper", "near_end_lower", "empty_upper", "empty_lower",
-              "cassette_removed_upper", "cassette_removed_lower",
-              "reject_tray_full", "reject_tray_removed")
+    FAULTS = (
+        "pickup_error",
+        "jam_chk",
+        "jam_chk34",
+        "jam_div",
+        "jam_exit",
+        "jam_ejt",
+        "near_end_upper",
+        "near_end_lower",
+        "empty_upper",
+        "empty_lower",
+        "cassette_removed_upper",
+        "cassette_removed_lower",
+        "reject_tray_full",
+        "reject_tray_removed",
+    )
 
-    def __init__(self, upper: int = 500, lower: int = 1000, baud: int | None = None,
-                 reject_capacity: int = 50, rom_version: str = "2.10", note_ms: float = 0):
+    def __init__(
+        self,
+        upper: int = 500,
+        lower: int = 1000,
+        baud: int | None = None,
+        reject_capacity: int = 50,
+        rom_version: str = "2.10",
+        note_ms: float = 0,
+    ):
         if len(rom_version) != 4 or not rom_version.isascii():
             raise ValueError(f"rom_version must be 4 ASCII characters, not {rom_version!r}")
         if min(upper, lower, reject_capacity) < 0:
@@ -76,10 +96,10 @@ class Lcdm2000Emulator(SerialEmulator):
         self.on_path = 0
         self.delivered = 0
         self.cleared_by_hand = 0
-        self.jam: str | None = None          # the jam fault that has blocked the transport
-        self._idle_unpowered = False         # the serving thread is in its unpowered branch
-        self.note_ms = note_ms               # mechanism time per note picked
-        self._picked = 0                     # notes picked by the command being served
+        self.jam: str | None = None  # the jam fault that has blocked the transport
+        self._idle_unpowered = False  # the serving thread is in its unpowered branch
+        self.note_ms = note_ms  # mechanism time per note picked
+        self._picked = 0  # notes picked by the command being served
 
     # control (any thread) ---------------------------------------------------------
     def take_notes(self) -> int:
@@ -112,16 +132,22 @@ class Lcdm2000Emulator(SerialEmulator):
 
     def snapshot(self) -> dict:
         with self.lock:
-            return {"counts": dict(self.counts), "exit_notes": self.exit_notes,
-                    "reject_tray": self.reject_tray, "on_path": self.on_path,
-                    "delivered": self.delivered, "faults": sorted(self.faults),
-                    "powered": self.powered, "jam": self.jam,
-                    "cleared_by_hand": self.cleared_by_hand}
+            return {
+                "counts": dict(self.counts),
+                "exit_notes": self.exit_notes,
+                "reject_tray": self.reject_tray,
+                "on_path": self.on_path,
+                "delivered": self.delivered,
+                "faults": sorted(self.faults),
+                "powered": self.powered,
+                "jam": self.jam,
+                "cleared_by_hand": self.cleared_by_hand,
+            }
 
     def on_power_on(self) -> None:
         """Only the receive buffer is volatile: what arrived unpowered is lost.
         Notes, counts and a jam are physical and stay as they were."""
-        if self._idle_unpowered:             # the serving thread is not reading now
+        if self._idle_unpowered:  # the serving thread is not reading now
             self.drain_input()
 
     def _clear_path(self) -> int:
@@ -145,7 +171,7 @@ class Lcdm2000Emulator(SerialEmulator):
         if frame is None:
             return
         with self.lock:
-            if not self.powered:             # the power went while the frame came in
+            if not self.powered:  # the power went while the frame came in
                 return
             self.received += 1
             refused = frame is _BAD or "nak_storm" in self.faults
@@ -161,8 +187,8 @@ class Lcdm2000Emulator(SerialEmulator):
                 reply = self._execute(*frame)
                 picked = self._picked
         except PowerLost:
-            return                           # stopped mid-command: no response
-        if picked and self.note_ms:          # the mechanism at work; stop() cuts it short
+            return  # stopped mid-command: no response
+        if picked and self.note_ms:  # the mechanism at work; stop() cuts it short
             self._stop.wait(picked * self.note_ms / 1000)
         self._send(reply)
 
@@ -170,18 +196,18 @@ class Lcdm2000Emulator(SerialEmulator):
         """The next host frame: (cmd, data) when good, _BAD when it must be
         NAKed, None when nothing or only garbage arrived."""
         if self.read(1, POLL) != bytes([EOT]):
-            return None                      # idle, or one garbage byte skipped
+            return None  # idle, or one garbage byte skipped
         deadline = time.monotonic() + FRAME_TIMEOUT
         frame = bytearray([EOT]) + self._read_by(2, deadline)
         if frame[1:] != bytes([DEVICE_ID, STX]):
-            self.unread(bytes(frame[1:]))    # not a frame for us: scan on after this EOT
+            self.unread(bytes(frame[1:]))  # not a frame for us: scan on after this EOT
             return None
         frame += self._read_by(1, deadline)
         size = DATA_LENGTH.get(frame[3]) if len(frame) == 4 else None
         if size is not None:
             frame += self._read_by(size + 1, deadline)
             whole = len(frame) == 5 + size and frame[-1] == ETX
-        else:                                # unknown command (or truncated): look for ETX
+        else:  # unknown command (or truncated): look for ETX
             while len(frame) in range(4, 5 + MAX_UNKNOWN_DATA):
                 more = self._read_by(1, deadline)
                 if not more:
@@ -192,7 +218,7 @@ class Lcdm2000Emulator(SerialEmulator):
             whole = len(frame) >= 5 and frame[-1] == ETX
         check = self._read_by(1, deadline) if whole else b""
         if not check:
-            self.unread(bytes(frame[1:]))    # broken or truncated: rescan for the next EOT
+            self.unread(bytes(frame[1:]))  # broken or truncated: rescan for the next EOT
             return _BAD
         if check[0] != bcc(frame):
             return _BAD
@@ -212,7 +238,7 @@ class Lcdm2000Emulator(SerialEmulator):
                 self.write(reply)
                 continue
             if answer not in (b"", bytes([ACK]), bytes([NAK])):
-                self.unread(answer)          # the host moved on to its next command
+                self.unread(answer)  # the host moved on to its next command
             return
 
     # commands (called with the lock held) -----------------------------------------
@@ -243,12 +269,19 @@ class Lcdm2000Emulator(SerialEmulator):
         status = bytes(self._cassette_status(name) for name in names)
         if len(names) == 1:
             t = tallies[names[0]]
-            return response(cmd, digits(t.check) + digits(t.exit) + bytes([code]) + status
-                            + digits(t.rejects))
+            return response(cmd, digits(t.check) + digits(t.exit) + bytes([code]) + status + digits(t.rejects))
         up, low = tallies["upper"], tallies["lower"]
-        return response(cmd, digits(up.check) + digits(up.exit) + digits(low.check)
-                        + digits(low.exit) + bytes([code]) + status
-                        + digits(up.rejects) + digits(low.rejects))
+        return response(
+            cmd,
+            digits(up.check)
+            + digits(up.exit)
+            + digits(low.check)
+            + digits(low.exit)
+            + bytes([code])
+            + status
+            + digits(up.rejects)
+            + digits(low.rejects),
+        )
 
     def _pick(self, name: str, n: int, tally: Tally, to_reject: bool) -> int:
         """Move up to ``n`` notes out of one cassette; the error code."""
@@ -261,7 +294,7 @@ class Lcdm2000Emulator(SerialEmulator):
                 if jam is None:
                     self.faults.discard("pickup_error")
                     return PICKUP_ERROR
-                self.counts[name] -= 1       # one more note leaves and sticks
+                self.counts[name] -= 1  # one more note leaves and sticks
                 tally.check += 1
                 self._picked += 1
                 self.on_path += 1
@@ -288,8 +321,7 @@ class Lcdm2000Emulator(SerialEmulator):
         if "reject_tray_removed" in self.faults:
             return TRAY_MISSING
         if self.on_path:
-            if ("reject_tray_full" in self.faults
-                    or self.reject_tray + self.on_path > self.reject_capacity):
+            if "reject_tray_full" in self.faults or self.reject_tray + self.on_path > self.reject_capacity:
                 return OVER_REJECT
             self.reject_tray += self.on_path
             self.on_path = 0
@@ -315,8 +347,7 @@ class Lcdm2000Emulator(SerialEmulator):
         return 0 if f"empty_{name}" in self.faults else self.counts[name]
 
     def _near_end(self, name: str) -> bool:
-        return self._present(name) and (f"near_end_{name}" in self.faults
-                                         or self._available(name) < NEAR_END_BELOW)
+        return self._present(name) and (f"near_end_{name}" in self.faults or self._available(name) < NEAR_END_BELOW)
 
     def _cassette_status(self, name: str) -> int:
         return NEAR_END if self._near_end(name) else GOOD

@@ -5,6 +5,7 @@ Production code never imports this package (an import-linter contract says so).
 ``xvfb``); the test suite uses it to check that each test carries the marker of
 the servers it starts.
 """
+
 from __future__ import annotations
 
 from collections import Counter

@@ -18,6 +18,7 @@ Mutual TLS with per-ATM ACLs (see ``hw_mocks/servers/tls.py`` and ``docs/mosquit
 ``stop()`` (SIGTERM), ``kill()`` (SIGKILL) and ``start()`` again on the same port simulate
 broker outages.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,10 +55,10 @@ def free_port() -> int:
 
 def find_mosquitto() -> str:
     path = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
     if path is None:
-        raise RuntimeError("mosquitto is not installed (apt-get install mosquitto); "
-                           "the MQTT tests need a real broker")
+        raise RuntimeError("mosquitto is not installed (apt-get install mosquitto); the MQTT tests need a real broker")
     return path
 
 
@@ -88,10 +89,18 @@ class Mosquitto:
     the broker's temp dir, so they survive ``stop()``/``start()``.
     """
 
-    def __init__(self, port: int | None = None, *, tls: Pki | None = None,
-                 require_certificate: bool = True, acl: str | os.PathLike | None = None,
-                 use_identity_as_username: bool = True, allow_anonymous: bool | None = None,
-                 persistence: bool = False, extra: str = ""):
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        tls: Pki | None = None,
+        require_certificate: bool = True,
+        acl: str | os.PathLike | None = None,
+        use_identity_as_username: bool = True,
+        allow_anonymous: bool | None = None,
+        persistence: bool = False,
+        extra: str = "",
+    ):
         self.exe = find_mosquitto()
         self.port = port or free_port()
         self.host = HOST
@@ -113,11 +122,13 @@ class Mosquitto:
             # reading the ACL, and could not read it or the (0600) keys in our temp dirs.
             lines.insert(0, "user root")
         if tls is not None:
-            lines += [f"cafile {tls.ca_cert}",
-                      f"certfile {tls.server.cert}",
-                      f"keyfile {tls.server.key}",
-                      f"require_certificate {str(require_certificate).lower()}",
-                      f"use_identity_as_username {str(use_identity_as_username).lower()}"]
+            lines += [
+                f"cafile {tls.ca_cert}",
+                f"certfile {tls.server.cert}",
+                f"keyfile {tls.server.key}",
+                f"require_certificate {str(require_certificate).lower()}",
+                f"use_identity_as_username {str(use_identity_as_username).lower()}",
+            ]
         lines.append(f"allow_anonymous {str(allow_anonymous).lower()}")
         if persistence:
             # Kept across stop()/kill()/start(), removed by close(). mosquitto writes it on a
@@ -145,9 +156,9 @@ class Mosquitto:
         if self.running:
             return self
         log = open(self.logfile, "ab")
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf), "-v"],
-                                     stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf), "-v"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         log.close()
         started["mosquitto"] += 1
 
@@ -201,11 +212,11 @@ class Mosquitto:
     def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
         """Wait until the broker's log (it runs with -v) contains ``text``; return that line.
         AssertionError on timeout."""
+
         def found() -> str | None:
             return next((line for line in self.log().splitlines() if text in line), None)
 
-        line = wait_for(found, timeout, 0.02,
-                        lambda: f"{text!r} in the mosquitto log:\n{self.log()[-3000:]}")
+        line = wait_for(found, timeout, 0.02, lambda: f"{text!r} in the mosquitto log:\n{self.log()[-3000:]}")
         assert line is not None  # wait_for returns a truthy value
         return line
 
@@ -231,9 +242,14 @@ class Received:
         return json.loads(self.payload)
 
 
-def make_client(broker: Mosquitto | int, cert: str | CertKey | None = None, *,
-                ca: str | os.PathLike | None = None, client_id: str = "",
-                protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5) -> paho.Client:
+def make_client(
+    broker: Mosquitto | int,
+    cert: str | CertKey | None = None,
+    *,
+    ca: str | os.PathLike | None = None,
+    client_id: str = "",
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+) -> paho.Client:
     """A (not yet connected) paho client for ``broker``; connect with
     ``client.connect(HOST, port)``.
 
@@ -248,9 +264,11 @@ def make_client(broker: Mosquitto | int, cert: str | CertKey | None = None, *,
     if pki is not None:
         if isinstance(cert, str):
             cert = pki.client(cert)
-        c.tls_set(ca_certs=str(ca or pki.ca_cert),
-                  certfile=str(cert.cert) if cert is not None else None,
-                  keyfile=str(cert.key) if cert is not None else None)
+        c.tls_set(
+            ca_certs=str(ca or pki.ca_cert),
+            certfile=str(cert.cert) if cert is not None else None,
+            keyfile=str(cert.key) if cert is not None else None,
+        )
     return c
 
 
@@ -261,8 +279,9 @@ class Subscriber:
     Pki or a CertKey); by default the Pki's ``monitor`` certificate when there is one.
     """
 
-    def __init__(self, broker: Mosquitto | int, topic: str = "#", client_id: str = "", *,
-                 cert: str | CertKey | None = None):
+    def __init__(
+        self, broker: Mosquitto | int, topic: str = "#", client_id: str = "", *, cert: str | CertKey | None = None
+    ):
         port = broker.port if isinstance(broker, Mosquitto) else broker
         self.topic = topic
         self.messages: list[Received] = []
@@ -304,8 +323,7 @@ class Subscriber:
             self.messages.append(Received(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain)))
             self._cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[Received], bool],
-                 timeout: float = 5.0) -> Received:
+    def wait_for(self, predicate: Callable[[Received], bool], timeout: float = 5.0) -> Received:
         """Return the first message matching ``predicate``; AssertionError on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -316,8 +334,7 @@ class Subscriber:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     got = [(m.topic, m.payload[:80]) for m in self.messages]
-                    raise AssertionError(f"no matching message on {self.topic!r} "
-                                         f"within {timeout}s; got {got}")
+                    raise AssertionError(f"no matching message on {self.topic!r} within {timeout}s; got {got}")
                 self._cond.wait(left)
 
     def __enter__(self) -> Subscriber:

@@ -1,4 +1,5 @@
 """Polling until something happens, instead of sleeping a fixed time."""
+
 from __future__ import annotations
 
 import time
@@ -8,8 +9,12 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.02,
-             message: str | Callable[[], str] = "the condition") -> T:
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 5.0,
+    interval: float = 0.02,
+    message: str | Callable[[], str] = "the condition",
+) -> T:
     """Call ``predicate`` every ``interval`` seconds until it returns a truthy value; return it.
 
     After ``timeout`` seconds raise AssertionError naming ``message`` (a callable is called

@@ -8,6 +8,7 @@ real sensor adds -- sway, jitter, lost echoes. Seeded: the output never
 changes unless this script does. The tests in ``tests/test_presence.py``
 rely on the timings written in each scene's docstring.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,11 +16,11 @@ import random
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RATE = 10           # rows per second
-MAX = 2.0           # the sensor's max_distance: readings are pinned here
-STAND = 0.45        # where a customer stands
-FAR = 2.6           # where a walk away ends
-WALK = 1.2          # m/s
+RATE = 10  # rows per second
+MAX = 2.0  # the sensor's max_distance: readings are pinned here
+STAND = 0.45  # where a customer stands
+FAR = 2.6  # where a walk away ends
+WALK = 1.2  # m/s
 
 
 def walk(t: float, t0: float, d0: float, d1: float) -> float:
@@ -70,8 +71,8 @@ def lingering(t: float, rng: random.Random):
 
 # (time in the beam, seconds in the beam, distance): people walking past
 PASSERS = [
-    (3.0, 1.0, 1.40),   # beyond leave: never near
-    (8.0, 0.3, 0.50),   # close but brief: shorter than the debounce
+    (3.0, 1.0, 1.40),  # beyond leave: never near
+    (8.0, 0.3, 0.50),  # close but brief: shorter than the debounce
     (13.0, 0.4, 0.55),  # close but brief
     (18.0, 0.8, 0.75),  # in the band: never closer than enter
     (24.0, 2.0, 0.50),  # stops to glance at the screen: the one presence, about 2 s long
@@ -112,8 +113,12 @@ def sensor_glitch(t: float, rng: random.Random):
     return measure(None if d >= FAR else d, t, rng)
 
 
-SCENES = {"walking-away": (walking_away, 30.0), "lingering": (lingering, 40.0),
-          "passers-by": (passers_by, 40.0), "sensor-glitch": (sensor_glitch, 40.0)}
+SCENES = {
+    "walking-away": (walking_away, 30.0),
+    "lingering": (lingering, 40.0),
+    "passers-by": (passers_by, 40.0),
+    "sensor-glitch": (sensor_glitch, 40.0),
+}
 
 
 def render(name: str) -> str:

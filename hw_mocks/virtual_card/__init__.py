@@ -9,6 +9,7 @@ Modules: ``profiles`` (the TOML card profiles), ``model`` (the card's answers to
 ``connection`` (:class:`VirtualCard`, the TCP client of vpcd) and ``cli``
 (``python -m hw_mocks.virtual_card PROFILE``). See each for the details.
 """
+
 from hw_mocks.virtual_card.cli import main
 from hw_mocks.virtual_card.connection import (
     BAD_INPUT,
@@ -33,7 +34,22 @@ from hw_mocks.virtual_card.profiles import (
 )
 
 __all__ = [
-    "BAD_INPUT", "CONNECTION_LOST", "DEFAULT_HOST", "DEFAULT_PORT", "MUTE", "PROFILES_DIR", "PULLED_OUT", "REMOVED",
-    "VPCD_CLOSED", "Application", "CardModel", "Profile", "VirtualCard", "atr_problem", "load_profile",
-    "luhn_valid", "main", "profile_names",
+    "BAD_INPUT",
+    "CONNECTION_LOST",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "MUTE",
+    "PROFILES_DIR",
+    "PULLED_OUT",
+    "REMOVED",
+    "VPCD_CLOSED",
+    "Application",
+    "CardModel",
+    "Profile",
+    "VirtualCard",
+    "atr_problem",
+    "load_profile",
+    "luhn_valid",
+    "main",
+    "profile_names",
 ]

@@ -1,4 +1,5 @@
 """``python -m hw_mocks.virtual_card``: insert one virtual card by hand."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ from hw_mocks.virtual_card.profiles import profile_names
 def main(argv: list[str] | None = None) -> int:
     """``python -m hw_mocks.virtual_card PROFILE``: insert a card until vpcd
     drops it or Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m hw_mocks.virtual_card",
-                                     description="Insert a virtual EMV chip card into vpcd.")
+    parser = argparse.ArgumentParser(
+        prog="python -m hw_mocks.virtual_card", description="Insert a virtual EMV chip card into vpcd."
+    )
     parser.add_argument("profile", help=f"profile name ({', '.join(profile_names())}) or TOML path")
     parser.add_argument("--host", default=DEFAULT_HOST, help="vpcd host (default %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="vpcd port (default %(default)s)")

@@ -19,6 +19,7 @@ connection with a logged warning; a payload of 2..3 bytes is answered
 ``6700`` and an unknown control byte is ignored with a warning. The log only
 ever names INS bytes and status words, never data (which can hold a PAN).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,16 +32,16 @@ from collections import deque
 from hw_mocks.virtual_card.model import SW_NO_DIAGNOSIS, CardModel
 from hw_mocks.virtual_card.profiles import Profile, load_profile
 
-log = logging.getLogger("hw_mocks.virtual_card")   # one logger for the whole card
+log = logging.getLogger("hw_mocks.virtual_card")  # one logger for the whole card
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963
 
-CONNECT_TIMEOUT = 2.0     # seconds for insert() to reach vpcd
-MESSAGE_TIMEOUT = 2.0     # seconds for the rest of a message once it began
-POLL_INTERVAL = 0.2       # how often the serving thread looks at its stop flag
-MAX_MESSAGE = 4096        # longest message accepted from vpcd
-LOG_SIZE = 64             # INS bytes kept in VirtualCard.log
+CONNECT_TIMEOUT = 2.0  # seconds for insert() to reach vpcd
+MESSAGE_TIMEOUT = 2.0  # seconds for the rest of a message once it began
+POLL_INTERVAL = 0.2  # how often the serving thread looks at its stop flag
+MAX_MESSAGE = 4096  # longest message accepted from vpcd
+LOG_SIZE = 64  # INS bytes kept in VirtualCard.log
 
 # Control bytes from vpcd.
 CTRL_OFF, CTRL_ON, CTRL_RESET, CTRL_ATR = 0x00, 0x01, 0x02, 0x04
@@ -57,6 +58,7 @@ CONNECTION_LOST = "connection lost"
 # --------------------------------------------------------------------------
 # The connection to vpcd
 
+
 class _Closed(Exception):
     """The serving loop ends; args[0] is the reason."""
 
@@ -68,13 +70,12 @@ class VirtualCard:
     The card only ever connects to ``host``:``port``. Thread-safe.
     """
 
-    def __init__(self, profile: Profile | str | os.PathLike,
-                 host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+    def __init__(self, profile: Profile | str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
         self.host = host
         self.port = port
-        self._ops = threading.Lock()        # one insert()/remove() at a time
-        self._lock = threading.Lock()       # the fields below
+        self._ops = threading.Lock()  # one insert()/remove() at a time
+        self._lock = threading.Lock()  # the fields below
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -120,7 +121,7 @@ class VirtualCard:
         with self._ops:
             if self.inserted:
                 raise RuntimeError(f"virtual card {self.profile.name} is already inserted")
-            if self._thread is not None:          # a connection that just ended
+            if self._thread is not None:  # a connection that just ended
                 self._thread.join()
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT)
@@ -128,7 +129,8 @@ class VirtualCard:
                 raise ConnectionError(
                     f"cannot insert virtual card {self.profile.name}: nothing accepts connections "
                     f"on {self.host}:{self.port} (is pcscd running with the vsmartcard vpcd "
-                    f"reader?): {e}") from e
+                    f"reader?): {e}"
+                ) from e
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             stop = threading.Event()
             with self._lock:
@@ -136,8 +138,8 @@ class VirtualCard:
                 self._apdus, self._close_reason = 0, None
                 self._log.clear()
             self._thread = threading.Thread(
-                target=self._serve, args=(sock, stop), daemon=True,
-                name=f"virtual-card-{self.profile.name}")
+                target=self._serve, args=(sock, stop), daemon=True, name=f"virtual-card-{self.profile.name}"
+            )
             self._thread.start()
             log.info("virtual card %s inserted at %s:%d", self.profile.name, self.host, self.port)
 
@@ -151,7 +153,7 @@ class VirtualCard:
             stop.set()
             if sock is not None:
                 try:
-                    sock.shutdown(socket.SHUT_RDWR)   # wakes a blocked recv()
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv()
                 except OSError:
                     pass
             thread.join()
@@ -191,11 +193,9 @@ class VirtualCard:
                 try:
                     response = model.process(payload)
                 except Exception:
-                    log.exception("virtual card %s: the card model failed on INS %02X",
-                                  name, payload[1])
+                    log.exception("virtual card %s: the card model failed on INS %02X", name, payload[1])
                     response = SW_NO_DIAGNOSIS
-                log.debug("virtual card %s: INS %02X -> SW %s", name,
-                          payload[1], response[-2:].hex().upper())
+                log.debug("virtual card %s: INS %02X -> SW %s", name, payload[1], response[-2:].hex().upper())
                 self._send(sock, response)
                 if self.profile.pull_out_after and count >= self.profile.pull_out_after:
                     raise _Closed(PULLED_OUT)
@@ -204,7 +204,7 @@ class VirtualCard:
         except OSError as e:
             if not stop.is_set():
                 log.warning("virtual card %s: connection to vpcd lost: %s", name, e)
-        except Exception:                         # never a silent dead thread
+        except Exception:  # never a silent dead thread
             log.exception("virtual card %s: serving thread failed", name)
         finally:
             if stop.is_set():
@@ -224,12 +224,11 @@ class VirtualCard:
             model.reset()
         elif byte == CTRL_ATR:
             if self.profile.mute:
-                self._send(sock, b"")             # vpcd drops the connection
+                self._send(sock, b"")  # vpcd drops the connection
                 raise _Closed(MUTE)
             self._send(sock, model.atr)
         else:
-            log.warning("virtual card %s: unknown vpcd control byte %02X ignored",
-                        self.profile.name, byte)
+            log.warning("virtual card %s: unknown vpcd control byte %02X ignored", self.profile.name, byte)
 
     @staticmethod
     def _send(sock: socket.socket, payload: bytes) -> None:
@@ -254,12 +253,10 @@ class VirtualCard:
         return payload
 
     def _bad(self, problem: str) -> bytes:
-        log.warning("virtual card %s: bad input from vpcd, closing the connection: %s",
-                    self.profile.name, problem)
+        log.warning("virtual card %s: bad input from vpcd, closing the connection: %s", self.profile.name, problem)
         raise _Closed(BAD_INPUT)
 
-    def _recv_exact(self, sock: socket.socket, n: int, stop: threading.Event,
-                    deadline: float | None) -> bytes:
+    def _recv_exact(self, sock: socket.socket, n: int, stop: threading.Event, deadline: float | None) -> bytes:
         """Up to n bytes; fewer only when the connection ended (or the deadline passed)."""
         buf = bytearray()
         while len(buf) < n:

@@ -30,6 +30,7 @@
   INS: ``6D00``.
 - Power on / power off / reset return the card to its just-reset state.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -62,6 +63,7 @@ INS_SELECT, INS_READ_RECORD, INS_GPO, INS_GET_RESPONSE = 0xA4, 0xB2, 0xA8, 0xC0
 # --------------------------------------------------------------------------
 # TLV encoding (the card's own; it never parses TLV)
 
+
 def _length(n: int) -> bytes:
     if n < 0x80:
         return bytes([n])
@@ -83,6 +85,7 @@ def _bcd(digits: str) -> bytes:
 # --------------------------------------------------------------------------
 # The card
 
+
 @dataclass(frozen=True)
 class _Command:
     cla: int
@@ -90,7 +93,7 @@ class _Command:
     p1: int
     p2: int
     data: bytes
-    le: int | None          # None: no Le; 1..256 (a 00 byte is 256)
+    le: int | None  # None: no Le; 1..256 (a 00 byte is 256)
 
 
 def _parse_apdu(raw: bytes) -> _Command | None:
@@ -104,7 +107,7 @@ def _parse_apdu(raw: bytes) -> _Command | None:
     if n == 5:
         return _Command(cla, ins, p1, p2, b"", raw[4] or 256)
     lc = raw[4]
-    if lc == 0:                                   # extended length: not supported
+    if lc == 0:  # extended length: not supported
         return None
     if n == 5 + lc:
         return _Command(cla, ins, p1, p2, raw[5:], None)
@@ -187,8 +190,7 @@ class CardModel:
                 proprietary = _tlv("50", app.label.encode("ascii")) + _tlv("87", bytes([app.priority]))
                 if app.pdol:
                     proprietary += _tlv("9F38", app.pdol)
-                fci = _tlv("6F", _tlv("84", app.aid) + _tlv("A5", proprietary),
-                           broken=self.profile.broken_tlv == "fci")
+                fci = _tlv("6F", _tlv("84", app.aid) + _tlv("A5", proprietary), broken=self.profile.broken_tlv == "fci")
                 return fci, SW_SELECTED_INVALIDATED if app.blocked else SW_OK
         return b"", SW_NOT_FOUND
 
@@ -196,17 +198,23 @@ class CardModel:
         broken = self.profile.broken_tlv
         if sfi == PSE_SFI and self._selected == "pse":
             entries = b"".join(
-                _tlv("61", _tlv("4F", app.aid) + _tlv("50", app.label.encode("ascii"))
-                     + _tlv("87", bytes([app.priority])))
-                for app in self.profile.applications)
+                _tlv(
+                    "61",
+                    _tlv("4F", app.aid) + _tlv("50", app.label.encode("ascii")) + _tlv("87", bytes([app.priority])),
+                )
+                for app in self.profile.applications
+            )
             return [_tlv("70", entries, broken=broken == "directory")]
         if sfi == APP_SFI and isinstance(self._selected, Application):
             app = self._selected
             track2 = f"{app.pan}D{app.expiry[:4]}{app.service_code}{TRACK2_DISCRETIONARY}"
             record1 = _tlv("57", _bcd(track2))
-            record2 = (_tlv("5A", _bcd(app.pan)) + _tlv("5F24", bytes.fromhex(app.expiry))
-                       + _tlv("5F28", bytes.fromhex(app.country))
-                       + _tlv("5F30", bytes.fromhex("0" + app.service_code)))
+            record2 = (
+                _tlv("5A", _bcd(app.pan))
+                + _tlv("5F24", bytes.fromhex(app.expiry))
+                + _tlv("5F28", bytes.fromhex(app.country))
+                + _tlv("5F30", bytes.fromhex("0" + app.service_code))
+            )
             return [_tlv("70", r, broken=broken == "record") for r in (record1, record2)]
         return None
 

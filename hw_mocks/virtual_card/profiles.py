@@ -49,6 +49,7 @@ Top level:
 length pairs), ``gpo_format`` (1 or 2, default 1), ``blocked`` (bool,
 default false).
 """
+
 from __future__ import annotations
 
 import errno
@@ -70,9 +71,9 @@ class Application:
     label: str
     priority: int
     pan: str
-    expiry: str                  # YYMMDD
-    service_code: str            # 3 digits
-    country: str                 # ISO 3166 numeric, 4 digits
+    expiry: str  # YYMMDD
+    service_code: str  # 3 digits
+    country: str  # ISO 3166 numeric, 4 digits
     pdol: bytes = b""
     gpo_format: int = 1
     blocked: bool = False
@@ -143,8 +144,7 @@ PROFILE_FIELDS = fields(
     Field("pse", bool, description="the card answers SELECT 1PAY.SYS.DDF01"),
     Field("mute", bool, False, "the card never answers"),
     Field("chunk", int, 0, "answer in 61xx chunks of this many bytes (0: whole)", low=0, high=256),
-    Field("pull_out_after", int, 0, "the card is pulled out after this many APDUs (0: never)",
-          low=0, high=1_000_000),
+    Field("pull_out_after", int, 0, "the card is pulled out after this many APDUs (0: never)", low=0, high=1_000_000),
     Field("broken_tlv", str, "none", "which answer has a broken TLV", choices=BROKEN_TLV_CHOICES),
     Field("applications", list, description="the [[applications]] tables", length=(0, 16)),
 )
@@ -152,8 +152,13 @@ APPLICATION_FIELDS = fields(
     Field("aid", str, description="the application id in hex", length=(1, 64), check=_aid_problem),
     Field("label", str, description="1..16 printable ASCII characters", pattern=r"[\x20-\x7e]{1,16}"),
     Field("priority", int, description="the application priority", low=1, high=15),
-    _digits("pan", 12, 19, "the card number (Luhn)",
-            check=lambda pan: None if luhn_valid(pan) else f"{pan} fails the Luhn check"),
+    _digits(
+        "pan",
+        12,
+        19,
+        "the card number (Luhn)",
+        check=lambda pan: None if luhn_valid(pan) else f"{pan} fails the Luhn check",
+    ),
     _digits("expiry", 6, 6, "YYMMDD", check=_expiry_problem),
     _digits("service_code", 3, 3, "the service code"),
     _digits("country", 4, 4, "the ISO 3166 numeric issuer country"),
@@ -203,9 +208,16 @@ def _check_profile(path: Path, data: dict) -> Profile:
         if aid in aids[:i]:
             raise FieldError(f"applications[{i}].aid", f"{aid.hex().upper()} is there twice")
     return Profile(
-        name=path.stem, path=path, atr=bytes.fromhex(top["atr"]), pse=top["pse"], applications=apps,
-        description=top["description"], mute=top["mute"], chunk=top["chunk"],
-        pull_out_after=top["pull_out_after"], broken_tlv=top["broken_tlv"],
+        name=path.stem,
+        path=path,
+        atr=bytes.fromhex(top["atr"]),
+        pse=top["pse"],
+        applications=apps,
+        description=top["description"],
+        mute=top["mute"],
+        chunk=top["chunk"],
+        pull_out_after=top["pull_out_after"],
+        broken_tlv=top["broken_tlv"],
     )
 
 
@@ -213,9 +225,18 @@ def _check_application(table, i: int) -> Application:
     if not isinstance(table, dict):
         raise FieldError(f"applications[{i}]", "must be a table ([[applications]])")
     v = check_table(table, APPLICATION_FIELDS, f"applications[{i}]")
-    return Application(aid=bytes.fromhex(v["aid"]), label=v["label"], priority=v["priority"], pan=v["pan"],
-                       expiry=v["expiry"], service_code=v["service_code"], country=v["country"],
-                       pdol=bytes.fromhex(v["pdol"]), gpo_format=v["gpo_format"], blocked=v["blocked"])
+    return Application(
+        aid=bytes.fromhex(v["aid"]),
+        label=v["label"],
+        priority=v["priority"],
+        pan=v["pan"],
+        expiry=v["expiry"],
+        service_code=v["service_code"],
+        country=v["country"],
+        pdol=bytes.fromhex(v["pdol"]),
+        gpo_format=v["gpo_format"],
+        blocked=v["blocked"],
+    )
 
 
 def luhn_valid(digits: str) -> bool:
@@ -237,7 +258,7 @@ def atr_problem(atr: bytes) -> str | None:
     y, historical = atr[1] >> 4, atr[1] & 0x0F
     i, protocols = 2, set()
     while True:
-        i += bin(y & 0x7).count("1")          # TAi, TBi, TCi
+        i += bin(y & 0x7).count("1")  # TAi, TBi, TCi
         if not y & 0x8:
             break
         if i >= len(atr):
@@ -248,8 +269,7 @@ def atr_problem(atr: bytes) -> str | None:
     end = i + historical
     needs_tck = bool(protocols - {0})
     if len(atr) != end + needs_tck:
-        return (f"T0 and TDi announce {end + needs_tck} bytes"
-                f"{' with TCK' if needs_tck else ''}, the ATR has {len(atr)}")
+        return f"T0 and TDi announce {end + needs_tck} bytes{' with TCK' if needs_tck else ''}, the ATR has {len(atr)}"
     if needs_tck:
         check = 0
         for b in atr[1:]:
@@ -264,7 +284,7 @@ def _parse_dol(dol: bytes) -> list[tuple[bytes, int]]:
     out, i = [], 0
     while i < len(dol):
         start = i
-        if dol[i] & 0x1F == 0x1F:                 # multi-byte tag
+        if dol[i] & 0x1F == 0x1F:  # multi-byte tag
             i += 1
             while i < len(dol) and dol[i] & 0x80:
                 i += 1
