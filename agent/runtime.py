@@ -138,7 +138,7 @@ class Agent:
             self.inbox,
             self.atm.handle,
             self.atm.contain_error,
-            activity=self.activity if clock.virtual else None,
+            activity=self.activity if clock.virtual and self.workers else None,
         )
         self._thread: threading.Thread | None = None
         self.atm.publish_birth()  # the first birth may go out before the loop runs

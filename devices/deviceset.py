@@ -32,9 +32,7 @@ class DeviceSet:
     display: Display
 
     def __getitem__(self, kind: str) -> Device:
-        if kind not in self.kinds():
-            raise KeyError(kind)
-        device: Device = getattr(self, kind)
+        device: Device = self.__dict__[kind]  # the fields, and nothing else, live there
         return device
 
     def __contains__(self, kind: object) -> bool:

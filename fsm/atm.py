@@ -47,8 +47,6 @@ TRIGGERS: dict[type, str] = {
     ev.AmountEntered: "amount_entered",
     ev.CancelPressed: "cancel",
 }
-# Device events that count as the customer doing something.
-INPUT_EVENTS = (ev.KeyPressed, ev.InvalidKey, ev.NotesInserted)
 
 
 @dataclass(frozen=True)
@@ -162,6 +160,15 @@ class ATM:
         self.flows = Flows(self)
         self._state_timers: list[Timer] = []
         self._stop: ev.StopRequested | None = None
+        # What the ATM does with a device event before its trigger (False: no trigger).
+        self._reactions: dict[type, Callable[[Any], bool]] = {
+            ev.KeyPressed: self._customer_input,
+            ev.InvalidKey: self._customer_input,
+            ev.NotesInserted: self._customer_input,
+            ev.PresenceChanged: self._presence_changed,
+            ev.CardInserted: self._card_inserted,
+            ev.VideoChanged: self._video_changed,
+        }
         self._handlers: dict[type, Callable[[Any], None]] = {
             Completion: self._completed,
             ev.HostReplied: self.flows.host.replied,
@@ -285,23 +292,30 @@ class ATM:
 
     def _device_event(self, event: ev.DeviceEvent) -> None:
         self.out("device", device=event.device, event=event.name, **event.data)
-        if isinstance(event, INPUT_EVENTS):
-            self.idle.activity()
-            if not isinstance(event, ev.NotesInserted):
-                return
-        if isinstance(event, ev.PresenceChanged):
-            self.presence.update(event.data["present"])
-        elif isinstance(event, ev.CardInserted):
-            self.presence.update(True)  # whoever inserts a card is standing at the ATM
-            if self._stop is not None:
-                return  # stopping: take no new customer
-        elif isinstance(event, ev.VideoChanged):
-            self.out("video", action=event.name.split("_")[1], **event.data)
-            if event.name == "video_stopped":
-                self.idle.video_stopped()
+        react = self._reactions.get(type(event))
+        if react is not None and not react(event):
+            return
         trigger = TRIGGERS.get(type(event))
         if trigger:
             self.fire(trigger, dict(event.data))
+
+    def _customer_input(self, event: ev.DeviceEvent) -> bool:
+        self.idle.activity()
+        return True
+
+    def _presence_changed(self, event: ev.DeviceEvent) -> bool:
+        self.presence.update(event.data["present"])
+        return True
+
+    def _card_inserted(self, event: ev.DeviceEvent) -> bool:
+        self.presence.update(True)  # whoever inserts a card is standing at the ATM
+        return self._stop is None  # stopping: take no new customer
+
+    def _video_changed(self, event: ev.DeviceEvent) -> bool:
+        self.out("video", action=event.name.split("_")[1], **event.data)
+        if event.name == "video_stopped":
+            self.idle.video_stopped()
+        return True
 
     def _completed(self, completion: Completion) -> None:
         try:

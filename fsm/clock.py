@@ -108,17 +108,14 @@ class Scheduler:
             if not timer.cancelled:
                 timer.cancelled = True
                 ran += 1
-                self._call(timer)
+                if self.on_error is None:
+                    timer.callback(*timer.args)
+                    continue
+                try:
+                    timer.callback(*timer.args)
+                except Exception as exc:
+                    self.on_error(exc, f"timer {getattr(timer.callback, '__name__', timer.callback)}")
         return ran
-
-    def _call(self, timer: Timer) -> None:
-        if self.on_error is None:
-            timer.callback(*timer.args)
-            return
-        try:
-            timer.callback(*timer.args)
-        except Exception as exc:
-            self.on_error(exc, f"timer {getattr(timer.callback, '__name__', timer.callback)}")
 
     def clear(self) -> None:
         for _, _, timer in self._heap:

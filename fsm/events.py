@@ -103,7 +103,7 @@ def device_event(device: str, name: str, data: Mapping[str, Any]) -> DeviceEvent
     """The typed event for what a device emitted."""
     if name == "fault":
         return FaultChanged(device, data["fault"], data["state"])
-    return DEVICE_EVENTS.get((device, name), DeviceEvent)(device, name, dict(data))
+    return DEVICE_EVENTS.get((device, name), DeviceEvent)(device, name, data)
 
 
 @dataclass(frozen=True)

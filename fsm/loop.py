@@ -119,17 +119,16 @@ class EventLoop:
     def _settle(self) -> None:
         """Virtual clock: run events one at a time, each after the devices' work has
         finished, until neither the inbox nor a device has anything left."""
-        activity, inbox, stopped = self.activity, self.inbox, self._stop.is_set
-        while not stopped():
-            if activity is not None and activity.busy:
-                while not activity.wait_idle(timeout=1.0):
-                    if stopped():
-                        return
-            try:
-                event = inbox.get_nowait()
-            except queue.Empty:
+        activity, inbox, stopped, run_one = self.activity, self.inbox, self._stop.is_set, self._run_one
+        while not inbox.empty() or (activity is not None and activity.busy):
+            if stopped():
                 return
-            self._run_one(event)
+            if activity is not None and activity.busy:
+                if not activity.wait_idle(timeout=1.0):
+                    continue
+                if inbox.empty():
+                    return
+            run_one(inbox.get_nowait())
 
     def run_until_idle(self, max_time: float | None = None) -> None:
         """Virtual clock: jump from deadline to deadline until nothing is left.
