@@ -24,7 +24,7 @@ test: deps venv
 BASE ?= 5992920
 
 # ruff (lint and format check), mypy (strict on fsm/ and devices/), import-linter's contracts.
-lint: venv
+lint: deps venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
