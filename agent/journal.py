@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS entries (
     data    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_intent ON entries(intent) WHERE intent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_session_end ON entries(seq) WHERE name = 'session_end';
 CREATE TABLE IF NOT EXISTS cassettes (
     id           TEXT PRIMARY KEY,
     denomination INTEGER NOT NULL,
@@ -253,13 +254,45 @@ class Journal:
                 counts = {c["id"]: c["count"] for c in entry.data["after"]}
         return counts
 
+    def open_sessions(self) -> dict[str, list[Entry]]:
+        """The rows of every session with no ``session_end``: sessions a crash interrupted.
+
+        One session runs at a time and each ends (or is recovered) before the next
+        starts, so only sessions after the last ``session_end`` can be open.
+        """
+        self.flush()
+        (last_end,) = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM entries WHERE name = 'session_end'").fetchone()
+        rows = self.db.execute(
+            "SELECT seq, ts, session, kind, name, intent, data FROM entries WHERE seq > ? AND session IS NOT NULL"
+            " ORDER BY seq",
+            (last_end,),
+        )
+        sessions: dict[str, list[Entry]] = {}
+        for r in rows:
+            sessions.setdefault(r[2], []).append(Entry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])))
+        return sessions
+
+    def last_session_number(self, prefix: str) -> int:
+        """The number of the newest session named ``<prefix>-<number>``, 0 if none: a
+        restarted agent goes on numbering, so a session id names one session for good."""
+        row = self.db.execute(
+            "SELECT session FROM entries WHERE session LIKE ? ESCAPE '\\' ORDER BY seq DESC LIMIT 1",
+            (prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%",),
+        ).fetchone()
+        if row is None:
+            return 0
+        number = row[0][len(prefix) + 1 :]
+        return int(number) if number.isdigit() else 0
+
     def counts_unreconciled(self) -> bool:
-        """True while an interrupted dispense, or one the device never answered, has not
-        been followed by a replenishment (when an engineer counts and reloads the cassettes)."""
+        """True while an interrupted dispense or withdrawal, or a dispense the device never
+        answered, has not been followed by a replenishment (when an engineer counts and
+        reloads the cassettes)."""
         self.flush()
         row = self.db.execute(
-            "SELECT MAX(seq) FROM entries WHERE name = 'dispense' AND (kind = 'recovery'"
-            " OR (kind = 'outcome' AND json_extract(data, '$.reconcile') = 'required'))"
+            "SELECT MAX(seq) FROM entries WHERE (name = 'dispense' AND (kind = 'recovery'"
+            " OR (kind = 'outcome' AND json_extract(data, '$.reconcile') = 'required')))"
+            " OR (kind = 'recovery' AND name = 'session' AND json_extract(data, '$.reconcile'))"
         ).fetchone()
         if row[0] is None:
             return False
@@ -269,6 +302,12 @@ class Journal:
             (row[0],),
         ).fetchone()
         return later is None
+
+    def recovery(self, session: str | None, name: str, /, **data) -> None:
+        """Record what a restart found of an interrupted session or command (committed)."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._insert("recovery", name, session, data)
 
     def recover(self) -> list[Entry]:
         """Close every interrupted intent with a recovery row; return them.

@@ -136,8 +136,8 @@ class ATM:
         self.post = post  # back into the event loop
         self.out = out  # out(type, **fields): what the CLI and tests see
         self.session: Session | None = None
-        self.sessions_done = 0
         self.session_prefix = session_prefix or settings.atm_id
+        self.sessions_done = journal.last_session_number(self.session_prefix)
         self.service = ServiceState(devices, journal, telemetry, out, changed=self.publish_birth)
         self.presence = PresenceTracker(
             scheduler,

@@ -183,8 +183,10 @@ def test_crash_mid_dispense_is_recovered_from_the_journal(tmp_path):
     agent.close()  # the agent dies before the outcome row
     run = run_visits([Visit("balance")], journal=path)
     recovered = [e for e in run.agent.journal.entries(kind="recovery")]
-    assert [e.name for e in recovered] == ["dispense"]
+    assert [e.name for e in recovered] == ["dispense", "session"]  # the command, then its session
     assert run.agent.journal.pending_intents() == []
+    s1 = [e for e in run.telemetry("event") if e.get("session") == "s1"]
+    assert [(e["event"], e["outcome"]) for e in s1] == [("session", "interrupted")]
     faults = [f["code"] for f in run.telemetry("fault")]
     assert "count_unknown" in faults
     assert "withdrawal" not in run.agent.atm.functions

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from fsm.ports import HostReply
 
 HOST_OPS = {"withdrawal": "withdraw", "deposit": "deposit", "balance": "balance", "transfer": "transfer"}
+MONEY_OPS = ("withdraw", "deposit", "transfer")  # requests a reversal can undo
 
 
 class HostFlow:
@@ -34,9 +35,10 @@ class HostFlow:
         session = atm.current
         session.reply = None
         session.host_request = atm.host.request(op, session.token, self._reply, pin=pin, amount=amount)
-        if op in ("withdraw", "deposit", "transfer"):
+        atm.report.step(atm.sid, "host_request", op=op, amount=amount, request=session.host_request)
+        if op in MONEY_OPS:  # on disk at once: a restart reverses what it may have moved
             session.money_request = session.host_request
-        atm.report.step(atm.sid, "host_request", op=op, amount=amount)
+            atm.journal.flush()
         atm.later(atm.t["host"], "host_timed_out")
 
     def _reply(self, reply: Any) -> None:
@@ -52,7 +54,9 @@ class HostFlow:
         if atm.state not in ("verifying_pin", "authorising"):
             return
         session.reply = reply
-        atm.report.step(atm.sid, "host_reply", code=reply.code)
+        atm.report.step(atm.sid, "host_reply", code=reply.code, request=reply.request_id)
+        if reply.request_id == session.money_request:
+            atm.journal.flush()
         atm.host_replied(reply=reply)
 
     def _last_reply(self) -> HostReply:

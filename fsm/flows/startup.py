@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from devices.base import Action
 from devices.commands import Completion
+from fsm.recovery import SessionRecoverer
 
 if TYPE_CHECKING:
     from fsm.atm import ATM
@@ -22,6 +23,7 @@ class StartUp:
         atm = self.atm
         for entry in atm.journal.recover():
             atm.out("journal", action="recovered", op=entry.name, session=entry.session)
+        SessionRecoverer(atm).recover()  # before the counts are judged: it may block withdrawals
         if atm.journal.counts_unreconciled():  # survives restarts until a replenishment
             atm.devices.dispenser.raise_fault(
                 "count_unknown",
