@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.campaign.kill import run_campaign  # noqa: E402
+from bench.campaign.kill import run_campaign  # noqa: E402
 
 
 def main() -> int:

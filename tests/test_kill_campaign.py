@@ -1,8 +1,8 @@
-"""The SIGKILL campaign (tests/campaign/kill.py): 200 kills of the agent, audited after each."""
+"""The SIGKILL campaign (bench/campaign/kill.py): 200 kills of the agent, audited after each."""
 
 import pytest
 
-from tests.campaign.kill import run_campaign
+from bench.campaign.kill import run_campaign
 
 
 @pytest.mark.slow

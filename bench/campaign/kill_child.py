@@ -4,7 +4,7 @@ the crowd of customers ``atm run`` has) on the virtual clock, as fast as it goes
 An engineer stands by: when withdrawals are blocked for a count, they count the
 cassettes (the simulated dispenser knows) and replenish with those counts.
 
-Usage: python -m tests.campaign.kill_child JOURNAL SEED
+Usage: python -m bench.campaign.kill_child JOURNAL SEED
 Prints ``ready`` once the start-up (and its recovery) is over.
 """
 
@@ -31,7 +31,7 @@ def main(journal: str, seed: int) -> None:
     cfg.journal_path = journal
     clock = VirtualClock()
     recorder = Recorder(clock, keep=False)
-    ready = []
+    ready: list[bool] = []
 
     def on_record(record: dict) -> None:
         if not ready and record["type"] == "state" and record.get("previous") == "starting":

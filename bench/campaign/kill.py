@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-INITIAL = {"A": 2_000, "B": 2_000}  # tests/campaign/kill_child.py's cassettes
+INITIAL = {"A": 2_000, "B": 2_000}  # bench/campaign/kill_child.py's cassettes
 READY_TIMEOUT = 30.0
 
 
@@ -143,7 +143,7 @@ class Child:
 
     def __init__(self, journal: str, seed: int):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.campaign.kill_child", journal, str(seed)],
+            [sys.executable, "-m", "bench.campaign.kill_child", journal, str(seed)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
