@@ -87,6 +87,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         _seconds("cash_take", 30.0, "before cash left at the shutter is retracted"),
         _seconds("leave_debounce", 1.0, "the customer must be gone before a prompt"),
         _seconds("selftest_retry", 60.0, "between self-tests of faulty devices"),
+        _seconds("status_poll", 5.0, "between status polls of every device while no customer is served"),
     ),
     "session": fields(
         Field("pin_attempts", int, 3, "wrong PINs before the card is retained", low=1, high=10),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,26 @@ class Fault:
         }
 
 
+# Faults of the card in the slot, not of the device: they belong to the customer's session
+# and clear when it ends.
+CARD_FAULTS = frozenset(
+    {
+        "no_card",
+        "bad_card",
+        "card_moved",
+        "read_error",
+        "card_pulled_out",
+        "ic_position",
+        "icc_error",
+        "mute_card",
+        "card_removed",
+        "application_blocked",
+        "card_expired",
+        "chip_error",
+    }
+)
+
+
 # Emitter signature: (device_kind, event_name, data) -> None
 Emitter = Callable[[str, str, dict[str, Any]], None]
 
@@ -114,6 +134,11 @@ class Device(abc.ABC):  # noqa: B024 -- abstract by intent; each interface adds 
         """Check the device; raise or clear faults; return the status."""
         return self.status
 
+    def poll(self) -> DeviceStatus:
+        """Read the device's status between sessions: raise or clear faults, never move a
+        card or notes. The self-test, unless a backend's self-test moves something."""
+        return self.self_test()
+
     # status and faults -----------------------------------------------------
     @property
     def status(self) -> DeviceStatus:
@@ -135,11 +160,18 @@ class Device(abc.ABC):  # noqa: B024 -- abstract by intent; each interface adds 
     def raise_fault(
         self, code: str, message: str, severity: Severity = Severity.ERROR, action: Action = Action.MAINTENANCE
     ) -> Fault:
+        """Raise ``code``, once per occurrence: while it is active, another signal of the same
+        condition (a second error code, a sensor, the next self-test) only updates its details."""
         fault = Fault(self.kind, code, severity, message, action)
-        if self.faults.get(code) != fault:
-            self.faults[code] = fault
+        active = code in self.faults
+        self.faults[code] = fault
+        if not active:
             self.emit("fault", fault=fault, state="raised")
         return fault
+
+    def clear_faults(self, codes: Iterable[str]) -> None:
+        for code in codes:
+            self.clear_fault(code)
 
     def clear_fault(self, code: str) -> None:
         fault = self.faults.pop(code, None)

@@ -106,6 +106,16 @@ class Ict3q8CardReader(SerialDevice, CardReader):
             pass
         return self.status
 
+    def poll(self) -> DeviceStatus:
+        """The status only: a jammed reader is not initialised (that moves the transport)."""
+        if not self.reopened():
+            return self.status
+        try:
+            self.command(codec.STATUS, 0x30)
+        except DeviceError:
+            pass
+        return self.status
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "position": self._position.value, "entry_enabled": self.entry_enabled}
 

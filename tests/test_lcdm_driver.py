@@ -177,3 +177,18 @@ def test_real_dispenser_answers_status_and_version(dispenser):
     d = dispenser(emulator=False)
     assert d.self_test() is DeviceStatus.ONLINE, d.describe()["faults"]
     assert d.version
+
+
+def test_a_missing_cassette_is_one_fault_raised_once_and_cleared_once(dispenser, ctx):
+    """Error 0x45 and the missing presence bit are the same condition; self-tests repeat it."""
+    d = dispenser()
+    d.inject("cassette_removed_upper")
+    assert d.dispense({"A": 1}).fault_code == "cassette_missing"  # the device's error 0x45
+    for _ in range(48):
+        d.self_test()  # the presence bit, at every self-test
+    d.remove("cassette_removed_upper")
+    d.self_test()
+    d.self_test()
+    faults = [(data["fault"].code, data["state"]) for name, data in ctx.emit if name == "fault"]
+    assert faults == [("cassette_missing", "raised"), ("cassette_missing", "cleared")]
+    assert d.status is DeviceStatus.ONLINE

@@ -527,3 +527,10 @@ def test_after_the_fail_safe_no_self_test_puts_the_atm_back_in_service():
     after = [m for m in agent.recorder.of_type("telemetry") if m["topic"].endswith("/status")]
     services = [m["payload"]["service"] for m in after]
     assert services[0] == "in_service" and services[1:] and set(services[1:]) == {"out_of_service"}
+
+
+def test_a_card_fault_belongs_to_its_session_raised_once_and_cleared_when_it_ends():
+    run = run_visits([Visit("balance", card="mute"), Visit("balance", card="mute"), Visit("balance")])
+    faults = [(f["code"], f["state"]) for f in run.telemetry("fault")]
+    assert faults == [("mute_card", "raised"), ("mute_card", "cleared")] * 2
+    assert not run.agent.devices["chip"].faults

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from devices.base import CARD_FAULTS
 from fsm.states import CARD_INSIDE, ESCROW_STATES
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class GateFlow:
         atm = self.atm
         if atm.state != "ending" or atm.session is None:
             return
+        for device in (atm.devices.card_reader, atm.devices.chip):  # the card's faults went with it
+            device.clear_faults(CARD_FAULTS)
         atm.report.session_end(atm.session.summary(atm.clock.now()))
         atm.service.refresh()
         atm.finished()

@@ -18,6 +18,7 @@ class StartUp:
 
     def __init__(self, atm: ATM) -> None:
         self.atm = atm
+        self._polling = False  # a poll of every device is on the queues
 
     def start(self) -> None:
         atm = self.atm
@@ -39,6 +40,7 @@ class StartUp:
         atm.publish_cash()
         atm.scheduler.call_later(atm.cfg.cash_interval, self._periodic_cash)
         atm.scheduler.call_later(atm.t["selftest_retry"], self._periodic_selftest)
+        atm.scheduler.call_later(atm.t["status_poll"], self._periodic_poll)
         if atm.service.functions:
             atm.self_test_passed()
         else:
@@ -46,6 +48,10 @@ class StartUp:
 
     def self_test(self, kinds: list[str], then: Callable[[dict[str, str]], None]) -> None:
         """Self-test ``kinds`` on their queues; ``then(results)`` once every one has answered."""
+        self._on_queues(kinds, "self_test", then)
+
+    def _on_queues(self, kinds: list[str], method: str, then: Callable[[dict[str, str]], None]) -> None:
+        """Run ``method`` of each of ``kinds`` on its queue; ``then(results)`` once all answered."""
         atm = self.atm
         results: dict[str, str] = {}
         if not kinds:
@@ -63,12 +69,27 @@ class StartUp:
             return record
 
         for kind in kinds:
-            atm.commands.send(kind, "self_test", atm.devices[kind].self_test, then=tested(kind))
+            atm.commands.send(kind, method, getattr(atm.devices[kind], method), then=tested(kind))
 
     def _periodic_cash(self) -> None:
         atm = self.atm
         atm.publish_cash()
         atm.scheduler.call_later(atm.cfg.cash_interval, self._periodic_cash)
+
+    def _periodic_poll(self) -> None:
+        """Between sessions, read every device's status (nothing moves); the service follows."""
+        atm = self.atm
+        atm.scheduler.call_later(atm.t["status_poll"], self._periodic_poll)
+        if self._polling or atm.state not in ("idle", "out_of_service"):
+            return
+        self._polling = True
+
+        def polled(results: dict[str, str]) -> None:
+            self._polling = False
+            atm.service.refresh()
+            atm.follow_service()
+
+        self._on_queues(list(atm.devices), "poll", polled)
 
     def _periodic_selftest(self) -> None:
         atm = self.atm
