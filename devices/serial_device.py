@@ -9,6 +9,7 @@ from devices.base import Action, Device, Severity
 from devices.serial_link import SerialLink
 
 LINK_DOWN_POLL = 5.0  # seconds between polls of a device that does not answer
+REOPEN_FIRST, REOPEN_MAX = 1.0, 60.0  # seconds between attempts to open a port that would not open
 
 
 class SerialDevice(Device):
@@ -23,6 +24,8 @@ class SerialDevice(Device):
     link: SerialLink
     poll_interval: float
     _polling: Any = None  # the scheduler's timer handle
+    _reopen_at = 0.0  # no attempt to open the port before this time
+    _reopen_backoff = 0.0
 
     def open(self) -> None:
         try:
@@ -38,9 +41,20 @@ class SerialDevice(Device):
         """The first commands after the port opens; their faults are left for the self-test."""
 
     def reopened(self) -> bool:
-        """For the self-test: open the port again if it was missing; True when it is open."""
-        if not self.opened:
-            self.open()
+        """For the self-test and the polls: open the port again if it would not open, with
+        a backoff (1 s, doubling to a minute, on the scheduler's clock); True when open."""
+        if self.opened:
+            return True
+        clock = getattr(self.ctx.scheduler, "clock", None)
+        now = clock.now() if clock is not None else None
+        if now is not None and now < self._reopen_at:
+            return False
+        self.open()
+        if not self.opened and now is not None:
+            self._reopen_backoff = min(max(self._reopen_backoff * 2, REOPEN_FIRST), REOPEN_MAX)
+            self._reopen_at = now + self._reopen_backoff
+        elif self.opened:
+            self._reopen_backoff, self._reopen_at = 0.0, 0.0
         return self.opened
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ option is an error.
 from __future__ import annotations
 
 import logging
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,14 @@ def pyserial_url(loc: Locator) -> str:
     return loc.path + ("?" + urlencode(passed) if passed else "")
 
 
+def _plain(exc: Exception) -> str:
+    """pyserial's message without its noise: a busy port says so."""
+    text = str(exc)
+    if "exclusively lock" in text:
+        return "in use by another process"
+    return text
+
+
 class SerialLink:
     """One serial port: exact reads with deadlines, writes, and the trace."""
 
@@ -99,10 +108,15 @@ class SerialLink:
             # The timeout is set once: changing it re-applies the line settings
             # (and a pty refuses parity then). Reads loop in slices to their deadline.
             port.bytesize, port.stopbits, port.timeout = serial.EIGHTBITS, serial.STOPBITS_ONE, READ_SLICE
+            if isinstance(port, serial.Serial):
+                port.exclusive = True  # one process per port: a second one would steal its bytes
             port.open()
             port.reset_input_buffer()
+        except termios.error as exc:  # the port refused the line settings
+            line = f"{s.baud} 8{s.parity}1{' RTS/CTS' if s.rtscts else ''}"
+            raise OSError(f"cannot set {self.url} to {line}: {exc.args[-1]} (errno {exc.args[0]})") from None
         except (serial.SerialException, ValueError, OSError) as exc:
-            raise OSError(f"cannot open {self.url}: {exc}") from None
+            raise OSError(f"cannot open {self.url}: {_plain(exc)}") from None
         self.port = port
 
     def close(self) -> None:

@@ -19,12 +19,13 @@ brings it back.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
+import termios
 import threading
 import time
-import tty
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,11 @@ class SerialEmulator:
         self.powered = True
         self._power_loss_after: int | None = None
         self.received = 0  # command frames received (subclasses count them)
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # the driver sets its own line settings when it opens
-        self.port = os.ttyname(self._slave)
+        self.master, slave = os.openpty()
+        self.port = os.ttyname(slave)
+        os.close(slave)  # not held open: a driver's close shows here as EIO (see _read_master)
+        self._driver_attached = False
+        self._reset_line()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending = bytearray()
@@ -69,11 +72,10 @@ class SerialEmulator:
             if self._thread.is_alive():  # blocked on a full pty: never close an fd it may still use
                 log.warning("%s emulator thread did not stop; its pty stays open", self.name)
                 return
-        for fd in (self.master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
 
     def __enter__(self):
         return self.start()
@@ -157,11 +159,43 @@ class SerialEmulator:
             left = max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([self.master], [], [], min(left, 0.05))
             if ready:
-                out += os.read(self.master, n - len(out))
-            elif left <= 0:
+                chunk = self._read_master(n - len(out))
+                if chunk is not None:
+                    out += chunk
+                    continue
+                time.sleep(min(left, 0.05))  # no driver has the port open
+            if left <= 0:
                 break
         self._line_delay(len(out) - fresh)  # put-back bytes were timed when first read
         return bytes(out)
+
+    def _read_master(self, n: int) -> bytes | None:
+        """Bytes from the driver; None while no driver has the port open (EIO)."""
+        try:
+            data = os.read(self.master, n)
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            if self._driver_attached:  # the driver closed the port
+                self._driver_attached = False
+                self._reset_line()
+            return None
+        self._driver_attached = True
+        return data
+
+    def _reset_line(self) -> None:
+        """Put the port back to raw 38400 8N1, as a port nobody has configured.
+
+        A pty ignores parity, and the kernel then refuses a driver's request for
+        parity that changes nothing else (termios.error 22): a pty left at the
+        previous driver's 9600 8E1 could not be opened at 9600 8E1 again. A real
+        port has no such memory problem, so the emulator forgets the settings.
+        """
+        attrs = termios.tcgetattr(self.master)
+        attrs[0] = attrs[1] = attrs[3] = 0  # no input, output or local processing
+        attrs[2] = termios.CS8 | termios.CREAD | termios.CLOCAL | termios.B38400
+        attrs[4] = attrs[5] = termios.B38400
+        termios.tcsetattr(self.master, termios.TCSANOW, attrs)
 
     def unread(self, data: bytes) -> None:
         """Put bytes back to be read again (after a resync)."""
@@ -181,7 +215,8 @@ class SerialEmulator:
         """Forget whatever the driver sent that was not read yet."""
         self._pending.clear()
         while select.select([self.master], [], [], 0)[0]:
-            os.read(self.master, 4096)
+            if not self._read_master(4096):
+                break
 
     def _line_delay(self, nbytes: int) -> None:
         if self.baud and nbytes:
