@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import termios
 import time
 
 import pytest
@@ -36,16 +35,16 @@ def test_the_emulator_port_opens_again_after_its_first_client_left():
 def test_a_port_that_refuses_its_line_settings_is_a_fault_retried_with_a_backoff():
     with Ict3q8Emulator(initialised=True) as emu:
         ctx = DeviceContext(scheduler=Scheduler(VirtualClock()))
-        stuck = termios.tcgetattr(emu.master)
-        stuck[2] = (stuck[2] & ~termios.CBAUD) | termios.B9600  # as the previous driver left it
-        stuck[4] = stuck[5] = termios.B9600
-        termios.tcsetattr(emu.master, termios.TCSANOW, stuck)
+        keeper = os.open(emu.port, os.O_RDWR | os.O_NOCTTY)  # the port never looks closed
+        first = reader_on(emu.port)  # its 8E1 RTS/CTS stays on the port when it closes
+        first.close()
         reader = reader_on(emu.port, ctx)
         if reader.status is DeviceStatus.ONLINE:  # a kernel that accepts it: nothing to see
             pytest.skip("this kernel sets parity on a pty without complaint")
         fault = reader.faults["port_unavailable"]
-        assert "9600 8E1 RTS/CTS" in fault.message and "errno 22" in fault.message
-        emu._reset_line()  # what the emulator does once it sees the driver's close
+        assert "8E1 RTS/CTS: Invalid argument (errno 22)" in fault.message
+        os.close(keeper)
+        time.sleep(0.2)  # the emulator sees the port closed and forgets its settings
         assert reader.poll() is DeviceStatus.OFFLINE  # not before the backoff
         ctx.scheduler.clock.advance(1.0)
         assert reader.poll() is DeviceStatus.ONLINE and not reader.faults
