@@ -32,29 +32,34 @@ class SerialDevice(Device):
             self.link.open()
         except OSError as exc:
             self.raise_fault("port_unavailable", str(exc), Severity.ERROR, Action.MAINTENANCE)
+            self._back_off()
             return
         self.clear_fault("port_unavailable")
+        self._reopen_backoff, self._reopen_at = 0.0, 0.0
         self.opened = True
         self.on_open()
 
     def on_open(self) -> None:
         """The first commands after the port opens; their faults are left for the self-test."""
 
-    def reopened(self) -> bool:
-        """For the self-test and the polls: open the port again if it would not open, with
-        a backoff (1 s, doubling to a minute, on the scheduler's clock); True when open."""
-        if self.opened:
-            return True
+    def _now(self) -> float | None:
         clock = getattr(self.ctx.scheduler, "clock", None)
-        now = clock.now() if clock is not None else None
-        if now is not None and now < self._reopen_at:
-            return False
-        self.open()
-        if not self.opened and now is not None:
+        return clock.now() if clock is not None else None
+
+    def _back_off(self) -> None:
+        """The next attempt to open the port: 1 s later, doubling to a minute."""
+        now = self._now()
+        if now is not None:
             self._reopen_backoff = min(max(self._reopen_backoff * 2, REOPEN_FIRST), REOPEN_MAX)
             self._reopen_at = now + self._reopen_backoff
-        elif self.opened:
-            self._reopen_backoff, self._reopen_at = 0.0, 0.0
+
+    def reopened(self) -> bool:
+        """For the self-test and the polls: open the port again if it would not open, once
+        its backoff has passed (on the scheduler's clock); True when it is open."""
+        if not self.opened:
+            now = self._now()
+            if now is None or now >= self._reopen_at:
+                self.open()
         return self.opened
 
     def close(self) -> None:
