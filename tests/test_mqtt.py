@@ -437,3 +437,37 @@ def test_old_coalescing_messages_expire_and_are_reported(tmp_path):
         "coalesced": 0,
         "dropped": 1,
     }
+
+
+# -- seq: gap-free over the outbox's messages ----------------------------------------------------
+@pytest.mark.mosquitto
+def test_seq_has_no_gaps_across_reconnects_and_session_messages_take_none(links):
+    """Every numbered message reaches the centre; a gap can only mean a lost message.
+    The Will, the birth and the online status of each connection carry bdSeq, no seq."""
+    broker = Mosquitto(persistence=True).start()  # the centre's session survives a stop
+    consumer = Consumer(broker).start()
+    link, tel = links(broker.url)
+    link.start()
+    try:
+        assert link.wait_connected(5)
+        for round_ in range(3):
+            stream(tel, 10, start=10 * round_)
+            assert link.flush(5)
+            first = link.bdseq
+            broker.stop()
+            broker.start()
+            wait_for(lambda: link.connected and link.bdseq > first, timeout=8)  # noqa: B023
+        stream(tel, 10, start=30)
+        assert link.flush(5)
+        wait_for(lambda: len({f["n"] for f in consumer.of("fault")}) == 40)
+        wait_for(lambda: len({b["bdSeq"] for b in consumer.of("birth")}) == 4)
+        numbered = [p for _, p, _ in consumer.messages if "seq" in p]
+        seqs = {p["seq"] for p in numbered}
+        assert seqs == set(range(1, max(seqs) + 1)), sorted(set(range(1, max(seqs) + 1)) - seqs)
+        sessions = consumer.of("birth") + [s for s in consumer.of("status") if "bdSeq" in s and "seq" not in s]
+        assert len(sessions) >= 8 and all("seq" not in s and "id" not in s and s["boot"] == tel.boot for s in sessions)
+        assert all(s["bdSeq"] >= 1 for s in sessions)
+    finally:
+        consumer.stop()
+        link.stop(timeout=0.5)
+        broker.close()
