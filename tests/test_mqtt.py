@@ -471,3 +471,51 @@ def test_seq_has_no_gaps_across_reconnects_and_session_messages_take_none(links)
         consumer.stop()
         link.stop(timeout=0.5)
         broker.close()
+
+
+# -- a silent site --------------------------------------------------------------------------------
+@pytest.fixture
+def two_sites():
+    """Two brokers (the primary, the secondary) and a centre on each; all closed after."""
+    primary, secondary = Mosquitto().start(), Mosquitto().start()
+    centres = Consumer(primary).start(), Consumer(secondary, client_id="centre-b").start()
+    yield primary, secondary, centres[0], centres[1]
+    for centre in centres:
+        centre.client.loop_stop()
+    primary.close()
+    secondary.close()
+
+
+@pytest.mark.mosquitto
+def test_a_silent_primary_is_left_at_the_ack_deadline_not_the_keepalive(links, two_sites):
+    """SIGSTOP keeps the TCP connection open: only an unanswered PUBLISH tells."""
+    primary, secondary, _, at_secondary = two_sites
+    link, tel = links([primary.url, secondary.url], keepalive=60, ack_deadline=1.0, failback_after=0)
+    link.start()
+    assert link.wait_connected(5) and link.current == parse_broker_url(primary.url)
+    primary.pause()
+    t0 = time.monotonic()
+    tel.fault({"code": "X", "n": 1})
+    wait_for(lambda: at_secondary.numbers() == [1], timeout=6, message="the fault on the secondary")
+    assert time.monotonic() - t0 < 6 < link.keepalive and link.current == parse_broker_url(secondary.url)
+    assert link.outbox.count() == 0 or link.flush(2)
+
+
+@pytest.mark.mosquitto
+def test_a_silent_primary_is_noticed_by_its_unanswered_pingreq_when_idle(links, two_sites):
+    primary, secondary, _, at_secondary = two_sites
+    link, tel = links([primary.url, secondary.url], keepalive=5, ack_deadline=1.0, failback_after=0)
+    link.start()
+    assert link.wait_connected(5)
+    primary.pause()
+    # paho pings after 5 s without traffic; without an answer within 1 s the link moves on,
+    # well before paho's own time-out (another keepalive period, 10 s in all)
+    wait_for(lambda: at_secondary.of("birth"), timeout=8.5, message="the birth on the secondary")
+    assert link.current == parse_broker_url(secondary.url)
+
+
+def test_ack_deadline_is_a_bounded_config_field():
+    from agent.config import SECTIONS
+
+    field = SECTIONS["telemetry"]["ack_deadline"]
+    assert field.default == 2.0 and field.low > 0 and field.high <= 60

@@ -37,6 +37,7 @@ class MqttLink(Publisher):
         keepalive: int = 10,
         tls: TlsFiles | None = None,
         failback_after: float = 30.0,
+        ack_deadline: float = 2.0,
         connect_timeout: float = 3.0,
         birth: dict | None = None,
         on_command=None,
@@ -55,6 +56,7 @@ class MqttLink(Publisher):
         self.keepalive = keepalive
         self.tls = tls
         self.connect_timeout = connect_timeout
+        self.ack_deadline = ack_deadline  # a silent broker is left after this (see BrokerConnection)
         # Builds enveloped messages (boot, seq, id, ts): the agent's Telemetry.message.
         self.messages = SessionMessages(atm_id, make_message, clock)
         self.prefix = self.messages.prefix
@@ -177,6 +179,7 @@ class MqttLink(Publisher):
             connect_timeout=self.connect_timeout,
             on_publish=self.drain.on_publish,
             on_message=self.commands.on_message,
+            ack_deadline=self.ack_deadline,
         )
         why = connection.open(self.messages.status_topic, self.messages.will(self.bdseq))
         if why:
