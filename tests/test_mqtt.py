@@ -519,3 +519,22 @@ def test_ack_deadline_is_a_bounded_config_field():
 
     field = SECTIONS["telemetry"]["ack_deadline"]
     assert field.default == 2.0 and field.low > 0 and field.high <= 60
+
+
+# -- failback only to a primary that answers MQTT -------------------------------------------------
+@pytest.mark.mosquitto
+def test_no_failback_to_a_hung_primary_that_still_accepts_tcp(links, two_sites):
+    """A SIGSTOPped primary completes TCP handshakes but never sends a CONNACK: the link
+    stays on the secondary, in one session, until the primary answers again."""
+    primary, secondary, _, at_secondary = two_sites
+    primary.pause()
+    link, tel = links([primary.url, secondary.url], failback_after=0.5, connect_timeout=1.0)
+    link.start()
+    wait_for(lambda: link.connected and link.current == parse_broker_url(secondary.url), timeout=5)
+    session = link.bdseq
+    time.sleep(3.5)  # several probes, each well past failback_after
+    left = [s for s in at_secondary.of("status") if s.get("reason") == "failback"]
+    assert left == [] and link.bdseq == session and link.current == parse_broker_url(secondary.url)
+    primary.resume()
+    wait_for(lambda: link.connected and link.current == parse_broker_url(primary.url), timeout=8)
+    wait_for(lambda: [s for s in at_secondary.of("status") if s.get("reason") == "failback"], timeout=2)

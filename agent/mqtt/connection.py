@@ -213,3 +213,30 @@ class BrokerConnection:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._accepted = False
+
+
+def _ignore(*_args) -> None:
+    """A callback for a connection that publishes and subscribes nothing."""
+
+
+def probe_connect(url: BrokerUrl, client_id: str, tls: TlsFiles | None, timeout: float) -> str:
+    """One MQTT CONNECT (clean start, no Will) and a DISCONNECT: '' when the broker sent a
+    CONNACK accepting it within ``timeout``, else why not. A TCP accept alone proves nothing:
+    a hung broker's kernel still completes the handshake."""
+    connection = BrokerConnection(
+        url,
+        client_id,
+        keepalive=max(5, int(timeout) + 1),
+        tls=tls,
+        connect_timeout=timeout,
+        on_publish=_ignore,
+        on_message=_ignore,
+    )
+    try:
+        why = connection.open()
+    except Exception as exc:  # a probe must never take the network thread down
+        why = f"probe failed: {exc!r}"
+    if not why:
+        connection.disconnect()
+    connection.drop()
+    return why

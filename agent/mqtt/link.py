@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from agent.mqtt.brokers import BrokerUrl, TlsFiles, parse_broker_url
 from agent.mqtt.commands import CommandChannel
-from agent.mqtt.connection import BrokerConnection, WakeUp
+from agent.mqtt.connection import BrokerConnection, WakeUp, probe_connect
 from agent.mqtt.drain import OutboxDrain
 from agent.mqtt.failover import BrokerChoice
 from agent.mqtt.session import SessionMessages
@@ -60,7 +60,7 @@ class MqttLink(Publisher):
         # Builds enveloped messages (boot, seq, id, ts): the agent's Telemetry.message.
         self.messages = SessionMessages(atm_id, make_message, clock)
         self.prefix = self.messages.prefix
-        self.brokers = BrokerChoice(self.urls, failback_after)
+        self.brokers = BrokerChoice(self.urls, failback_after, probe=self._probe)
         self.drain = OutboxDrain(outbox, self.messages.status_topic)
         self._wakeup = WakeUp()
         self.commands = CommandChannel(self.prefix, on_command, self._wakeup.set)
@@ -197,6 +197,10 @@ class MqttLink(Publisher):
             self._store_event({"event": "broker_failover", "from": str(previous), "to": str(url)})
         self._first_attempt.set()
         return True
+
+    def _probe(self, url: BrokerUrl) -> str:
+        """A failback probe: a CONNACK from ``url`` for a client id of its own ('' if it came)."""
+        return probe_connect(url, f"atm-{self.atm_id}-probe", self.tls, self.connect_timeout)
 
     def _store_event(self, body: dict) -> None:
         """An event of the link itself, stored and sent like any other."""
