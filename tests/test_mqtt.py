@@ -20,8 +20,6 @@ from paho.mqtt.properties import Properties
 
 from agent.mqtt import BrokerUrl, MqttLink, parse_broker_url
 from agent.outbox import Outbox
-from agent.telemetry import Telemetry
-from fsm.clock import RealClock
 from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber, free_port
 from hw_mocks.servers.wait import wait_for
 
@@ -67,23 +65,6 @@ class Consumer:
 
     def numbers(self, kind: str = "fault") -> list[int]:
         return [p["n"] for p in self.of(kind)]
-
-
-@pytest.fixture
-def links(tmp_path):
-    made = []
-
-    def make(urls, atm_id=ATM, outbox=None, **kw):
-        box = outbox or Outbox(str(tmp_path / f"outbox-{len(made)}.db"))
-        tel = Telemetry(atm_id, RealClock(), boot=box.next_counter("boot"))
-        link = MqttLink(urls if isinstance(urls, list) else [urls], atm_id, box, make_message=tel.message, **kw)
-        tel.publishers = [link]
-        made.append(link)
-        return link, tel
-
-    yield make
-    for link in made:
-        link.stop(timeout=0.2)
 
 
 # -- URLs -------------------------------------------------------------------------------
