@@ -51,7 +51,7 @@ class Centre:
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"centre-{name}", protocol=paho.MQTTv5)
-        client.reconnect_delay_set(0.05, 0.2)
+        client.reconnect_delay_set(0.05, 0.2)  # type: ignore[arg-type]  # paho takes seconds as floats too
         client.on_connect = lambda cl, ud, fl, rc, pr: cl.subscribe(f"atm/v1/{ATM_ID}/#", qos=1)
         client.on_subscribe = lambda cl, ud, mid, rc, pr: self.subscribed.set()
         client.on_message = self._on_message
