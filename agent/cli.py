@@ -15,6 +15,7 @@ from pathlib import Path
 from agent import config as configmod
 from agent.config import ConfigError
 from agent.journal import JournalError
+from agent.outbox import OutboxError
 from agent.output import Recorder, human_line, rounded, to_json
 from agent.prompts import PromptError
 from agent.rig import RigError, is_simulated
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ConfigError, JournalError, LocatorError, PromptError, RigError, UsageError) as exc:
+    except (ConfigError, JournalError, LocatorError, OutboxError, PromptError, RigError, UsageError) as exc:
         print(f"atm: error: {exc}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:

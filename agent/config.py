@@ -106,6 +106,14 @@ SECTIONS: dict[str, dict[str, Field]] = {
         _seconds("cash_interval", 300.0, "between periodic cash reports"),
         Field("keepalive", int, 10, "MQTT keepalive in seconds", low=5, high=600),
         _seconds("failback_after", 30.0, "the primary must answer again before going back to it"),
+        Field(
+            "ack_deadline",
+            float,
+            2.0,
+            "seconds a PUBLISH or PINGREQ may wait for its answer before the broker counts as gone",
+            low=0.2,
+            high=60,
+        ),
         _path("outbox", "", "the outbox file ('' for next to the journal)"),
         Field("outbox_max_mb", int, 64, "the outbox's size bound in MB", low=1, high=100_000),
         Field(

@@ -22,12 +22,20 @@ reported (:meth:`Outbox.take_report`).
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+log = logging.getLogger("agent.outbox")
+
 CRITICAL, COALESCE = "critical", "coalesce"
+# rows acknowledged but not deleted yet (the delete failed) do not count as stored
+NOT_ACKED = "id NOT IN (SELECT value FROM json_each(?))"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -41,6 +49,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+class OutboxError(Exception):
+    """The outbox cannot be read or written (a full disk, a corrupt file); the message
+    names the outbox and gives SQLite's own reason."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +78,15 @@ class Outbox:
         self.max_age = max_age
         self.clock = clock
         self._lock = threading.Lock()
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
         self._sync = ""
-        self._set_sync("NORMAL")
-        self.db.executescript(SCHEMA)
-        self.bytes = self.db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self._set_sync("NORMAL")
+            self.db.executescript(SCHEMA)
+            self.bytes = self.db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
         self.coalesced = self.dropped = 0
         self._reported = (0, 0)
         self._acked: list[int] = []
@@ -80,6 +96,28 @@ class Outbox:
             self._delete_acked()
             self.db.close()
 
+    def _error(self, exc: sqlite3.Error) -> OutboxError:
+        return OutboxError(f"outbox {self.path}: {exc}")
+
+    @contextlib.contextmanager
+    def _write(self, sync: str) -> Iterator[None]:
+        """One write transaction: committed at the end, rolled back on any error (unless
+        SQLite already did, as it does on a full disk); SQLite errors become OutboxError."""
+        try:
+            self._set_sync(sync)
+            self.db.execute("BEGIN IMMEDIATE")
+            yield
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            if self.db.in_transaction:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("outbox %s: rollback failed", self.path)
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc) from None
+            raise
+
     def _set_sync(self, mode: str) -> None:
         if mode != self._sync:
             self.db.execute(f"PRAGMA synchronous={mode}")
@@ -88,34 +126,37 @@ class Outbox:
     # counters that live with the data ---------------------------------------------
     def next_counter(self, name: str) -> int:
         """Increment and return a persistent counter (the boot number, the bdSeq)."""
-        with self._lock:
-            self._set_sync("FULL")
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._lock, self._write("FULL"):
             self.db.execute(
                 "INSERT INTO meta(key, value) VALUES (?, 1) ON CONFLICT(key) DO UPDATE SET value = value + 1", (name,)
             )
-            value = self.db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()[0]
-            self.db.execute("COMMIT")
-            return value
+            return self.db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()[0]
+
+    def raise_counter(self, name: str, value: int) -> None:
+        """Make a persistent counter at least ``value`` (one used while it could not be written)."""
+        with self._lock, self._write("FULL"):
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = MAX(value, ?)",
+                (name, value, value),
+            )
 
     # storing --------------------------------------------------------------------------
     def put(self, topic: str, payload: bytes, qos: int, retain: bool, cls: str) -> int:
         """Store one message (committed on return); returns its id."""
         now = self.clock()
         with self._lock:
-            self._set_sync("FULL" if cls == CRITICAL else "NORMAL")
-            self.db.execute("BEGIN IMMEDIATE")
+            before = (self.bytes, self.coalesced, self.dropped)
             try:
-                cur = self.db.execute(
-                    "INSERT INTO outbox(topic, payload, qos, retain, class, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (topic, payload, qos, int(retain), cls, now),
-                )
-                self.bytes += len(payload)
-                if self.bytes > self.max_bytes:
-                    self._trim(now)
-                self.db.execute("COMMIT")
+                with self._write("FULL" if cls == CRITICAL else "NORMAL"):
+                    cur = self.db.execute(
+                        "INSERT INTO outbox(topic, payload, qos, retain, class, created) VALUES (?, ?, ?, ?, ?, ?)",
+                        (topic, payload, qos, int(retain), cls, now),
+                    )
+                    self.bytes += len(payload)
+                    if self.bytes > self.max_bytes:
+                        self._trim(now)
             except BaseException:
-                self.db.execute("ROLLBACK")
+                self.bytes, self.coalesced, self.dropped = before  # rolled back: nothing changed
                 raise
             row_id = cur.lastrowid
             assert row_id is not None  # an INSERT sets it
@@ -143,12 +184,16 @@ class Outbox:
     def expire(self) -> None:
         """Drop coalescing messages older than ``max_age`` (called now and then)."""
         with self._lock:
-            self._set_sync("NORMAL")
-            cur = self.db.execute(
-                "DELETE FROM outbox WHERE class = ? AND created < ? RETURNING LENGTH(payload)",
-                (COALESCE, self.clock() - self.max_age),
-            )
-            for (size,) in cur.fetchall():
+            try:
+                with self._write("NORMAL"):
+                    sizes = self.db.execute(
+                        "DELETE FROM outbox WHERE class = ? AND created < ? RETURNING LENGTH(payload)",
+                        (COALESCE, self.clock() - self.max_age),
+                    ).fetchall()
+            except OutboxError as exc:
+                log.warning("%s; old messages are expired later", exc)
+                return
+            for (size,) in sizes:
                 self.bytes -= size
                 self.dropped += 1
 
@@ -169,8 +214,8 @@ class Outbox:
             self._delete_acked()
             rows = self.db.execute(
                 "SELECT id, topic, payload, qos, retain, class, created FROM outbox WHERE id > ? AND id <= ? "
-                "ORDER BY id LIMIT ?",
-                (after, upto if upto is not None else 2**62, limit),
+                f"AND {NOT_ACKED} ORDER BY id LIMIT ?",
+                (after, upto if upto is not None else 2**62, self._acked_json(), limit),
             ).fetchall()
         return [Stored(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
 
@@ -182,7 +227,10 @@ class Outbox:
         """Unacknowledged messages per topic with id <= ``upto``."""
         with self._lock:
             self._delete_acked()
-            rows = self.db.execute("SELECT topic, COUNT(*) FROM outbox WHERE id <= ? GROUP BY topic", (upto,))
+            rows = self.db.execute(
+                f"SELECT topic, COUNT(*) FROM outbox WHERE id <= ? AND {NOT_ACKED} GROUP BY topic",
+                (upto, self._acked_json()),
+            )
             return dict(rows.fetchall())
 
     def ack(self, message_id: int) -> None:
@@ -196,22 +244,30 @@ class Outbox:
         with self._lock:
             self._delete_acked()
 
+    def _acked_json(self) -> str:
+        """The acknowledged ids not deleted yet (a full disk), for ``NOT_ACKED``."""
+        return json.dumps(self._acked) if self._acked else "[]"
+
     def _delete_acked(self) -> None:
         if not self._acked:
             return
-        self._set_sync("NORMAL")
-        self.db.execute("BEGIN IMMEDIATE")
         sizes = 0
-        for chunk_start in range(0, len(self._acked), 500):
-            chunk = self._acked[chunk_start : chunk_start + 500]
-            marks = ",".join("?" * len(chunk))
-            cur = self.db.execute(f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING LENGTH(payload)", chunk)
-            sizes += sum(size for (size,) in cur.fetchall())
-        self.db.execute("COMMIT")
+        try:
+            with self._write("NORMAL"):
+                for chunk_start in range(0, len(self._acked), 500):
+                    chunk = self._acked[chunk_start : chunk_start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    cur = self.db.execute(f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING LENGTH(payload)", chunk)
+                    sizes += sum(size for (size,) in cur.fetchall())
+        except OutboxError as exc:  # kept: deleted on a later call (a resend meanwhile is a duplicate)
+            log.warning("%s; %d acknowledged messages are deleted later", exc, len(self._acked))
+            return
         self.bytes -= sizes
         self._acked.clear()
 
     def count(self) -> int:
         with self._lock:
             self._delete_acked()
-            return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            return self.db.execute(f"SELECT COUNT(*) FROM outbox WHERE {NOT_ACKED}", (self._acked_json(),)).fetchone()[
+                0
+            ]

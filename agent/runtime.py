@@ -170,6 +170,7 @@ class Agent:
             keepalive=tel["keepalive"],
             tls=tls,
             failback_after=tel["failback_after"],
+            ack_deadline=tel["ack_deadline"],
             birth={**self.telemetry.birth_facts, "service": "starting"},
             make_message=self.telemetry.message,
         )

@@ -97,21 +97,33 @@ class Telemetry:
         self._id_prefix = f"{atm_id}-{self.boot}-"
         self.birth_facts: dict = {}  # what never changes while the agent runs (firmware, rig)
 
-    def envelope(self, body: dict) -> dict:
-        seq = next(self._seq)
-        return {
+    def envelope(self, body: dict, numbered: bool = True) -> dict:
+        """``atm_id``, ``ts``, ``boot`` and, when ``numbered``, the next ``seq`` and the ``id``.
+
+        Only messages that go through the outbox are numbered, so ``seq`` has no gaps a
+        consumer must explain; the link's session messages (birth, online status, the
+        Will, its own offline status) are not numbered: ``bdSeq`` names them."""
+        head = {
             "atm_id": self.atm_id,
             "ts": self.clock.utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "boot": self.boot,
-            "seq": seq,
-            "id": f"{self._id_prefix}{seq}",
-            **body,
         }
+        if numbered:
+            seq = next(self._seq)
+            head["seq"] = seq
+            head["id"] = f"{self._id_prefix}{seq}"
+        return {**head, **body}
 
     def message(
-        self, kind: str, body: dict, qos: int = 1, retain: bool = False, durability: str = "critical"
+        self,
+        kind: str,
+        body: dict,
+        qos: int = 1,
+        retain: bool = False,
+        durability: str = "critical",
+        numbered: bool = True,
     ) -> Message:
-        return Message(self.prefix + kind, self.envelope(body), qos, retain, durability)
+        return Message(self.prefix + kind, self.envelope(body, numbered), qos, retain, durability)
 
     def send(self, message: Message) -> None:
         for publisher in self.publishers:

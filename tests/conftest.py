@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from agent.mqtt import MqttLink
+from agent.outbox import Outbox
 from agent.rig import DEFAULT_RIG, is_emulated, is_simulated, load_rig
+from agent.telemetry import Telemetry
 from devices.base import DeviceContext
 from devices.registry import create_device
-from fsm.clock import Scheduler, VirtualClock
+from fsm.clock import RealClock, Scheduler, VirtualClock
 from hw_mocks import pcscd
 from hw_mocks.servers import started
 from hw_mocks.servers.broker import Mosquitto
@@ -153,3 +156,21 @@ def mosquitto():
         yield broker
     finally:
         broker.close()
+
+
+@pytest.fixture
+def links(tmp_path):
+    """``links(urls, **kw)``: an MqttLink on its own outbox file and its Telemetry; stopped after."""
+    made = []
+
+    def make(urls, atm_id="ATM-T1", outbox=None, **kw):
+        box = outbox or Outbox(str(tmp_path / f"outbox-{len(made)}.db"))
+        tel = Telemetry(atm_id, RealClock(), boot=box.next_counter("boot"))
+        link = MqttLink(urls if isinstance(urls, list) else [urls], atm_id, box, make_message=tel.message, **kw)
+        tel.publishers = [link]
+        made.append(link)
+        return link, tel
+
+    yield make
+    for link in made:
+        link.stop(timeout=0.2)

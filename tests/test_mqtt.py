@@ -20,8 +20,6 @@ from paho.mqtt.properties import Properties
 
 from agent.mqtt import BrokerUrl, MqttLink, parse_broker_url
 from agent.outbox import Outbox
-from agent.telemetry import Telemetry
-from fsm.clock import RealClock
 from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber, free_port
 from hw_mocks.servers.wait import wait_for
 
@@ -67,23 +65,6 @@ class Consumer:
 
     def numbers(self, kind: str = "fault") -> list[int]:
         return [p["n"] for p in self.of(kind)]
-
-
-@pytest.fixture
-def links(tmp_path):
-    made = []
-
-    def make(urls, atm_id=ATM, outbox=None, **kw):
-        box = outbox or Outbox(str(tmp_path / f"outbox-{len(made)}.db"))
-        tel = Telemetry(atm_id, RealClock(), boot=box.next_counter("boot"))
-        link = MqttLink(urls if isinstance(urls, list) else [urls], atm_id, box, make_message=tel.message, **kw)
-        tel.publishers = [link]
-        made.append(link)
-        return link, tel
-
-    yield make
-    for link in made:
-        link.stop(timeout=0.2)
 
 
 # -- URLs -------------------------------------------------------------------------------
@@ -437,3 +418,104 @@ def test_old_coalescing_messages_expire_and_are_reported(tmp_path):
         "coalesced": 0,
         "dropped": 1,
     }
+
+
+# -- seq: gap-free over the outbox's messages ----------------------------------------------------
+@pytest.mark.mosquitto
+def test_seq_has_no_gaps_across_reconnects_and_session_messages_take_none(links):
+    """Every numbered message reaches the centre; a gap can only mean a lost message.
+    The Will, the birth and the online status of each connection carry bdSeq, no seq."""
+    broker = Mosquitto(persistence=True).start()  # the centre's session survives a stop
+    consumer = Consumer(broker).start()
+    link, tel = links(broker.url)
+    link.start()
+    try:
+        assert link.wait_connected(5)
+        for round_ in range(3):
+            stream(tel, 10, start=10 * round_)
+            assert link.flush(5)
+            first = link.bdseq
+            broker.stop()
+            broker.start()
+            wait_for(lambda: link.connected and link.bdseq > first, timeout=8)  # noqa: B023
+        stream(tel, 10, start=30)
+        assert link.flush(5)
+        wait_for(lambda: len({f["n"] for f in consumer.of("fault")}) == 40)
+        wait_for(lambda: len({b["bdSeq"] for b in consumer.of("birth")}) == 4)
+        numbered = [p for _, p, _ in consumer.messages if "seq" in p]
+        seqs = {p["seq"] for p in numbered}
+        assert seqs == set(range(1, max(seqs) + 1)), sorted(set(range(1, max(seqs) + 1)) - seqs)
+        sessions = consumer.of("birth") + [s for s in consumer.of("status") if "bdSeq" in s and "seq" not in s]
+        assert len(sessions) >= 8 and all("seq" not in s and "id" not in s and s["boot"] == tel.boot for s in sessions)
+        assert all(s["bdSeq"] >= 1 for s in sessions)
+    finally:
+        consumer.stop()
+        link.stop(timeout=0.5)
+        broker.close()
+
+
+# -- a silent site --------------------------------------------------------------------------------
+@pytest.fixture
+def two_sites():
+    """Two brokers (the primary, the secondary) and a centre on each; all closed after."""
+    primary, secondary = Mosquitto().start(), Mosquitto().start()
+    centres = Consumer(primary).start(), Consumer(secondary, client_id="centre-b").start()
+    yield primary, secondary, centres[0], centres[1]
+    for centre in centres:
+        centre.client.loop_stop()
+    primary.close()
+    secondary.close()
+
+
+@pytest.mark.mosquitto
+def test_a_silent_primary_is_left_at_the_ack_deadline_not_the_keepalive(links, two_sites):
+    """SIGSTOP keeps the TCP connection open: only an unanswered PUBLISH tells."""
+    primary, secondary, _, at_secondary = two_sites
+    link, tel = links([primary.url, secondary.url], keepalive=60, ack_deadline=1.0, failback_after=0)
+    link.start()
+    assert link.wait_connected(5) and link.current == parse_broker_url(primary.url)
+    primary.pause()
+    t0 = time.monotonic()
+    tel.fault({"code": "X", "n": 1})
+    wait_for(lambda: at_secondary.numbers() == [1], timeout=6, message="the fault on the secondary")
+    assert time.monotonic() - t0 < 6 < link.keepalive and link.current == parse_broker_url(secondary.url)
+    assert link.outbox.count() == 0 or link.flush(2)
+
+
+@pytest.mark.mosquitto
+def test_a_silent_primary_is_noticed_by_its_unanswered_pingreq_when_idle(links, two_sites):
+    primary, secondary, _, at_secondary = two_sites
+    link, tel = links([primary.url, secondary.url], keepalive=5, ack_deadline=1.0, failback_after=0)
+    link.start()
+    assert link.wait_connected(5)
+    primary.pause()
+    # paho pings after 5 s without traffic; without an answer within 1 s the link moves on,
+    # well before paho's own time-out (another keepalive period, 10 s in all)
+    wait_for(lambda: at_secondary.of("birth"), timeout=8.5, message="the birth on the secondary")
+    assert link.current == parse_broker_url(secondary.url)
+
+
+def test_ack_deadline_is_a_bounded_config_field():
+    from agent.config import SECTIONS
+
+    field = SECTIONS["telemetry"]["ack_deadline"]
+    assert field.default == 2.0 and field.low > 0 and field.high <= 60
+
+
+# -- failback only to a primary that answers MQTT -------------------------------------------------
+@pytest.mark.mosquitto
+def test_no_failback_to_a_hung_primary_that_still_accepts_tcp(links, two_sites):
+    """A SIGSTOPped primary completes TCP handshakes but never sends a CONNACK: the link
+    stays on the secondary, in one session, until the primary answers again."""
+    primary, secondary, _, at_secondary = two_sites
+    primary.pause()
+    link, tel = links([primary.url, secondary.url], failback_after=0.5, connect_timeout=1.0)
+    link.start()
+    wait_for(lambda: link.connected and link.current == parse_broker_url(secondary.url), timeout=5)
+    session = link.bdseq
+    time.sleep(3.5)  # several probes, each well past failback_after
+    left = [s for s in at_secondary.of("status") if s.get("reason") == "failback"]
+    assert left == [] and link.bdseq == session and link.current == parse_broker_url(secondary.url)
+    primary.resume()
+    wait_for(lambda: link.connected and link.current == parse_broker_url(primary.url), timeout=8)
+    wait_for(lambda: [s for s in at_secondary.of("status") if s.get("reason") == "failback"], timeout=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import threading
@@ -11,12 +12,14 @@ from collections.abc import Callable
 
 from paho.mqtt.enums import MQTTErrorCode
 
-from agent.outbox import CRITICAL, Outbox
+from agent.outbox import CRITICAL, Outbox, OutboxError
 from agent.telemetry import Message
 
 log = logging.getLogger("agent.mqtt")
 WINDOW = 200  # messages in flight at once (the broker's Receive Maximum may lower it)
 PAGE = 500  # backlog rows read from the outbox at a time
+MAX_UNSTORED = 10_000  # messages kept in memory while the outbox cannot store (a full disk)
+RETRY_EVERY = 1.0  # seconds between attempts to store them
 
 Item = tuple[int, str, bytes, bool]  # outbox id, topic, payload, retain
 
@@ -37,6 +40,11 @@ class OutboxDrain:
     so far become the backlog (read in pages, sent flagged ``historical``); a live
     message whose topic still has a backlog is held until that topic's backlog is
     sent; a message leaves the outbox only on a successful PUBACK of its ``mid``.
+
+    While the outbox cannot store (a full disk), messages are kept in memory, in order,
+    up to ``MAX_UNSTORED`` (beyond that they are counted in ``lost``, and their ``seq``
+    is missing downstream); they are sent from memory after everything stored, and
+    stored once the outbox can write again. Memory does not survive a crash.
     """
 
     def __init__(self, outbox: Outbox, status_topic: str):
@@ -51,20 +59,68 @@ class OutboxDrain:
         self._boundary = self._cursor = 0
         self._idle = threading.Condition()
         self._last_upkeep = 0.0
+        # while the outbox cannot store: key -> (topic, payload, retain, durability), in order
+        self._unstored: collections.OrderedDict[int, tuple[str, bytes, bool, str]] = collections.OrderedDict()
+        self._keys = itertools.count(1)
+        self._memory = threading.Lock()
+        self.store_error = ""  # why the outbox cannot store now, or ''
+        self.lost = 0  # messages neither stored nor kept (memory full too)
 
     # -- any thread ---------------------------------------------------------------------
     def store(self, message: Message) -> None:
         """Commit the message to the outbox (done on return) and queue it for sending."""
         payload = message.encode()
         cls = getattr(message, "durability", CRITICAL)
-        message_id = self.outbox.put(message.topic, payload, 1, message.retain, cls)
-        self._live.append((message_id, message.topic, payload, message.retain))
+        with self._memory:
+            if not self._unstored:
+                try:
+                    message_id = self.outbox.put(message.topic, payload, 1, message.retain, cls)
+                except OutboxError as exc:
+                    self._cannot_store(exc)
+                else:
+                    self._live.append((message_id, message.topic, payload, message.retain))
+                    if self.store_error:
+                        log.warning("outbox %s stores again", self.outbox.path)
+                        self.store_error = ""
+                    return
+            if len(self._unstored) >= MAX_UNSTORED:
+                self.lost += 1
+                log.error(
+                    "%s: %d messages in memory already; message lost: %s", self.store_error, MAX_UNSTORED, payload[:120]
+                )
+                return
+            self._unstored[next(self._keys)] = (message.topic, payload, message.retain, cls)
+
+    def _cannot_store(self, exc: OutboxError) -> None:
+        if not self.store_error:
+            log.error(
+                "%s; messages are kept in memory (at most %d) and sent from there until it stores again",
+                exc,
+                MAX_UNSTORED,
+            )
+        self.store_error = str(exc)
+
+    def retry_store(self) -> None:
+        """Store the messages kept in memory, in order, as far as the outbox takes them."""
+        with self._memory:
+            while self._unstored:
+                key, (topic, payload, retain, cls) = next(iter(self._unstored.items()))
+                try:
+                    message_id = self.outbox.put(topic, payload, 1, retain, cls)
+                except OutboxError as exc:
+                    self.store_error = str(exc)
+                    return
+                del self._unstored[key]  # one in flight from memory is sent again: a duplicate
+                self._live.append((message_id, topic, payload, retain))
+            if self.store_error:
+                log.warning("outbox %s stores again", self.outbox.path)
+                self.store_error = ""
 
     def wait_empty(self, timeout: float) -> bool:
         """Wait until everything stored so far is acknowledged."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            while self.outbox.count() > 0:
+            while self.outbox.count() > 0 or self._unstored:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -96,6 +152,7 @@ class OutboxDrain:
                 item = self._next_backlog()
                 historical = True
                 if item is None:
+                    self._send_unstored(publish, bdseq)
                     with self._idle:
                         self._idle.notify_all()
                     return
@@ -109,6 +166,22 @@ class OutboxDrain:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return  # not connected any more: everything is still in the outbox
             self._inflight[info.mid] = message_id
+
+    def _send_unstored(self, publish: Callable, bdseq: int) -> None:
+        """Send what is kept in memory, after everything stored (it is newer), once each
+        per connection until its PUBACK."""
+        if not self._unstored or self._held or self._backlog:
+            return
+        sent = {-message_id for message_id in self._inflight.values() if message_id < 0}
+        with self._memory:
+            todo = [(key, item) for key, item in self._unstored.items() if key not in sent]
+        for key, (topic, payload, retain, _cls) in todo:
+            if len(self._inflight) >= WINDOW:
+                return
+            info = publish(topic, splice(payload, {"bdSeq": bdseq} if topic == self.status_topic else {}), retain)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            self._inflight[info.mid] = -key  # negative: a key of the memory, not an outbox id
 
     def _next_live(self) -> Item | None:
         while self._live:
@@ -152,7 +225,11 @@ class OutboxDrain:
             log.warning("MQTT broker refused a message (%s); it stays in the outbox", reason_code)
             return
         self.acked += 1
-        self.outbox.ack(message_id)
+        if message_id < 0:
+            with self._memory:
+                self._unstored.pop(-message_id, None)
+        else:
+            self.outbox.ack(message_id)
 
     def upkeep(self) -> dict | None:
         """Once a second: expire old coalescing messages; what the outbox's bounds cost, if anything."""
@@ -160,5 +237,7 @@ class OutboxDrain:
         if now - self._last_upkeep < 1.0:
             return None
         self._last_upkeep = now
+        if self._unstored:
+            self.retry_store()
         self.outbox.expire()
         return self.outbox.take_report()

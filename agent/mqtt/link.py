@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 from agent.mqtt.brokers import BrokerUrl, TlsFiles, parse_broker_url
 from agent.mqtt.commands import CommandChannel
-from agent.mqtt.connection import BrokerConnection, WakeUp
+from agent.mqtt.connection import BrokerConnection, WakeUp, probe_connect
 from agent.mqtt.drain import OutboxDrain
 from agent.mqtt.failover import BrokerChoice
 from agent.mqtt.session import SessionMessages
-from agent.outbox import Outbox
+from agent.outbox import Outbox, OutboxError
 from agent.telemetry import Message, Publisher
 
 log = logging.getLogger("agent.mqtt")
@@ -37,6 +37,7 @@ class MqttLink(Publisher):
         keepalive: int = 10,
         tls: TlsFiles | None = None,
         failback_after: float = 30.0,
+        ack_deadline: float = 2.0,
         connect_timeout: float = 3.0,
         birth: dict | None = None,
         on_command=None,
@@ -55,16 +56,18 @@ class MqttLink(Publisher):
         self.keepalive = keepalive
         self.tls = tls
         self.connect_timeout = connect_timeout
+        self.ack_deadline = ack_deadline  # a silent broker is left after this (see BrokerConnection)
         # Builds enveloped messages (boot, seq, id, ts): the agent's Telemetry.message.
         self.messages = SessionMessages(atm_id, make_message, clock)
         self.prefix = self.messages.prefix
-        self.brokers = BrokerChoice(self.urls, failback_after)
+        self.brokers = BrokerChoice(self.urls, failback_after, probe=self._probe)
         self.drain = OutboxDrain(outbox, self.messages.status_topic)
         self._wakeup = WakeUp()
         self.commands = CommandChannel(self.prefix, on_command, self._wakeup.set)
         self._birth: dict = dict(birth or {})  # the latest snapshot the loop handed over
         self.current: BrokerUrl | None = None
         self.bdseq = 0
+        self._unsaved_bdseq = 0  # a bdSeq used while the outbox could not write it
         self.failovers = 0
         self._connection: BrokerConnection | None = None
         self._stop = threading.Event()
@@ -168,7 +171,7 @@ class MqttLink(Publisher):
         """Try the chosen broker; on success open the session (command subscription, birth,
         then the backlog), on failure move on to the next broker."""
         url = self.brokers.target
-        self.bdseq = self.outbox.next_counter("bdseq")
+        self.bdseq = self._next_bdseq()
         connection = BrokerConnection(
             url,
             f"atm-{self.atm_id}",
@@ -177,6 +180,7 @@ class MqttLink(Publisher):
             connect_timeout=self.connect_timeout,
             on_publish=self.drain.on_publish,
             on_message=self.commands.on_message,
+            ack_deadline=self.ack_deadline,
         )
         why = connection.open(self.messages.status_topic, self.messages.will(self.bdseq))
         if why:
@@ -194,6 +198,26 @@ class MqttLink(Publisher):
             self._store_event({"event": "broker_failover", "from": str(previous), "to": str(url)})
         self._first_attempt.set()
         return True
+
+    def _next_bdseq(self) -> int:
+        """A new bdSeq, saved in the outbox; while it cannot be written, the next one in memory."""
+        try:
+            return self.outbox.next_counter("bdseq")
+        except OutboxError as exc:
+            self._unsaved_bdseq = max(self.bdseq, self._unsaved_bdseq) + 1
+            log.error("%s; bdSeq %d is used unsaved (saved once the outbox can write)", exc, self._unsaved_bdseq)
+            return self._unsaved_bdseq
+
+    def _save_bdseq(self) -> None:
+        try:
+            self.outbox.raise_counter("bdseq", self._unsaved_bdseq)
+            self._unsaved_bdseq = 0
+        except OutboxError as exc:
+            log.debug("%s; bdSeq saved later", exc)  # still full: tried again at the next turn
+
+    def _probe(self, url: BrokerUrl) -> str:
+        """A failback probe: a CONNACK from ``url`` for a client id of its own ('' if it came)."""
+        return probe_connect(url, f"atm-{self.atm_id}-probe", self.tls, self.connect_timeout)
 
     def _store_event(self, body: dict) -> None:
         """An event of the link itself, stored and sent like any other."""
@@ -222,6 +246,8 @@ class MqttLink(Publisher):
         if self.brokers.failback_due():
             self._leave(connection, "failback")
         report = self.drain.upkeep()
+        if self._unsaved_bdseq:
+            self._save_bdseq()
         if report:
             self._store_event({"event": "outbox_trimmed", **report})
 

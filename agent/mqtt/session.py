@@ -12,8 +12,11 @@ from agent.telemetry import TOPIC_ROOT, Message
 class SessionMessages:
     """Builds the link's own messages, each session's carrying its ``bdSeq``.
 
-    ``make_message(kind, body, retain=..., durability=...)`` adds the envelope (the
-    agent's ``Telemetry.message``); without it a bare one with ``atm_id`` and ``ts``.
+    ``make_message(kind, body, retain=..., durability=..., numbered=...)`` adds the
+    envelope (the agent's ``Telemetry.message``); without it a bare one with ``atm_id``
+    and ``ts``. The session messages are made ``numbered=False``: they never pass
+    through the outbox, so they take no ``seq`` (as Sparkplug's death certificate
+    carries only its bdSeq); the link's events are stored and numbered.
     """
 
     def __init__(
@@ -25,7 +28,9 @@ class SessionMessages:
         self.clock = clock
         self.make = make_message or self._bare_message
 
-    def _bare_message(self, kind: str, body: dict, retain: bool = False, durability: str = CRITICAL) -> Message:
+    def _bare_message(
+        self, kind: str, body: dict, retain: bool = False, durability: str = CRITICAL, numbered: bool = True
+    ) -> Message:
         body = {"atm_id": self.atm_id, "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())), **body}
         return Message(self.prefix + kind, body, 1, retain, durability)
 
@@ -35,20 +40,27 @@ class SessionMessages:
             "status",
             {"state": "offline", "service": "unknown", "reason": "connection_lost", "bdSeq": bdseq},
             retain=True,
+            numbered=False,
         ).encode()
 
     def birth(self, bdseq: int, broker: str, facts: dict) -> Message:
-        return self.make("birth", {"bdSeq": bdseq, "broker": broker, **facts}, retain=True)
+        return self.make("birth", {"bdSeq": bdseq, "broker": broker, **facts}, retain=True, numbered=False)
 
     def online(self, bdseq: int, facts: dict) -> Message:
         return self.make(
-            "status", {"state": "online", "service": facts.get("service", "unknown"), "bdSeq": bdseq}, retain=True
+            "status",
+            {"state": "online", "service": facts.get("service", "unknown"), "bdSeq": bdseq},
+            retain=True,
+            numbered=False,
         )
 
     def offline(self, bdseq: int, reason: str) -> Message:
         """Our own offline status at an intentional DISCONNECT (which suppresses the Will)."""
         return self.make(
-            "status", {"state": "offline", "service": "unknown", "reason": reason, "bdSeq": bdseq}, retain=True
+            "status",
+            {"state": "offline", "service": "unknown", "reason": reason, "bdSeq": bdseq},
+            retain=True,
+            numbered=False,
         )
 
     def event(self, body: dict) -> Message:

@@ -16,7 +16,8 @@ Mutual TLS with per-ATM ACLs (see ``hw_mocks/servers/tls.py`` and ``docs/mosquit
             ...
 
 ``stop()`` (SIGTERM), ``kill()`` (SIGKILL) and ``start()`` again on the same port simulate
-broker outages.
+broker outages; ``pause()`` (SIGSTOP) a silent site that still holds its connections and
+accepts TCP, ``resume()`` (SIGCONT) ends it.
 """
 
 from __future__ import annotations
@@ -179,10 +180,24 @@ class Mosquitto:
             raise RuntimeError(f"{exc}:\n{self.log()}") from None
         return self
 
+    def pause(self) -> None:
+        """SIGSTOP: the broker stops answering but keeps its sockets (a hung site).
+        The kernel still completes TCP handshakes on its listening port."""
+        if self.running:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``."""
+        if self.running:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 3.0) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
+        proc.send_signal(signal.SIGCONT)  # a paused broker must see the SIGTERM
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout)
