@@ -3,7 +3,7 @@
 1. Silent-site failover: the primary SIGSTOPped (it keeps its connections and still
    accepts TCP), a fault raised at once; the time from the SIGSTOP to the fault's PUBACK
    from the secondary, with the default ``telemetry.ack_deadline`` (target: <= 3 s).
-2. The two-broker campaign (hw_mocks/campaign.py) with the full 60 s outage: lost ids,
+2. The two-broker campaign (bench/campaign/brokers.py) with the full 60 s outage: lost ids,
    duplicates and seq gaps per boot, and how long each move took.
 
     .venv/bin/python bench/failover.py [--trials 5] [--outage 60]
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.config import SECTIONS  # noqa: E402
+from bench.campaign.brokers import Campaign  # noqa: E402
 from bench.telemetry import make_link  # noqa: E402
-from hw_mocks.campaign import Campaign  # noqa: E402
 from hw_mocks.servers.broker import Mosquitto  # noqa: E402
 from hw_mocks.servers.wait import wait_for  # noqa: E402
 

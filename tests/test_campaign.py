@@ -1,4 +1,4 @@
-"""The two-broker campaign against the real `atm run` (hw_mocks/campaign.py): primary
+"""The two-broker campaign against the real `atm run` (bench/campaign/brokers.py): primary
 kill -9, primary SIGSTOP, agent kill -9 and restart, an outage of both sites, then the
 drain. Nothing may be lost: per boot every seq up to the highest one arrives at one
 centre or the other; duplicates are allowed (at least once) and counted.
@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from hw_mocks.campaign import Campaign
+from bench.campaign.brokers import Campaign
 
 OUTAGE = float(os.environ.get("CAMPAIGN_OUTAGE", "5"))
 
