@@ -168,10 +168,13 @@ def cmd_run(args) -> int:
     while not stop.wait(0.5) and agent.running:
         if deadline is not None and clock.now() >= deadline:
             break
-    failed = agent.loop.failed
+    failed, link_failure = agent.loop.failed, agent.publisher.failure
     agent.stop()
     if failed is not None:
         print(f"atm: error: the state machine stopped: {failed!r}", file=sys.stderr)
+        return 1
+    if link_failure is not None:
+        print(f"atm: error: the telemetry link stopped: {link_failure}", file=sys.stderr)
         return 1
     say("stopped")
     return 0

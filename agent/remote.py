@@ -11,11 +11,15 @@ Every request, refused or not, leaves a ``remote_command`` row in the journal.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
+from agent.mqtt.commands import MAX_NAME, Request
 from devices.fields import Field, FieldError, check_table, fields
 from devices.registry import DEVICE_KINDS
 from fsm.events import RemoteAudit, RemoteRequest
+
+log = logging.getLogger("agent.remote")
 
 # name -> the fields its JSON body may have
 COMMANDS: dict[str, dict[str, Field]] = {
@@ -43,13 +47,16 @@ class BadRequest(ValueError):
 def parse_request(name: str, payload: bytes) -> dict:
     """The request's arguments, or BadRequest."""
     if name not in COMMANDS:
-        raise BadRequest("unknown_command", f"{name!r} is not a command (allowed: {', '.join(COMMANDS)})")
+        shown = repr(name[:MAX_NAME]) + ("..." if len(name) > MAX_NAME else "")
+        raise BadRequest("unknown_command", f"{shown} is not a command (allowed: {', '.join(COMMANDS)})")
     if len(payload) > MAX_BODY:
         raise BadRequest("malformed", f"the body is {len(payload)} bytes (at most {MAX_BODY})")
     try:
         body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest("malformed_json", f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("malformed_json", "the body nests too deeply to be read") from None
     if not isinstance(body, dict):
         raise BadRequest("malformed", "the body must be a JSON object")
     try:
@@ -60,18 +67,30 @@ def parse_request(name: str, payload: bytes) -> dict:
 
 
 class CommandHandler:
-    """Validates on the network thread; runs on the loop thread (``rebirth`` on the link)."""
+    """Validates on the network thread; runs on the loop thread (``rebirth`` on the link).
+
+    Every request leaves one journal row: a refused one through a ``RemoteAudit``,
+    a checked one when the loop has run it.
+    """
 
     def __init__(self, post: Callable[..., None], rebirth: Callable[[], None]):
         self.post = post
         self.rebirth = rebirth
 
-    def __call__(self, name: str, payload: bytes, reply: Callable[[dict], None]) -> None:
+    def __call__(self, request: Request) -> None:
+        name, reply = request.name[:MAX_NAME], request.reply
         try:
-            args = parse_request(name, payload)
+            if request.refusal is not None:
+                raise BadRequest(*request.refusal)
+            args = parse_request(request.name, request.payload)
         except BadRequest as exc:
             reply(exc.response(name))
-            self.post(RemoteAudit(name[:64], False, exc.error))
+            self.post(RemoteAudit(name, False, exc.error))
+            return
+        except Exception as exc:  # a defect of ours: refused and journalled all the same
+            log.error("request %r could not be checked: %r", name, exc)
+            reply({"ok": False, "command": name, "error": "internal", "reason": "the request could not be checked"})
+            self.post(RemoteAudit(name, False, "internal"))
             return
         if name == "rebirth":
             self.rebirth()

@@ -255,8 +255,10 @@ class Agent:
 
     @property
     def running(self) -> bool:
-        """False once the loop thread has ended (stopped, or failed beyond containment)."""
-        return self._thread is not None and self._thread.is_alive()
+        """False once the loop thread has ended (stopped, or failed beyond containment), or
+        the telemetry link has given up."""
+        alive = self._thread is not None and self._thread.is_alive()
+        return alive and self.publisher.failure is None
 
     def stop(self) -> None:
         """Close the open session (card back, cash retracted, escrow returned), stop the

@@ -56,6 +56,8 @@ class Publisher(abc.ABC):
     def set_birth(self, facts: dict) -> None:  # noqa: B027 - an optional hook: by default not kept
         """The loop's latest snapshot for the birth message."""
 
+    failure: str | None = None  # why delivery has stopped for good (the agent then exits 1)
+
 
 class MemoryPublisher(Publisher):
     """Keeps every message in a list (tests, demos without a broker)."""

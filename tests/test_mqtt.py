@@ -18,10 +18,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent import config as configmod
 from agent.mqtt import BrokerUrl, MqttLink, parse_broker_url
 from agent.outbox import Outbox
+from agent.output import Recorder
+from agent.runtime import Agent
+from fsm.clock import RealClock
 from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber, free_port
 from hw_mocks.servers.wait import wait_for
+from tests.test_schemas import assert_valid
 
 ROOT = Path(__file__).resolve().parent.parent
 ATM = "ATM-T1"
@@ -201,10 +206,10 @@ def test_broker_outage_mid_stream_loses_nothing(links, outage):
 
 AGENT_CHILD = textwrap.dedent("""
     import sys, time
+    from fsm.clock import RealClock
     from agent.mqtt import MqttLink
     from agent.outbox import Outbox
     from agent.telemetry import Telemetry
-    from fsm.clock import RealClock
     url, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     box = Outbox(path)
     tel = Telemetry("ATM-K", RealClock(), boot=box.next_counter("boot"))
@@ -259,10 +264,10 @@ def test_agent_kill_9_mid_stream_then_restart_loses_nothing(mosquitto, tmp_path)
 # -- sessions and the Will --------------------------------------------------------------------
 WILL_CHILD = textwrap.dedent("""
     import sys, time
+    from fsm.clock import RealClock
     from agent.mqtt import MqttLink
     from agent.outbox import Outbox
     from agent.telemetry import Telemetry
-    from fsm.clock import RealClock
     box = Outbox(sys.argv[2])
     tel = Telemetry("ATM-W", RealClock(), boot=box.next_counter("boot"))
     link = MqttLink([sys.argv[1]], "ATM-W", box, keepalive=int(sys.argv[3]), make_message=tel.message)
@@ -519,3 +524,54 @@ def test_no_failback_to_a_hung_primary_that_still_accepts_tcp(links, two_sites):
     primary.resume()
     wait_for(lambda: link.connected and link.current == parse_broker_url(primary.url), timeout=8)
     wait_for(lambda: [s for s in at_secondary.of("status") if s.get("reason") == "failback"], timeout=2)
+
+
+# -- a failing link is restarted, and gives up only when it keeps failing ----------------
+def test_an_exception_on_the_network_thread_restarts_the_link_and_is_reported(mosquitto, links):
+    with Subscriber(mosquitto, f"atm/v1/{ATM}/#") as sub:
+        link, tel = links(mosquitto.url)
+        fill, failures = link.drain.fill, []
+
+        def fill_that_fails_once(*args):
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("a defect in the drain")
+            return fill(*args)
+
+        link.drain.fill = fill_that_fails_once
+        link.start()
+        event = sub.wait_for(lambda m: m.topic.endswith("/event") and m.json()["event"] == "link_restarted")
+        tel.fault({"device": "dispenser", "code": "JAM"})
+        sub.wait_for(lambda m: m.topic.endswith("/fault"))
+    assert event.json()["error"] == "RuntimeError('a defect in the drain')" and event.json()["restarts"] == 1
+    assert link.restarts == 1 and link.failure is None and link.connected
+    assert_valid("event.schema.json", event.json(), "link_restarted")
+
+
+def test_a_link_that_keeps_failing_gives_up_and_says_why(mosquitto, links, monkeypatch):
+    monkeypatch.setattr("agent.mqtt.link.RESTART_LIMIT", 3)
+    link, _tel = links(mosquitto.url)
+
+    def broken(*args):
+        raise RuntimeError("always")
+
+    link.drain.fill = broken
+    link.start()
+    wait_for(lambda: link.failure, 10, message="the link to give up")
+    assert link.restarts == 3 and "RuntimeError('always')" in link.failure
+    link._thread.join(3)
+    assert not link._thread.is_alive()
+
+
+def test_the_agent_stops_running_when_its_link_gives_up(mosquitto, tmp_path):
+    cfg = configmod.from_dict({"journal": {"path": str(tmp_path / "j.db")}})
+    clock = RealClock()
+    agent = Agent(cfg, clock, Recorder(clock, keep=False), brokers=[mosquitto.url])
+    agent.start()
+    agent.start_thread()
+    try:
+        assert agent.running
+        agent.publisher.failure = "given up (test)"
+        assert not agent.running  # atm run then stops and exits 1, naming the failure
+    finally:
+        agent.stop()

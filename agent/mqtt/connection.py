@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.mqtt.brokers import BrokerUrl, TlsFiles
 from agent.mqtt.drain import WINDOW
@@ -129,7 +130,10 @@ class BrokerConnection:
         return info
 
     def subscribe(self, topic: str) -> None:
-        self._client.subscribe(topic, qos=1)
+        """QoS 1; retained messages are not sent at subscription (a retained request must not
+        run again at every connection) and keep their retain flag when published live."""
+        options = SubscribeOptions(qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        self._client.subscribe(topic, options=options)
 
     def step(self, wake: WakeUp) -> str:
         """One turn of the loop: wait (0.5 s at most) for the socket or ``wake``, then read,

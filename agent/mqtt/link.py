@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -17,6 +18,9 @@ from agent.outbox import Outbox, OutboxError
 from agent.telemetry import Message, Publisher
 
 log = logging.getLogger("agent.mqtt")
+
+RESTART_LIMIT = 10  # unexpected failures of the link within RESTART_WINDOW before it gives up (ours)
+RESTART_WINDOW = 60.0
 
 
 class MqttLink(Publisher):
@@ -75,6 +79,9 @@ class MqttLink(Publisher):
         self._rebirth = False
         self._final_sent = False
         self._first_attempt = threading.Event()
+        self.restarts = 0  # turns that failed with an unexpected exception
+        self._recent_restarts: collections.deque[float] = collections.deque()
+        self.failure: str | None = None  # set when the link gave up (the agent then exits 1)
 
     # -- the Publisher protocol (any thread) -----------------------------------------
     def publish(self, message: Message) -> None:
@@ -96,7 +103,7 @@ class MqttLink(Publisher):
 
     @property
     def on_command(self) -> Callable | None:
-        """``on_command(name, payload, reply)``, called on the network thread for each request."""
+        """``on_command(request)``, called on the network thread for each :class:`Request`."""
         return self.commands.on_command
 
     @on_command.setter
@@ -152,20 +159,58 @@ class MqttLink(Publisher):
 
     # -- the network thread --------------------------------------------------------------
     def _run(self) -> None:
+        """The network thread: turns until stopped; an exception in a turn restarts the link."""
         backoff = 0.0
         while not self._stop.is_set():
-            if not self.connected:
-                if self._connect_next():
-                    backoff = 0.0
-                else:
-                    backoff = min(max(backoff * 2, 0.2), 5.0) if self.brokers.on_primary else 0.0
-                    self._stop.wait(backoff)
-                continue
             try:
-                self._service()
-            except OSError as exc:
-                self._lost(f"socket error: {exc}")
-        self._goodbye()
+                backoff = self._turn(backoff)
+            except Exception as exc:  # nothing may end the thread: every message depends on it
+                if not self._restart(exc):
+                    break
+        try:
+            self._goodbye()
+        except Exception as exc:
+            log.error("MQTT link could not say goodbye: %r", exc)
+
+    def _turn(self, backoff: float) -> float:
+        """Connect, or serve the connection, once; the backoff for the next connect."""
+        if not self.connected:
+            if self._connect_next():
+                return 0.0
+            backoff = min(max(backoff * 2, 0.2), 5.0) if self.brokers.on_primary else 0.0
+            self._stop.wait(backoff)
+            return backoff
+        try:
+            self._service()
+        except OSError as exc:
+            self._lost(f"socket error: {exc}")
+        return backoff
+
+    def _restart(self, exc: Exception) -> bool:
+        """Drop the connection after an unexpected error and report it; False once the link
+        has failed RESTART_LIMIT times within RESTART_WINDOW seconds (``failure`` says why)."""
+        now = time.monotonic()
+        self.restarts += 1
+        self._recent_restarts.append(now)
+        while self._recent_restarts and self._recent_restarts[0] < now - RESTART_WINDOW:
+            self._recent_restarts.popleft()
+        error = repr(exc)[:200]
+        log.error("MQTT link failed (%s); restarting it (restart %d)", error, self.restarts)
+        try:
+            self._lost(f"link error: {error}")
+        except Exception as again:
+            log.error("MQTT link could not drop its connection: %r", again)
+            self._connection = None
+        if len(self._recent_restarts) >= RESTART_LIMIT:
+            self.failure = f"{len(self._recent_restarts)} failures within {RESTART_WINDOW:g} s, the last: {error}"
+            log.critical("MQTT link gave up: %s", self.failure)
+            return False
+        try:
+            self._store_event({"event": "link_restarted", "error": error, "restarts": self.restarts})
+        except Exception as again:  # the outbox is failing too: the log has it
+            log.error("link_restarted could not be stored: %r", again)
+        self._stop.wait(min(0.2 * 2 ** (len(self._recent_restarts) - 1), 5.0))
+        return True
 
     def _connect_next(self) -> bool:
         """Try the chosen broker; on success open the session (command subscription, birth,
