@@ -51,7 +51,23 @@ class Entry:
     data: dict
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":")).encode
+_encode_text = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":")).encode
+_encode_ascii = json.JSONEncoder(ensure_ascii=True, default=str, separators=(",", ":")).encode
+
+
+def _encode(data: dict) -> str:
+    """A row's data as JSON text; escaped to ASCII when it holds a lone surrogate, which
+    SQLite could not store as UTF-8 (a row must never fail to be written)."""
+    text = _encode_text(data)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _encode_ascii(data)
+    return text
+
+
 INSERT = "INSERT INTO entries (ts, session, kind, name, intent, data) VALUES (?, ?, ?, ?, ?, ?)"
 
 

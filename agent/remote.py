@@ -63,7 +63,20 @@ def parse_request(name: str, payload: bytes) -> dict:
         check_table(body, COMMANDS[name], noun=f"field of {name}")
     except FieldError as exc:
         raise BadRequest(FIELD_ERRORS[exc.reason], str(exc)) from None
+    for key, value in body.items():
+        if isinstance(value, str) and not _is_text(value):
+            raise BadRequest("bad_field", f"{key}: not Unicode text (a lone surrogate escape)")
     return body
+
+
+def _is_text(value: str) -> bool:
+    """False for a string JSON let through with a lone surrogate (``"\\ud800"``): it could be
+    neither journalled nor sent."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class CommandHandler:

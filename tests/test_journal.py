@@ -30,6 +30,14 @@ def test_outcome_and_counts_commit_together(tmp_path):
     assert again.replay_counts([Cassette("A", 10_000, 10)]) == {"A": 7}
 
 
+def test_a_row_with_text_utf8_cannot_hold_is_still_written(tmp_path):
+    j = Journal(str(tmp_path / "j.db"), VirtualClock())
+    j.event(None, "remote_command", command="out_of_service", reason="\ud800 and 日本")
+    j.close()
+    again = Journal(str(tmp_path / "j.db"), VirtualClock())
+    assert [e.data["reason"] for e in again.entries() if e.name == "remote_command"] == ["\ud800 and 日本"]
+
+
 def test_steps_are_written_with_the_next_intent(tmp_path):
     path = str(tmp_path / "j.db")
     j = Journal(path, VirtualClock())

@@ -119,6 +119,8 @@ def test_out_of_service_and_back_when_idle_take_effect_at_once(running):
         ("selftest", {"device": "toaster"}, "bad_field"),
         ("selftest", {"device": 7}, "bad_field"),
         ("out_of_service", {"reason": "x", "until": "tomorrow"}, "unknown_field"),
+        ("out_of_service", b'{"reason": "\\ud800"}', "bad_field"),
+        ("status", b"[" * 2000, "malformed_json"),
     ],
 )
 def test_bad_requests_get_an_error_and_change_nothing(running, command, body, error):

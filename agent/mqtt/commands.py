@@ -98,8 +98,8 @@ class CommandChannel:
             props = Properties(PacketTypes.PUBLISH)
             if correlation is not None:
                 props.CorrelationData = correlation
-            payload = json.dumps(body, ensure_ascii=False, default=str).encode()
-            publish(topic, payload, False, props)
+            # ASCII escapes: a reply must never fail to encode, whatever text it carries
+            publish(topic, json.dumps(body, default=str).encode(), False, props)
 
     def on_message(self, client, userdata, message) -> None:
         """paho's message callback: one :class:`Request` to ``on_command``; never raises."""
