@@ -27,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from agent import config as configmod  # noqa: E402
+from agent.mqtt import MqttLink  # noqa: E402
 from agent.output import Recorder  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
 from bench.campaign.requests import RequestFuzzer  # noqa: E402
@@ -52,7 +53,8 @@ def run(count: int, seed: int) -> dict:
         agent.warm_prompts()
         agent.start()
         agent.start_thread()
-        assert agent.publisher.wait_connected(5), "the agent did not connect"
+        link = agent.publisher
+        assert isinstance(link, MqttLink) and link.wait_connected(5), "the agent did not connect"
 
         def on_reply(client, userdata, message) -> None:
             with lock:
@@ -89,7 +91,6 @@ def run(count: int, seed: int) -> dict:
 
         wait_for(lambda: journalled() >= single_level + 1, 60, message="every request journalled")
         total_s = time.perf_counter() - start
-        link = agent.publisher
         return {
             "sent": count,
             "sent_per_s": round(count / sent_s),
