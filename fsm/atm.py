@@ -259,7 +259,7 @@ class ATM:
                 "service": self.service.service if self.state != State.STARTING else "starting",
                 "functions": list(self.service.functions),
                 "devices": {k: {"locator": d.locator, "status": d.status.value} for k, d in self.devices.items()},
-                "cassettes": [c.as_dict() for c in self.devices.dispenser.cassettes],
+                "cassettes": self.cash_levels(),
             }
         )
 
@@ -270,8 +270,15 @@ class ATM:
         elif self.state == State.OUT_OF_SERVICE and self.can_serve():
             self.service_restored()
 
+    def cash_levels(self) -> list[dict[str, object]]:
+        """Each cassette's level, with XFS4IoT's ``accuracy``: ``unknown`` while a dispense
+        that got no answer is not yet reconciled (``count_unknown``), else ``accurate``."""
+        dispenser = self.devices.dispenser
+        accuracy = "unknown" if "count_unknown" in dispenser.faults else "accurate"
+        return [{**c.as_dict(), "accuracy": accuracy} for c in dispenser.cassettes]
+
     def publish_cash(self) -> None:
-        self.telemetry.cash([c.as_dict() for c in self.devices.dispenser.cassettes])
+        self.telemetry.cash(self.cash_levels())
         self.publish_birth()
 
     # -- start-up -------------------------------------------------------------

@@ -80,7 +80,7 @@ class OperatorCommands:
         }
 
     def cash(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:
-        return {"cassettes": [c.as_dict() for c in self.atm.devices.dispenser.cassettes]}
+        return {"cassettes": self.atm.cash_levels()}
 
     def selftest(self, args: dict[str, Any], answer: Reply) -> dict[str, Any] | None:
         if self.busy:

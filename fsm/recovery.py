@@ -78,6 +78,7 @@ class SessionRecovery:
     reverse: int  # amount to credit back to the customer (0: nothing)
     purge: int  # notes in the stacker to purge to the reject bin (UNKNOWN: maybe some)
     cash_left: int  # notes within the customer's reach (UNKNOWN: maybe some)
+    cash_left_value: int  # their value (UNKNOWN when the notes are)
     reconcile: bool  # notes left the cassettes: count them before withdrawals
     found: str  # how far the session got, in a few words
     started: str  # the first and last row's timestamps
@@ -152,7 +153,7 @@ def plan_recovery(
     money = _money(rows)
     commands = _commands(rows)
     owed = money.amount if money.request is not None and money.approved is not False and not money.reversed else 0
-    purge = cash_left = 0
+    purge = cash_left = stacked_value = 0
     reconcile = False
     found = "no money moved"
     dispense = commands.get("dispense", [None])[-1]
@@ -193,6 +194,7 @@ def plan_recovery(
         reverse=owed if token is not None else 0,
         purge=purge,
         cash_left=cash_left,
+        cash_left_value=stacked_value if cash_left > 0 else cash_left,
         reconcile=reconcile,
         found=found,
         started=rows[0].ts if rows else "",
@@ -264,6 +266,8 @@ class SessionRecoverer:
                 "language": self.atm.cfg.languages[0],
                 "card_retained": False,
                 "cash_retracted": 0,
+                "notes_dispensed": None if plan.cash_left == UNKNOWN else plan.cash_left,
+                "amount_dispensed": None if plan.cash_left_value == UNKNOWN else plan.cash_left_value,
                 "duration_s": plan.duration_s,
             }
         )

@@ -24,7 +24,10 @@ class Session:
     money_request: int | None = None  # the host request that moved money, for a reversal
     reply: HostReply | None = None  # the last host reply
     stacked_notes: int = 0  # dispensed into the stacker, not yet presented
+    stacked_value: int = 0  # their value
     presented_notes: int = 0
+    dispensed_notes: int = 0  # reached the customer: presented, or out of a dispenser without a shutter
+    dispensed_amount: int = 0  # their value
     outcome: str = "completed"
     card_retained: bool = False
     cash_retracted: int = 0
@@ -47,5 +50,7 @@ class Session:
             "language": self.language,
             "card_retained": self.card_retained,
             "cash_retracted": self.cash_retracted,
+            "notes_dispensed": self.dispensed_notes,
+            "amount_dispensed": self.dispensed_amount,
             "duration_s": round(ended - self.started, 3),
         }

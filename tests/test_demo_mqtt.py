@@ -65,8 +65,8 @@ def test_cash_low_reaches_the_monitoring_centre(mosquitto):
     assert all(m.qos == 1 for m in _of(messages, "cash"))
     first_a = next(c for c in cash[0] if c["id"] == "A")
     last_a = next(c for c in cash[-1] if c["id"] == "A")
-    assert first_a == {"id": "A", "denomination": 10000, "count": 53, "status": "ok"}
-    assert last_a == {"id": "A", "denomination": 10000, "count": 49, "status": "low"}
+    assert first_a == {"id": "A", "denomination": 10000, "count": 53, "status": "ok", "accuracy": "accurate"}
+    assert last_a == {"id": "A", "denomination": 10000, "count": 49, "status": "low", "accuracy": "accurate"}
     events = [m.json() for m in _of(messages, "event")]
     assert events and events[-1]["event"] == "session" and events[-1]["outcome"] == "completed"
 

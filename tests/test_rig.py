@@ -167,6 +167,8 @@ def test_power_loss_mid_withdrawal_is_reconciled_from_the_exit_count(tmp_path):
     assert 500 - snap["counts"]["upper"] == snap["delivered"] == 2  # the exit count is what left
     assert not agent.journal.counts_unreconciled()  # the engineer's count closed it
     assert dispenser.cassette("A").count == 498 and "count_unknown" not in dispenser.faults
+    accuracy = [{c["accuracy"] for c in m["cassettes"]} for m in run.telemetry("cash")]
+    assert {"unknown"} in accuracy and accuracy[-1] == {"accurate"}  # flagged until the count
     agent.stop()
 
 

@@ -534,3 +534,47 @@ def test_a_card_fault_belongs_to_its_session_raised_once_and_cleared_when_it_end
     faults = [(f["code"], f["state"]) for f in run.telemetry("fault")]
     assert faults == [("mute_card", "raised"), ("mute_card", "cleared")] * 2
     assert not run.agent.devices["chip"].faults
+
+
+# -- what the session event says about the cash ---------------------------------------
+def test_a_completed_withdrawal_says_what_reached_the_customer():
+    run = run_visits([Visit("withdrawal", amount=30_000)])
+    (end,) = run.sessions()
+    assert (end["outcome"], end["notes_dispensed"], end["amount_dispensed"]) == ("completed", 3, 30_000)
+
+
+def test_a_partial_dispense_behind_a_shutter_says_nothing_reached_the_customer():
+    run = run_visits([Visit("withdrawal", amount=40_000)], setup=lambda a: a.devices["dispenser"].inject("jam"))
+    (end,) = run.sessions()
+    assert (end["outcome"], end["amount"], end["notes_dispensed"], end["amount_dispensed"]) == (
+        "dispense_failed",
+        40_000,
+        0,
+        0,
+    )
+
+
+def test_a_partial_dispense_without_a_shutter_says_how_many_notes_and_how_much():
+    """The LCDM-2000 picks half of the notes, then stops (pickup_error): those are the customer's."""
+    run = run_visits(
+        [Visit("withdrawal", amount=40_000)],
+        {"devices": {"dispenser": "lcdm2000+emu://?fault=pickup_error"}},
+    )
+    (end,) = run.sessions()
+    assert end["outcome"] == "dispense_failed" and end["amount"] == 40_000
+    assert (end["notes_dispensed"], end["amount_dispensed"]) == (2, 20_000)
+    reversal = [args for op, args in run.agent.host.log if op == "reverse"]
+    assert reversal, "the rest is reversed"
+    assert next(iter(run.agent.host.accounts.values())).balance == 1_000_000 - 20_000
+
+
+def test_cash_levels_are_flagged_unknown_after_a_dispense_without_answer():
+    run = run_visits(
+        [Visit("withdrawal", amount=30_000)],
+        {"devices": {"dispenser": "lcdm2000+emu://"}},
+        setup=lambda a: a.devices["dispenser"].inject("garbled"),
+    )
+    assert outcomes(run) == ["dispense_uncertain"]
+    last = run.telemetry("cash")[-1]
+    assert {c["accuracy"] for c in last["cassettes"]} == {"unknown"}
+    assert {c["accuracy"] for c in run.telemetry("cash")[0]["cassettes"]} == {"accurate"}

@@ -163,6 +163,8 @@ def test_no_card_data_fits_an_event_or_a_fault():
         "language": "ja",
         "card_retained": False,
         "cash_retracted": 0,
+        "notes_dispensed": 3,
+        "amount_dispensed": 30000,
         "duration_s": 8.1,
     }
     assert_valid("event.schema.json", session)

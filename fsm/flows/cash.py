@@ -70,8 +70,8 @@ class CashFlow:
         session = atm.current
         dispenser = atm.devices.dispenser
         result = self._result(completion)
-        atm.publish_cash()
         session.stacked_notes = sum(result.stacked(cid) for cid in result.picked)
+        session.stacked_value = sum(result.stacked(cid) * dispenser.cassette(cid).denomination for cid in result.picked)
         if result.uncertain:  # nobody knows what left the cassettes: count them before paying out again
             dispenser.raise_fault(
                 "count_unknown", "a dispense got no answer; count and replenish the cassettes", action=Action.REPLENISH
@@ -84,10 +84,11 @@ class CashFlow:
             if dispenser.has_shutter:  # never presented, never retried: purge what was stacked
                 self.purge_stacker()
             else:  # what passed the exit is the customer's: reverse only the rest
-                value = sum(result.stacked(cid) * dispenser.cassette(cid).denomination for cid in result.picked)
+                value = session.stacked_value
                 atm.report.step(atm.sid, "partial_dispense", notes=session.stacked_notes, value=value)
                 atm.flows.host.reverse(session.amount - value)
             atm.show("dispense_failed")
+        atm.publish_cash()  # after count_unknown, so the levels say they are not to be trusted
         atm.dispensed()
 
     def cash_waiting(self, event: Any) -> bool:
@@ -113,6 +114,7 @@ class CashFlow:
             atm.cash_stuck()
             return
         session.presented_notes, session.stacked_notes = completion.result, 0
+        session.dispensed_notes, session.dispensed_amount = session.presented_notes, session.stacked_value
         atm.cash_presented()
 
     def on_enter_retracting_cash(self, event: Any) -> None:
@@ -177,4 +179,4 @@ class CashFlow:
             "dispenser", "purge_stacker", atm.devices.dispenser.reset, atm.sid, notes=session.stacked_notes
         )
         atm.flows.host.reverse()
-        session.stacked_notes = 0
+        session.stacked_notes, session.stacked_value = 0, 0
