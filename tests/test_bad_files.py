@@ -98,13 +98,14 @@ def test_a_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, name, comm
 @pytest.mark.parametrize("name", sorted(RIGS))
 def test_a_bad_rig_is_one_line_exit_2_and_writes_nothing(tmp_path, name, command):
     data, words = RIGS[name]
-    path = tmp_path / "rig.toml"
+    path, secret = tmp_path / "rig.toml", tmp_path / "secret.toml"  # a real chip reader needs a card key
     journal = tmp_path / "var" / "journal.db"
     path.write_bytes(data)
+    secret.write_text(SECRET)
     extra = ["--journal", str(journal), "--duration", "5", "--no-customers"] if command == "run" else []
-    proc = atm(command, "--rig", str(path), *extra)
+    proc = atm(command, "--rig", str(path), "--config", str(secret), *extra)
     assert_one_line(proc, words)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["rig.toml"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["rig.toml", "secret.toml"]
 
 
 @pytest.mark.parametrize(
