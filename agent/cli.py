@@ -63,11 +63,11 @@ def load_config(path: str | None, overrides: dict | None = None, rig: str | None
     return configmod.from_dict(raw, source, base_dir, rig)
 
 
-def make_agent(cfg, clock, recorder, brokers: list[str] | None):
+def make_agent(cfg, clock, recorder, brokers: list[str] | None, make_dirs: bool = False):
     from agent.runtime import Agent
 
     try:
-        return Agent(cfg, clock, recorder, brokers=brokers)
+        return Agent(cfg, clock, recorder, brokers=brokers, make_dirs=make_dirs)
     except ValueError as exc:  # a malformed broker URL
         if isinstance(exc, ConfigError):
             raise
@@ -131,12 +131,11 @@ def cmd_run(args) -> int:
 
     cfg = load_config(args.config, rig=args.rig)
     if args.journal:
-        cfg.journal_path = args.journal
-        Path(args.journal).parent.mkdir(parents=True, exist_ok=True)
+        cfg.journal_path = args.journal  # its folder is made once the devices are known to be fine
     clock = RealClock()
     recorder = Recorder(clock, keep=False)
     recorder.sinks.append(_printer(False, wall=True))
-    agent = make_agent(cfg, clock, recorder, args.mqtt)
+    agent = make_agent(cfg, clock, recorder, args.mqtt, make_dirs=True)
     report = agent.warm_prompts()
     say(
         f"speech cache: {len(report.rendered)} rendered, {report.cached} cached,"

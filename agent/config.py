@@ -39,7 +39,14 @@ def _hex_key(text: str) -> bytes | None:
 
 
 def _broker_problem(url: str) -> str | None:
-    return None if url.startswith(("mqtt://", "mqtts://")) else f"must be an mqtt:// or mqtts:// URL, got {url!r}"
+    """Why ``url`` is no broker URL the link can use (host, port 1-65535, nothing else), or None."""
+    from agent.mqtt.brokers import parse_broker_url
+
+    try:
+        parse_broker_url(url)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def host_problem(text: str) -> str | None:

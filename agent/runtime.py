@@ -62,6 +62,15 @@ QUEUED_KINDS = ("card_reader", "chip", "dispenser", "acceptor", "camera")
 STOP_TIMEOUT = 30.0  # seconds a stopping agent waits for the open session to close
 
 
+def _check_brokers(brokers: list[str]) -> None:
+    """ValueError naming the first URL the link could not use."""
+    if brokers:
+        from agent.mqtt import parse_broker_url
+
+        for url in brokers:
+            parse_broker_url(url)
+
+
 class Agent:
     """One ATM on one clock."""
 
@@ -73,9 +82,11 @@ class Agent:
         brokers: list[str] | None = None,
         catalogue: Catalogue | None = None,
         workers: bool | None = None,
+        make_dirs: bool = False,
     ):
         """``workers``: run device commands on worker threads (the default on the real
-        clock); on the virtual clock they run inline unless asked (see devices.commands)."""
+        clock); on the virtual clock they run inline unless asked (see devices.commands).
+        ``make_dirs``: make the journal's folder (``atm run``), once the devices are built."""
         self.config = config
         self.clock = clock
         self.workers = not clock.virtual if workers is None else workers
@@ -83,27 +94,35 @@ class Agent:
         self.recorder = recorder or Recorder(clock)
         self.inbox = Inbox()
         brokers = brokers if brokers is not None else config.telemetry["brokers"]
-        self.outbox = self._make_outbox() if brokers else None
-        boot = self.outbox.next_counter("boot") if self.outbox is not None else None
-        self.telemetry = Telemetry(config.atm_id, clock, on_message=self._telemetry_out, boot=boot)
-        self.telemetry.birth_facts = self._static_birth()
-        self.publisher = self._make_publisher(brokers)
-        self.telemetry.publishers.append(self.publisher)
-        self.journal = Journal(config.journal_path, clock)
+        _check_brokers(brokers)
+        self.activity = Activity()
+        self.queues: dict[str, CommandQueue] = {}
+        # the devices and the bank host first: a bad option is an error before any file is written
+        self.devices = self._create_devices()
+        try:
+            self._check_cassettes()
+            self.host = create_host(config.host, self.scheduler, config.card_key)
+        except (LocatorError, ConfigError) as exc:
+            self._close_devices()
+            raise ConfigError(str(exc)) from None
+        try:
+            self.outbox = self._make_outbox() if brokers else None
+            boot = self.outbox.next_counter("boot") if self.outbox is not None else None
+            self.telemetry = Telemetry(config.atm_id, clock, on_message=self._telemetry_out, boot=boot)
+            self.telemetry.birth_facts = self._static_birth()
+            self.publisher = self._make_publisher(brokers)
+            self.telemetry.publishers.append(self.publisher)
+            if make_dirs and config.journal_path != ":memory:":
+                Path(config.journal_path).parent.mkdir(parents=True, exist_ok=True)
+            self.journal = Journal(config.journal_path, clock)
+        except BaseException:
+            self._close_devices()
+            raise
         self.catalogue = catalogue or Catalogue.load(ASSETS / "prompts")
         self.prompts = PromptCache(
             config.speech["cache_dir"] or None, self.catalogue, timeout=config.speech["render_timeout"]
         )
         self.voice = VoiceLibrary(self.catalogue, self.prompts)
-        self.activity = Activity()
-        self.queues: dict[str, CommandQueue] = {}
-        self.devices = self._create_devices()
-        try:
-            self.host = create_host(config.host, self.scheduler, config.card_key)
-        except LocatorError as exc:
-            self._close_devices()
-            self.journal.close()
-            raise ConfigError(str(exc)) from None
         self.prompter = Prompter(self.scheduler, self.devices.speaker, self.devices.display, self.voice, self.recorder)
         # a copy typed as the protocol DeviceCommands needs (dict is invariant); the
         # queues are all made by _create_devices above and never change afterwards
@@ -142,6 +161,13 @@ class Agent:
         )
         self._thread: threading.Thread | None = None
         self.atm.publish_birth()  # the first birth may go out before the loop runs
+
+    def _check_cassettes(self) -> None:
+        """The configured cassettes fit the dispenser (e.g. ``upper=A`` names one)."""
+        try:
+            self.devices.dispenser.load_cassettes(self.config.cassettes)
+        except ValueError as exc:  # LocatorError too: it names the device and the option
+            raise ConfigError(f"cassettes: {exc}") from None
 
     def _make_outbox(self) -> Outbox:
         """The durable outbox: the configured file, else next to the journal."""

@@ -13,6 +13,8 @@
    against pyttsx3 on demand (bench/voice_latency.py).
 7. The help video on the real window under Xvfb: timeout to first frame, and
    sustained 720p playback, frames dropped and CPU (bench/video_playback.py).
+8. The input fuzzers, one second per target: inputs/s and unexpected
+   exceptions, which must be 0 (bench/fuzz.py; longer runs: bench/fuzz.py SECONDS).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from agent import config as configmod  # noqa: E402
 from agent.output import Recorder  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
-from bench import chip_read, serial_roundtrip, telemetry, video_playback, voice_latency  # noqa: E402
+from bench import chip_read, fuzz, serial_roundtrip, telemetry, video_playback, voice_latency  # noqa: E402
 from fsm.clock import VirtualClock  # noqa: E402
 from hw_mocks.customer import Customer, Visit  # noqa: E402
 
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--serial-fast", type=int, default=serial_roundtrip.FAST_ROUNDS)
     parser.add_argument("--serial-timed", type=int, default=serial_roundtrip.TIMED_ROUNDS)
     parser.add_argument("--chip-rounds", type=int, default=20)
+    parser.add_argument("--fuzz-seconds", type=float, default=1.0, help="per fuzz target")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})  # CPU 0 takes more interrupts
@@ -104,6 +107,7 @@ def main() -> None:
     mqtt = telemetry.run()
     voice = voice_latency.run()
     video = video_playback.run()
+    fuzzed = fuzz.run(args.fuzz_seconds)
     print(f"withdrawal sessions/s, virtual clock, one core, journal in memory : {rate_mem:8.0f}  (target >= 2000)")
     print(f"withdrawal sessions/s, virtual clock, one core, journal on disk   : {rate_disk:8.0f}  (synchronous=FULL)")
     print(f"ratio disk/memory                                                 : {rate_disk / rate_mem:8.3f}")
@@ -134,6 +138,7 @@ def main() -> None:
     telemetry.report(mqtt)
     voice_latency.report(voice)
     video_playback.report(video)
+    fuzz.report(fuzzed)
 
 
 if __name__ == "__main__":

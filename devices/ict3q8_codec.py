@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from devices.serial_link import ProtocolError
+from devices.serial_link import ProtocolError, byte_value, frame_bytes
 
 STX, ACK, NAK = 0xF2, 0x06, 0x15
 COMMAND, POSITIVE, NEGATIVE = 0x43, 0x50, 0x4E
@@ -18,6 +18,7 @@ MAX_LEN = 512  # longer is garbage: the longest reply is a track of ~110 charact
 
 INITIALISE, STATUS, MOVE, LED, READ_TRACK, ENTRY, IC = 0x30, 0x31, 0x33, 0x35, 0x36, 0x3A, 0x49
 POSITIONS = {b"00": "none", b"01": "gate", b"02": "inside"}
+HEX_DIGITS = "0123456789ABCDEF"  # an error code is two of them
 _TABLE = []
 for _i in range(256):
     _c = _i << 8
@@ -47,7 +48,7 @@ class Reply:
 
 
 def _frame(kind: int, cm: int, pm: int, body: bytes) -> bytes:
-    payload = bytes([kind, cm, pm]) + body
+    payload = bytes([kind, byte_value(cm, "CM"), byte_value(pm, "PM")]) + body
     if len(payload) > MAX_LEN:
         raise ProtocolError(f"frame body of {len(payload)} bytes is too long")
     head = bytes([STX]) + len(payload).to_bytes(2, "big") + payload
@@ -55,24 +56,25 @@ def _frame(kind: int, cm: int, pm: int, body: bytes) -> bytes:
 
 
 def encode_command(cm: int, pm: int, data: bytes = b"") -> bytes:
-    if not (0 <= cm <= 0xFF and 0 <= pm <= 0xFF):
-        raise ProtocolError(f"command bytes {cm!r} {pm!r} are not bytes")
-    return _frame(COMMAND, cm, pm, data)
+    return _frame(COMMAND, cm, pm, frame_bytes(data, "command data"))
 
 
 def encode_reply(reply: Reply) -> bytes:
-    """The device frame for ``reply`` (for tests and tools)."""
+    """The device frame for ``reply`` (for tests and tools); ProtocolError for one
+    no frame carries (an unknown position, an error code that is not two hex digits)."""
     if reply.positive:
-        st = next(k for k, v in POSITIONS.items() if v == reply.position)
-        return _frame(POSITIVE, reply.cm, reply.pm, st + reply.data)
-    code = reply.error.encode("ascii")
-    if len(code) != 2:
-        raise ProtocolError(f"error code {reply.error!r} is not two characters")
-    return _frame(NEGATIVE, reply.cm, reply.pm, code)
+        st = next((k for k, v in POSITIONS.items() if v == reply.position), None)
+        if st is None:
+            raise ProtocolError(f"card position {reply.position!r:.20} is not one of {', '.join(POSITIONS.values())}")
+        return _frame(POSITIVE, reply.cm, reply.pm, st + frame_bytes(reply.data, "reply data"))
+    if not (isinstance(reply.error, str) and len(reply.error) == 2 and all(c in HEX_DIGITS for c in reply.error)):
+        raise ProtocolError(f"error code {reply.error!r:.20} is not two hex characters")
+    return _frame(NEGATIVE, reply.cm, reply.pm, reply.error.encode("ascii"))
 
 
 def frame_length(header: bytes) -> int:
     """Total frame size from its first 3 bytes (``F2 LEN``)."""
+    header = frame_bytes(header, "frame header")
     if len(header) < 3 or header[0] != STX:
         raise ProtocolError(f"frame does not start with F2: {bytes(header[:3]).hex(' ')}")
     size = int.from_bytes(header[1:3], "big")
@@ -83,6 +85,7 @@ def frame_length(header: bytes) -> int:
 
 def _checked(frame: bytes) -> bytes:
     """The payload of a complete frame whose length and CRC are right."""
+    frame = frame_bytes(frame)
     size = frame_length(frame)
     if len(frame) != size:
         raise ProtocolError(f"frame must be {size} bytes, got {len(frame)}")
@@ -111,7 +114,7 @@ def decode_reply(frame: bytes) -> Reply:
         return Reply(cm, pm, True, position=position, data=bytes(body[2:]))
     if kind == NEGATIVE:
         code = bytes(body[:2])
-        if len(body) != 2 or not all(chr(b) in "0123456789ABCDEF" for b in code):
+        if len(body) != 2 or not all(chr(b) in HEX_DIGITS for b in code):
             raise ProtocolError(f"error code {code!r} is not two hex characters")
         return Reply(cm, pm, False, error=code.decode("ascii"))
     raise ProtocolError(f"reply type byte {kind:02X} is neither P nor N")
@@ -119,6 +122,7 @@ def decode_reply(frame: bytes) -> Reply:
 
 def split_replies(data: bytes) -> list[Reply]:
     """Decode back-to-back reply frames."""
+    data = frame_bytes(data, "reply frames")
     replies, i = [], 0
     while i < len(data):
         size = frame_length(data[i : i + 3])

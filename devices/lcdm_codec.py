@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import reduce
 
-from devices.serial_link import ProtocolError
+from devices.serial_link import ProtocolError, byte_value, frame_bytes
 
 EOT, SOH, STX, ETX, ACK, NAK = 0x04, 0x01, 0x02, 0x03, 0x06, 0x15
 
@@ -84,16 +84,18 @@ class Model:
     lengths: dict[int, int] = field(default_factory=dict)  # command -> device frame length
 
     def encode_count(self, n: int) -> bytes:
-        if not 0 <= n <= 99:
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 99:
             raise ProtocolError(f"note count {n} cannot be written in two digits")
         return b"%02d" % n
 
     def decode_count(self, raw: bytes) -> int:
+        raw = frame_bytes(raw, "count")
         if len(raw) != 2 or not raw.isdigit():
             raise ProtocolError(f"count {raw.hex(' ')} is not two ASCII digits")
         return int(raw)
 
     def command_data_length(self, command: int) -> int:
+        byte_value(command, "command")
         for positions, cmd in self.dispense.items():
             if cmd == command:
                 return 2 * len(positions)
@@ -125,6 +127,7 @@ LCDM2000 = Model(
 
 # host frames ---------------------------------------------------------------------
 def encode_command(command: int, data: bytes = b"", model: Model = LCDM2000) -> bytes:
+    data = frame_bytes(data, "command data")
     if model.command_data_length(command) != len(data):
         raise ProtocolError(f"command 0x{command:02X} takes {model.command_data_length(command)} data bytes")
     body = bytes([EOT, model.id, STX, command]) + data + bytes([ETX])
@@ -133,8 +136,13 @@ def encode_command(command: int, data: bytes = b"", model: Model = LCDM2000) -> 
 
 def dispense_command(counts: dict[str, int], model: Model = LCDM2000, test: bool = False) -> bytes:
     """The frame that dispenses ``counts`` ({position: notes}, each 1..60)."""
-    if not counts or any(not 1 <= n <= MAX_NOTES for n in counts.values()):
-        raise ProtocolError(f"each cassette dispenses 1..{MAX_NOTES} notes, not {counts}")
+    if not isinstance(counts, dict) or not counts:
+        raise ProtocolError(f"a dispense needs {{position: notes}}, not {counts!r:.40}")
+    unknown = [p for p in counts if p not in model.positions]
+    if unknown:
+        raise ProtocolError(f"{model.name} has no cassette at {unknown[0]!r:.20} ({', '.join(model.positions)})")
+    if any(not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NOTES for n in counts.values()):
+        raise ProtocolError(f"each cassette dispenses a whole 1..{MAX_NOTES} notes, not {counts!r:.60}")
     if test:
         if len(counts) != 1:
             raise ProtocolError("a test dispense uses one cassette")
@@ -149,6 +157,7 @@ def dispense_command(counts: dict[str, int], model: Model = LCDM2000, test: bool
 
 def decode_command(frame: bytes, model: Model = LCDM2000) -> tuple[int, bytes]:
     """(command, data) of a host frame; the inverse of :func:`encode_command`."""
+    frame = frame_bytes(frame, "host frame")
     if len(frame) < 6 or frame[0] != EOT or frame[1] != model.id or frame[2] != STX:
         raise ProtocolError(f"not a host frame: {frame[:8].hex(' ')}")
     command = frame[3]
@@ -162,6 +171,7 @@ def decode_command(frame: bytes, model: Model = LCDM2000) -> tuple[int, bytes]:
 
 # device frames ------------------------------------------------------------------
 def reply_length(command: int, model: Model = LCDM2000) -> int:
+    byte_value(command, "command")
     try:
         return model.lengths[command]
     except KeyError:
@@ -176,6 +186,7 @@ def _sensors(b0: int, b1: int) -> frozenset[str]:
 
 def decode_reply(frame: bytes, model: Model = LCDM2000) -> Reply:
     """Decode one complete device frame; raise ProtocolError for anything else."""
+    frame = frame_bytes(frame, "device frame")
     if len(frame) < 4 or frame[0] != SOH or frame[1] != model.id or frame[2] != STX:
         raise ProtocolError(f"not a device frame: {bytes(frame[:8]).hex(' ')}")
     command = frame[3]
@@ -211,28 +222,50 @@ def decode_reply(frame: bytes, model: Model = LCDM2000) -> Reply:
 
 
 def encode_reply(reply: Reply, model: Model = LCDM2000) -> bytes:
-    """The device frame for ``reply``; the inverse of :func:`decode_reply` (for tests and tools)."""
+    """The device frame for ``reply``; the inverse of :func:`decode_reply` (for tests and tools).
+
+    ProtocolError for a reply no device frame carries (an unknown command, counts
+    for other cassettes than the command's, a byte out of range, a version not ASCII).
+    """
+    size = reply_length(reply.command, model)
+    byte_value(reply.error, "error byte")
     head = bytes([SOH, model.id, STX, reply.command])
     if reply.command == PURGE:
         body = bytes([reply.error])
     elif reply.command == STATUS:
+        unknown = set(reply.sensors) - set(CHECK_SENSORS.values())
+        if unknown:
+            raise ProtocolError(f"no sensor named {sorted(map(str, unknown))[0]!r:.20}")
         b = [0, 0]
         for (byte, bit), name in CHECK_SENSORS.items():
             if name in reply.sensors:
                 b[byte] |= 1 << bit
         body = bytes([GOOD, reply.error, *b])
     elif reply.command == ROM_VERSION:
+        if not (isinstance(reply.version, str) and all(" " <= c < "\x7f" for c in reply.version)):
+            raise ProtocolError(f"ROM version {reply.version!r:.20} is not printable ASCII")
         body = reply.version.encode("ascii")[:4].ljust(4)
     else:
+        if not all(isinstance(c, CassetteCount) for c in reply.counts):
+            raise ProtocolError("a dispense reply's counts must be CassetteCount")
+        positions = tuple(c.position for c in reply.counts)
+        if positions != model.dispense_positions(reply.command):
+            raise ProtocolError(
+                f"a reply to 0x{reply.command:02X} counts {', '.join(model.dispense_positions(reply.command))},"
+                f" not {', '.join(map(str, positions)) or 'nothing'}"
+            )
         body = b"".join(model.encode_count(c.check) + model.encode_count(c.exit) for c in reply.counts)
         body += bytes([reply.error]) + bytes(0x31 if c.near_end else GOOD for c in reply.counts)
         body += b"".join(model.encode_count(c.rejects) for c in reply.counts)
     frame = head + body + bytes([ETX])
+    if len(frame) + 1 != size:
+        raise ProtocolError(f"a reply to 0x{reply.command:02X} is {size} bytes, this one {len(frame) + 1}")
     return frame + bytes([bcc(frame)])
 
 
 def split_replies(data: bytes, model: Model = LCDM2000) -> list[Reply]:
     """Decode back-to-back device frames (each cut by its command's length)."""
+    data = frame_bytes(data, "device frames")
     replies, i = [], 0
     while i < len(data):
         if len(data) - i < 4:

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 N = TypeVar("N", int, float)
 
+MAX_NUMBER_TEXT = 32  # characters of a number option; more is no number a backend takes
 FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -120,6 +121,8 @@ class Locator:
         raw = self._raw(key)
         if raw is None:
             return default
+        if len(raw) > MAX_NUMBER_TEXT:
+            raise self.error(f"option {key}= is {len(raw)} characters long, too long for a number")
         try:
             value = kind(raw)
         except ValueError:

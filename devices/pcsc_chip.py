@@ -37,6 +37,9 @@ DEFAULT_AIDS = (
     "A000000333010101",
     "A000000333010102",
 )
+MAX_AIDS = 16
+MAX_READERS = 16  # pcsc-lite's PCSCLITE_MAX_READERS_CONTEXTS: an index is 0..15
+MAX_READER_NAME = 128  # pcsc-lite's MAX_READERNAME
 CARD_FAULTS = {"mute": "mute_card", "removed": "card_removed", "blocked": "application_blocked"}
 PASSING = ("mute_card", "card_removed", "application_blocked", "chip_error", "no_card")
 
@@ -52,18 +55,27 @@ class PcscChipReader(ChipReader):
             raise self.loc.error(f"option aids={aids!r} is not a comma-separated list of hex AIDs") from None
         if not self.aids:
             raise self.loc.error("option aids= is empty (comma-separated hex AIDs)")
+        if len(self.aids) > MAX_AIDS or any(not 5 <= len(a) <= 16 for a in self.aids):
+            raise self.loc.error(f"option aids= takes 1..{MAX_AIDS} AIDs of 5-16 bytes each")
         self.reader_name = unquote(self.loc.path) if locator is not None else "0"
+        if self.reader_name.isdigit() and int(self.reader_name) >= MAX_READERS:
+            raise self.loc.error(
+                f"reader index {self.reader_name} is out of range 0..{MAX_READERS - 1} (PC/SC serves {MAX_READERS})"
+            )
+        if len(self.reader_name) > MAX_READER_NAME:
+            raise self.loc.error(f"reader name is longer than {MAX_READER_NAME} characters")
         self.atr = b""
 
     # the reader ------------------------------------------------------------------
     def _reader(self) -> Any:
         """The named pyscard reader (or the one at that index), or None (pyscard is untyped)."""
         from smartcard.Exceptions import SmartcardException
+        from smartcard.pcsc.PCSCExceptions import BaseSCardException
         from smartcard.System import readers
 
         try:
             found = readers()
-        except SmartcardException:
+        except (SmartcardException, BaseSCardException):  # e.g. no pcscd: no context
             return None
         if self.reader_name.isdigit():
             index = int(self.reader_name)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 OPEN_FAULTS = ("gpiozero_missing", "pin_unavailable")
+MAX_BCM_PIN = 53  # BCM GPIO 0..53 (the header's are 2..27)
 
 
 def _pin(loc: Locator, key: str, what: str) -> int | str:
@@ -40,9 +41,12 @@ def _pin(loc: Locator, key: str, what: str) -> int | str:
     if not text:
         raise loc.error(f"option {key}= is missing ({what})")
     if text.isascii() and text.isdigit():
+        if len(text) > 2 or int(text) > MAX_BCM_PIN:
+            raise loc.error(f"option {key}={text!r} is out of range 0..{MAX_BCM_PIN} (a BCM GPIO number)")
         return int(text)
     if not (
-        text.isascii()
+        len(text) <= 16
+        and text.isascii()
         and text.replace(":", "").replace("_", "").isalnum()
         and text[0].isalpha()
         and any(c.isdigit() for c in text)

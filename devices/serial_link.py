@@ -40,7 +40,21 @@ PYSERIAL_URL_OPTIONS = {
 
 
 class ProtocolError(ValueError):
-    """Bytes that are not a valid frame of the protocol."""
+    """Bytes that are not a valid frame of the protocol, or values no frame can carry."""
+
+
+def frame_bytes(data: object, what: str = "frame") -> bytes:
+    """``data`` as bytes (bytes, bytearray or memoryview); ProtocolError for anything else."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"{what} must be bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
+def byte_value(value: object, what: str) -> int:
+    """``value`` if it is an int 0..255 (not a bool); ProtocolError otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFF:
+        raise ProtocolError(f"{what} {value!r:.20} is not a byte (0..255)")
+    return value
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,22 @@ class TlvError(ValueError):
     """Bytes that are not valid BER-TLV."""
 
 
+def _tag_int(tag: object) -> int:
+    """``tag`` if it is a positive int (not a bool); TlvError otherwise."""
+    if not isinstance(tag, int) or isinstance(tag, bool) or tag <= 0:
+        raise TlvError(f"tag {tag!r:.20} is not a positive int")
+    return tag
+
+
+def _as_bytes(data: object, what: str) -> bytes:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TlvError(f"{what}: expected bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
 def _tag_bytes(tag: int) -> bytes:
     """The encoding of ``tag``; TlvError if it is not a well-formed tag."""
-    if not isinstance(tag, int) or tag <= 0:
-        raise TlvError(f"tag {tag!r} is not a positive int")
+    _tag_int(tag)
     raw = tag.to_bytes((tag.bit_length() + 7) // 8, "big")
     if len(raw) > MAX_TAG_BYTES:
         raise TlvError(f"tag {tag:X} is longer than {MAX_TAG_BYTES} bytes")
@@ -48,7 +60,9 @@ class Tlv:
     children: tuple[Tlv, ...] = field(default=None, compare=False)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
-        if self.children is None:  # built by hand: parse a constructed value now
+        if self.children is None:  # built by hand: check it, parse a constructed value now
+            _tag_int(self.tag)
+            object.__setattr__(self, "value", _as_bytes(self.value, f"tag {self.tag:X}"))
             kids = tuple(_parse(self.value, 1)) if self.constructed else ()
             object.__setattr__(self, "children", kids)
 
@@ -65,6 +79,7 @@ class Tlv:
 
 def tag_constructed(tag: int) -> bool:
     """Bit 6 (0x20) of the tag's first byte."""
+    _tag_int(tag)
     return bool((tag >> (8 * (max(1, (tag.bit_length() + 7) // 8) - 1))) & 0x20)
 
 
@@ -123,9 +138,7 @@ def _parse(data: bytes, depth: int) -> list[Tlv]:
 
 def parse(data: bytes) -> list[Tlv]:
     """All top-level objects in ``data``, constructed ones parsed recursively."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TlvError(f"expected bytes, got {type(data).__name__}")
-    return _parse(bytes(data), 0)
+    return _parse(_as_bytes(data, "TLV data"), 0)
 
 
 def _walk(tlvs: Iterable[Tlv]) -> Iterator[Tlv]:
@@ -134,17 +147,29 @@ def _walk(tlvs: Iterable[Tlv]) -> Iterator[Tlv]:
         yield from _walk(t.children)
 
 
+def _objects(tlvs: Iterable[Tlv]) -> list[Tlv]:
+    """``tlvs`` as a list of Tlv; TlvError for anything else."""
+    if isinstance(tlvs, Tlv) or not isinstance(tlvs, Iterable):
+        raise TlvError(f"expected data objects, got {type(tlvs).__name__}")
+    found = list(tlvs)
+    if not all(isinstance(t, Tlv) for t in found):
+        raise TlvError("expected data objects (Tlv)")
+    return found
+
+
 def find(tlvs: Iterable[Tlv], tag: int) -> Tlv | None:
     """The first object with ``tag``, depth-first (pre-order), or None."""
-    return next((t for t in _walk(tlvs) if t.tag == tag), None)
+    return next((t for t in _walk(_objects(tlvs)) if t.tag == tag), None)
 
 
 def find_all(tlvs: Iterable[Tlv], tag: int) -> list[Tlv]:
     """Every object with ``tag``, depth-first (pre-order)."""
-    return [t for t in _walk(tlvs) if t.tag == tag]
+    return [t for t in _walk(_objects(tlvs)) if t.tag == tag]
 
 
 def encode_length(length: int) -> bytes:
+    if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+        raise TlvError(f"length {length!r:.20} is not a whole number of bytes")
     if length < 0x80:
         return bytes([length])
     for count in (1, 2, 3):
@@ -155,14 +180,13 @@ def encode_length(length: int) -> bytes:
 
 def encode(tag: int, value: bytes) -> bytes:
     """``tag`` + length + ``value``."""
-    return _tag_bytes(tag) + encode_length(len(value)) + bytes(value)
+    value = _as_bytes(value, "value")
+    return _tag_bytes(tag) + encode_length(len(value)) + value
 
 
 def parse_dol(data: bytes) -> list[tuple[int, int]]:
     """A data object list (PDOL, CDOL): (tag, length) pairs, one length byte each."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TlvError(f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
+    data = _as_bytes(data, "DOL")
     out: list[tuple[int, int]] = []
     i, n = 0, len(data)
     while i < n:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from devices.emv.errors import CardRemoved, ChipReadError, ChipTransportError
+from devices.emv.errors import CardRemoved, ChipReadError, ChipTransportError, malformed
 
 # commands ------------------------------------------------------------------
 SELECT_BY_NAME = bytes.fromhex("00A40400")  # + Lc + name + Le 00
@@ -30,11 +30,25 @@ Transmit = Callable[[bytes], tuple[bytes, int, int]]
 
 # APDUs -------------------------------------------------------------------------
 def select(name: bytes) -> bytes:
-    return SELECT_BY_NAME + bytes([len(name)]) + name + b"\x00"
+    """SELECT by name (an AID or the PSE's, 1-16 bytes)."""
+    if not isinstance(name, (bytes, bytearray)) or not 1 <= len(name) <= 16:
+        raise malformed(f"cannot SELECT {type(name).__name__} of {_size(name)}: a name is 1-16 bytes")
+    return SELECT_BY_NAME + bytes([len(name)]) + bytes(name) + b"\x00"
 
 
 def read_record(sfi: int, record: int) -> bytes:
+    """READ RECORD ``record`` (1-255) of ``sfi`` (1-30)."""
+    if not (_whole(sfi) and 1 <= sfi <= 30 and _whole(record) and 1 <= record <= 255):
+        raise malformed(f"cannot READ RECORD {record!r:.20} of SFI {sfi!r:.20} (SFI 1-30, record 1-255)")
     return READ_RECORD + bytes([record, (sfi << 3) | 4, 0])
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _size(value: object) -> str:
+    return f"{len(value)} bytes" if isinstance(value, (bytes, bytearray)) else "no bytes"
 
 
 def describe(apdu: bytes) -> str:
@@ -66,11 +80,12 @@ def exchange(transmit: Transmit, apdu: bytes) -> tuple[bytes, int]:
     command, data = apdu, b""
     for _ in range(MAX_ROUNDS):
         try:
-            part, sw1, sw2 = transmit(command)
+            answer = transmit(command)
         except CardRemoved as err:
             raise ChipReadError("removed", f"card removed during {describe(apdu)}") from err
         except ChipTransportError as err:  # CardMute, or a transport that cannot tell
             raise ChipReadError("mute", f"no answer from the card to {describe(apdu)}") from err
+        part, sw1, sw2 = _answer(answer, apdu)
         if sw1 == SW1_MORE_DATA:
             data += bytes(part)
             command = GET_RESPONSE + bytes([sw2])
@@ -81,6 +96,18 @@ def exchange(transmit: Transmit, apdu: bytes) -> tuple[bytes, int]:
     raise ChipReadError(
         "malformed", f"{describe(apdu)}: the card still wanted GET RESPONSE or a resend after {MAX_ROUNDS} rounds"
     )
+
+
+def _answer(answer: object, apdu: bytes) -> tuple[bytes, int, int]:
+    """(data, sw1, sw2) as the transport must give them (data as bytes or, as pyscard
+    gives it, a list of ints); malformed otherwise."""
+    if isinstance(answer, tuple) and len(answer) == 3:
+        data, sw1, sw2 = answer
+        if isinstance(data, list) and all(_whole(b) and 0 <= b <= 0xFF for b in data):
+            data = bytes(data)
+        if isinstance(data, (bytes, bytearray)) and all(_whole(b) and 0 <= b <= 0xFF for b in (sw1, sw2)):
+            return bytes(data), sw1, sw2
+    raise malformed(f"the transport's answer to {describe(apdu)} is not (data, sw1, sw2)")
 
 
 def expect_ok(sw: int, apdu: bytes) -> None:

@@ -38,11 +38,25 @@ NUMERIC_TAGS = frozenset({0x9F02, 0x9F03, 0x9F1A, 0x5F2A, 0x9A, 0x9C, 0x9F21, 0x
 # processing options ----------------------------------------------------------------
 def dol_data(dol: list[tuple[int, int]], values: dict[int, bytes]) -> bytes:
     """The values a DOL asks for, each cut or padded to its length (Book 3, 5.4):
-    unknown or constructed tags are zeros; numeric ones pad/cut on the left."""
+    unknown or constructed tags are zeros; numeric ones pad/cut on the left.
+    Each length is 0-255 (one DOL byte); each value is bytes."""
+    if not isinstance(values, dict) or not isinstance(dol, (list, tuple)):
+        raise malformed("dol_data takes a list of (tag, length) and a table of values")
     out = bytearray()
-    for tag, length in dol:
+    for entry in dol:
+        if not (isinstance(entry, tuple) and len(entry) == 2):
+            raise malformed(f"a DOL entry {entry!r:.20} is not (tag, length)")
+        tag, length = entry
+        if not isinstance(length, int) or isinstance(length, bool) or not 0 <= length <= 0xFF:
+            raise malformed(f"a DOL entry asks for {length!r:.20} bytes, not 0-255")
+        try:
+            constructed = tlv.tag_constructed(tag)
+        except tlv.TlvError as err:
+            raise malformed(f"a DOL entry has no valid tag: {err}") from None
         value = values.get(tag)
-        if value is None or tlv.tag_constructed(tag):
+        if value is not None and not isinstance(value, (bytes, bytearray)):
+            raise malformed(f"the terminal value of {tag:X} is not bytes")
+        if value is None or constructed:
             value = bytes(length)
         numeric = tag in NUMERIC_TAGS
         if len(value) > length:
@@ -81,6 +95,8 @@ def aip_afl(data: bytes) -> tuple[bytes, bytes]:
 
 def afl_entries(afl: bytes) -> list[tuple[int, int, int]]:
     """(sfi, first record, last record) for each 4-byte AFL entry."""
+    if not isinstance(afl, (bytes, bytearray)):
+        raise malformed(f"the AFL must be bytes, not {type(afl).__name__}")
     if len(afl) % 4:
         raise malformed(f"the AFL is {len(afl)} bytes, not a multiple of 4")
     entries = []

@@ -97,7 +97,8 @@ def read_card(
 
     ``today`` is YYMMDD. ``fallback_aids`` are tried in order when the card
     has no PSE (or an empty one). ``terminal`` overrides TERMINAL_DEFAULTS
-    for the PDOL. Raises only ChipReadError.
+    for the PDOL. Raises only ChipReadError, whatever the card or the transport
+    answers; a ``today`` that is not YYMMDD is the caller's ValueError.
     """
     if not (len(today) == 6 and today.isdigit()):
         raise ValueError("today must be YYMMDD")
@@ -112,6 +113,8 @@ def read_application(
     transmit: Transmit, key: bytes, fallback_aids: list[bytes], today: str, values: dict[int, bytes]
 ) -> CardData:
     """The card's data from the first application that can be selected and read."""
+    if not all(isinstance(aid, (bytes, bytearray)) for aid in fallback_aids):
+        raise malformed("the fallback AIDs must be bytes")
     apps = directory(transmit) or [App(bytes(aid)) for aid in fallback_aids]
     if not apps:
         raise ChipReadError("no_application", "the card lists no application and no AIDs are configured")

@@ -41,6 +41,11 @@ def read_toml(path: str | os.PathLike[str] | Traversable, what: str = "file") ->
         raise TomlFileError(where, f"larger than {MAX_SIZE // 1024} KiB, not a {what}")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise TomlFileError(where, "is UTF-16 text; TOML files must be UTF-8")
+    if b"\x00" in data:  # TOML allows no NUL; text full of them is UTF-16 or UTF-32 without a BOM
+        if data.count(0) * 3 >= len(data):
+            raise TomlFileError(where, "is UTF-16 text (no byte-order mark); TOML files must be UTF-8")
+        line = data[: data.index(0)].count(b"\n") + 1
+        raise TomlFileError(where, f"has a NUL byte on line {line}; not a {what}")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
