@@ -126,12 +126,33 @@ def cmd_demo(args) -> int:
 
 
 # -- atm run -------------------------------------------------------------------
+CROWD_DEVICES = ("card_reader", "chip", "keypad", "proximity", "acceptor", "dispenser")  # what customers touch
+
+
+def _customers(cfg, asked: bool | None) -> str:
+    """Whether ``atm run`` simulates customers, as the banner says it: on a rig whose every
+    device a customer acts through is simulated or emulated, unless ``--no-customers``; a
+    ``--customers`` on real devices is a usage error."""
+    real = [k for k in CROWD_DEVICES if not is_simulated(cfg.devices[k])]
+    if asked is False:
+        return "none (--no-customers)"
+    if real and asked:
+        raise UsageError(
+            f"--customers: devices.{real[0]} is {cfg.devices[real[0]]!r}, a real device;"
+            " simulated customers act only through simulated or emulated devices"
+        )
+    if real:
+        return f"none: real {', '.join(real)}; waiting for real people"
+    return "simulated" + (" (--customers)" if asked else "")
+
+
 def cmd_run(args) -> int:
     from hw_mocks.crowd import Crowd
 
     cfg = load_config(args.config, rig=args.rig)
     if args.journal:
         cfg.journal_path = args.journal  # its folder is made once the devices are known to be fine
+    customers = _customers(cfg, args.customers)  # refused before anything is opened
     clock = RealClock()
     recorder = Recorder(clock, keep=False)
     recorder.sinks.append(_printer(False, wall=True))
@@ -157,8 +178,9 @@ def cmd_run(args) -> int:
             else None
         )
     )
+    say(f"customers: {customers}")
     agent.start()
-    if not args.no_customers:
+    if customers.startswith("simulated"):
         Crowd(agent, cfg, seed=args.seed).start(first_within=3.0)
     agent.start_thread()
     if ready.wait(10):
@@ -287,7 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mqtt", action="append", metavar="URL", help="broker URL (mqtt://host:port)")
     run.add_argument("--journal", help="journal file (default: from the config)")
     run.add_argument("--seed", type=int, default=None, help="seed for the simulated customers")
-    run.add_argument("--no-customers", action="store_true", help="do not simulate customers")
+    run.add_argument(
+        "--customers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="simulated customers (default: on when every device they act through is simulated or emulated)",
+    )
     run.add_argument(
         "--duration",
         type=_duration,

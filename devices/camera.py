@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from devices.base import Device, DeviceContext, DeviceError, Severity
+from devices.base import Device, DeviceContext, DeviceError, DeviceStatus, Severity
 from devices.locator import Locator
+
+
+@contextmanager
+def _opencv_quiet(cv2: Any) -> Iterator[None]:
+    """OpenCV's own log silenced for the block (it warns on stderr for every missing camera)."""
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(level)
 
 
 class Camera(Device):
@@ -34,16 +48,28 @@ class OpenCVCamera(Camera):
         self._cap: Any = None
 
     def open(self) -> None:
+        """Open the camera; one that does not open stays offline with an ``offline`` fault,
+        and the self-test (and each status poll) tries again."""
         import cv2
 
         source = self.source
-        self._cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
-        if self.width and self.height:
-            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
-            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
-        super().open()
-        if not self._cap.isOpened():
+        with _opencv_quiet(cv2):  # its own warnings would say the same on stderr at every try
+            cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+            if cap.isOpened() and self.width and self.height:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        if not cap.isOpened():
+            cap.release()
             self.raise_fault("offline", f"camera {source} did not open", Severity.WARNING)
+            return
+        self._cap = cap
+        self.clear_fault("offline")
+        super().open()
+
+    def self_test(self) -> DeviceStatus:
+        if not self.opened:
+            self.open()
+        return self.status
 
     def snapshot(self) -> Any:
         ok, frame = self._cap.read() if self._cap is not None and self._cap.isOpened() else (False, None)

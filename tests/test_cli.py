@@ -101,6 +101,17 @@ def test_status_reports_devices_service_and_cassettes():
     assert human.returncode == 0 and "cassette A: 500 x 10000 (ok)" in human.stdout
 
 
+def test_a_camera_that_did_not_open_is_offline_and_opencv_stays_quiet(tmp_path):
+    config = tmp_path / "atm.toml"
+    config.write_text('[devices]\ncamera = "opencv://97"\n')
+    proc = atm("status", "--json", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    camera = json.loads(proc.stdout)["devices"]["camera"]
+    assert camera["status"] == "offline"
+    assert [f["code"] for f in camera["faults"]] == ["offline"]
+    assert "WARN" not in proc.stderr and "VIDEOIO" not in proc.stderr, proc.stderr
+
+
 def test_status_reads_the_cash_counts_from_the_journal(tmp_path):
     journal = tmp_path / "j.db"
     cfg = tmp_path / "atm.toml"
@@ -163,3 +174,31 @@ def test_help_lists_every_scenario():
     assert proc.returncode == 0
     for name in SCENARIOS:
         assert name in proc.stdout.replace("\n", " ").replace("  ", "")
+
+
+# -- kiosk mode: simulated customers only on simulated devices --------------------------
+def _kiosk_config(tmp_path) -> str:
+    config = tmp_path / "kiosk.toml"
+    config.write_text(
+        '[security]\ncard_key = "00112233445566778899aabbccddeeff"\n'
+        f'[rig]\nfile = "{os.path.join(ROOT, "rigs", "pi-kiosk.toml")}"\n'
+    )
+    return str(config)
+
+
+def test_a_rig_with_real_devices_starts_cleanly_and_waits_for_real_people(tmp_path):
+    env_free = atm("run", "--config", _kiosk_config(tmp_path), "--journal", str(tmp_path / "j.db"), "--duration", "3")
+    assert env_free.returncode == 0, env_free.stderr
+    assert "customers: none: real card_reader, keypad, dispenser; waiting for real people" in env_free.stdout
+    assert "Traceback" not in env_free.stdout + env_free.stderr
+    assert "card_inserted" not in env_free.stdout and "ERROR" not in env_free.stderr, env_free.stderr
+
+
+def test_simulated_customers_on_real_devices_are_refused_in_one_line(tmp_path):
+    proc = atm("run", "--customers", "--config", _kiosk_config(tmp_path), "--journal", str(tmp_path / "j.db"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "atm: error: --customers: devices.card_reader is 'ict3q8:///dev/ttyUSB1?baud=38400', a real device;"
+        " simulated customers act only through simulated or emulated devices"
+    ]
+    assert not (tmp_path / "j.db").exists()
