@@ -13,7 +13,7 @@ DEB_PACKAGES := python3-venv python3-dev build-essential swig libpcsclite-dev \
 .PHONY: run test lint diagram bench deps venv clean
 
 run: deps venv
-	$(BIN)/atm run --journal var/journal.db
+	$(BIN)/atm run --local-broker
 
 # The linters first, then the whole suite.
 test: deps venv

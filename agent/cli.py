@@ -63,11 +63,11 @@ def load_config(path: str | None, overrides: dict | None = None, rig: str | None
     return configmod.from_dict(raw, source, base_dir, rig)
 
 
-def make_agent(cfg, clock, recorder, brokers: list[str] | None, make_dirs: bool = False):
+def make_agent(cfg, clock, recorder, brokers: list[str] | None):
     from agent.runtime import Agent
 
     try:
-        return Agent(cfg, clock, recorder, brokers=brokers, make_dirs=make_dirs)
+        return Agent(cfg, clock, recorder, brokers=brokers)
     except ValueError as exc:  # a malformed broker URL
         if isinstance(exc, ConfigError):
             raise
@@ -146,17 +146,48 @@ def _customers(cfg, asked: bool | None) -> str:
     return "simulated" + (" (--customers)" if asked else "")
 
 
-def cmd_run(args) -> int:
-    from hw_mocks.crowd import Crowd
+def _default_journal() -> str:
+    """The default journal's path; in a source tree its ``var/`` folder is made."""
+    path = configmod.default_journal_path()
+    if path != configmod.INSTALLED_JOURNAL:
+        path.parent.mkdir(exist_ok=True)
+    return str(path)
 
+
+def cmd_run(args) -> int:
     cfg = load_config(args.config, rig=args.rig)
     if args.journal:
-        cfg.journal_path = args.journal  # its folder is made once the devices are known to be fine
+        cfg.journal_path = args.journal
     customers = _customers(cfg, args.customers)  # refused before anything is opened
+    if not args.local_broker:
+        return _run(args, cfg, customers)
+    broker = _local_broker()
+    args.mqtt = [*(args.mqtt or []), broker.url]
+    try:
+        return _run(args, cfg, customers, watch=f"mosquitto_sub -h {broker.host} -p {broker.port} -t 'atm/v1/#' -v")
+    finally:
+        broker.close()
+
+
+def _local_broker():
+    """A mosquitto for this run on a free loopback port; it dies with the agent."""
+    from hw_mocks.servers.broker import Mosquitto
+
+    try:
+        return Mosquitto(die_with_parent=True).start()
+    except (OSError, RuntimeError) as exc:  # not installed, or it would not start
+        raise UsageError(f"--local-broker: mosquitto did not start: {exc}") from None
+
+
+def _run(args, cfg, customers: str, watch: str = "") -> int:
+    from hw_mocks.crowd import Crowd
+
     clock = RealClock()
     recorder = Recorder(clock, keep=False)
     recorder.sinks.append(_printer(False, wall=True))
-    agent = make_agent(cfg, clock, recorder, args.mqtt, make_dirs=True)
+    if not cfg.journal_path:  # atm run keeps its journal: the default file, not memory
+        cfg.journal_path = _default_journal()
+    agent = make_agent(cfg, clock, recorder, args.mqtt)
     report = agent.warm_prompts()
     say(
         f"speech cache: {len(report.rendered)} rendered, {report.cached} cached,"
@@ -165,8 +196,11 @@ def cmd_run(args) -> int:
     if configmod.uses_demo_key(cfg):
         say("security: security.card_key is the public demo key; set your own secret before this ATM sees a real card")
     say(f"rig: {cfg.rig or 'devices from ' + cfg.source}")
+    say(f"journal: {agent.journal_path}")
     brokers = args.mqtt or cfg.telemetry["brokers"]
     say(f"telemetry: {', '.join(brokers) if brokers else 'no broker configured (--mqtt URL); kept in memory'}")
+    if watch:
+        say(f"watch: {watch}   (a local mosquitto for this run; it stops with the agent)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -307,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rig", metavar="RIG", help=RIG_HELP)
     run.add_argument("--config", help="TOML config file (default: built-in simulated rig)")
     run.add_argument("--mqtt", action="append", metavar="URL", help="broker URL (mqtt://host:port)")
+    run.add_argument(
+        "--local-broker",
+        action="store_true",
+        help="start a mosquitto on a free 127.0.0.1 port for this run and publish to it (make run)",
+    )
     run.add_argument("--journal", help="journal file (default: from the config)")
     run.add_argument("--seed", type=int, default=None, help="seed for the simulated customers")
     run.add_argument(

@@ -111,6 +111,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
             items=Field("broker", str, length=(1, 1024), check=_broker_problem),
         ),
         _seconds("cash_interval", 300.0, "between periodic cash reports"),
+        Field("heartbeat_interval", float, 60.0, "seconds between heartbeats", low=5, high=3600),
         Field("keepalive", int, 10, "MQTT keepalive in seconds", low=5, high=600),
         _seconds("failback_after", 30.0, "the primary must answer again before going back to it"),
         Field(
@@ -136,7 +137,14 @@ SECTIONS: dict[str, dict[str, Field]] = {
         _path("tls_key", "", "this ATM's private key file"),
     ),
     "journal": fields(
-        Field("path", str, ":memory:", "a file path or ':memory:'", length=(1, 4096)),
+        Field(
+            "path",
+            str,
+            "",
+            "a file path, ':memory:', or '' for the default (atm run: var/journal.db in a source tree,"
+            " /var/lib/atm/journal.db once installed; in memory elsewhere)",
+            length=(0, 4096),
+        ),
     ),
     "security": fields(
         Field(
@@ -170,6 +178,29 @@ DEFAULT_CASSETTES = [
     {"id": "B", "denomination": 1000, "count": 1000, "low": 100},
 ]
 DEMO_KEY = SECTIONS["security"]["card_key"].default
+
+
+SOURCE_TREE = Path(__file__).resolve().parent.parent  # the checkout, when run from one
+INSTALLED_JOURNAL = Path("/var/lib/atm/journal.db")
+
+
+def default_journal_path() -> Path:
+    """Where ``atm run`` keeps its journal when none is configured: ``var/journal.db`` in a
+    source tree (the folder is made), ``/var/lib/atm/journal.db`` once installed (ours)."""
+    if (SOURCE_TREE / "setup.cfg").is_file() and (SOURCE_TREE / "agent").is_dir():
+        return SOURCE_TREE / "var" / "journal.db"
+    return INSTALLED_JOURNAL
+
+
+def missing_folder(path: str) -> str | None:
+    """Why the database file ``path`` cannot be made (its folder is missing), or None; never
+    made silently, as a typo would then start a fresh journal with fresh counts."""
+    if path in ("", ":memory:"):
+        return None
+    folder = Path(path).parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist (make it, or name another file)"
+    return None
 
 
 def uses_demo_key(cfg: Config) -> bool:

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agent.config import Config, ConfigError
+from agent.config import Config, ConfigError, missing_folder
 from agent.host import create_host
 from agent.journal import Journal
 from agent.outbox import Outbox
@@ -82,19 +82,20 @@ class Agent:
         brokers: list[str] | None = None,
         catalogue: Catalogue | None = None,
         workers: bool | None = None,
-        make_dirs: bool = False,
     ):
         """``workers``: run device commands on worker threads (the default on the real
         clock); on the virtual clock they run inline unless asked (see devices.commands).
-        ``make_dirs``: make the journal's folder (``atm run``), once the devices are built."""
+        A journal path of '' is in memory (``atm run`` names the default file itself)."""
         self.config = config
         self.clock = clock
         self.workers = not clock.virtual if workers is None else workers
         self.scheduler = Scheduler(clock)
+        self.started_at = clock.now()
         self.recorder = recorder or Recorder(clock)
         self.inbox = Inbox()
         brokers = brokers if brokers is not None else config.telemetry["brokers"]
         _check_brokers(brokers)
+        self.journal_path = config.journal_path or ":memory:"
         self.activity = Activity()
         self.queues: dict[str, CommandQueue] = {}
         # the devices and the bank host first: a bad option is an error before any file is written
@@ -102,6 +103,10 @@ class Agent:
         try:
             self._check_cassettes()
             self.host = create_host(config.host, self.scheduler, config.card_key)
+            for what, path in (("journal", self.journal_path), ("telemetry.outbox", config.telemetry["outbox"])):
+                problem = missing_folder(path)
+                if problem:
+                    raise ConfigError(f"{what} {path}: {problem}")
         except (LocatorError, ConfigError) as exc:
             self._close_devices()
             raise ConfigError(str(exc)) from None
@@ -112,9 +117,7 @@ class Agent:
             self.telemetry.birth_facts = self._static_birth()
             self.publisher = self._make_publisher(brokers)
             self.telemetry.publishers.append(self.publisher)
-            if make_dirs and config.journal_path != ":memory:":
-                Path(config.journal_path).parent.mkdir(parents=True, exist_ok=True)
-            self.journal = Journal(config.journal_path, clock)
+            self.journal = Journal(self.journal_path, clock)
         except BaseException:
             self._close_devices()
             raise
@@ -172,11 +175,7 @@ class Agent:
     def _make_outbox(self) -> Outbox:
         """The durable outbox: the configured file, else next to the journal."""
         tel = self.config.telemetry
-        path = tel["outbox"] or (
-            ":memory:" if self.config.journal_path == ":memory:" else self.config.journal_path + "-outbox.db"
-        )
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = tel["outbox"] or (":memory:" if self.journal_path == ":memory:" else self.journal_path + "-outbox.db")
         return Outbox(path, max_bytes=tel["outbox_max_mb"] * 1024 * 1024, max_age=tel["outbox_max_age"])
 
     def _make_publisher(self, brokers: list[str]) -> Publisher:
@@ -258,7 +257,7 @@ class Agent:
         try:
             self.devices.dispenser.load_cassettes(saved or self.config.cassettes)
         except ValueError as exc:  # e.g. more cassettes than the dispenser has
-            where = f"journal {self.config.journal_path}: cassettes" if saved else "cassettes"
+            where = f"journal {self.journal_path}: cassettes" if saved else "cassettes"
             raise ConfigError(f"{where}: {exc}") from None
         if persist:
             self.journal.save_cassettes(self.devices.dispenser.cassettes)
@@ -269,6 +268,21 @@ class Agent:
         self.atm.publish_birth()  # the devices are open, the cassettes loaded
         self.publisher.start()
         self.scheduler.call_later(0, self._start_atm)
+        self.scheduler.call_later(self.config.telemetry["heartbeat_interval"], self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        """Every ``telemetry.heartbeat_interval``, from the loop: alive for how long, how many
+        messages wait in the outbox, and the loop's worst delay since the last one."""
+        self.scheduler.call_later(self.config.telemetry["heartbeat_interval"], self._heartbeat)
+        self.telemetry.heartbeat(
+            {
+                "uptime_s": round(self.clock.now() - self.started_at, 1),
+                "backlog": self.outbox.count() if self.outbox is not None else 0,
+                "loop_delay_ms": round(self.scheduler.take_worst_lateness() * 1000, 1),
+                "state": str(self.atm.state),
+                "service": self.atm.service.service,
+            }
+        )
 
     def _start_atm(self) -> None:
         self.atm.start()

@@ -106,8 +106,10 @@ def run(count: int, seed: int) -> dict:
         for client in (sender, watcher):
             client.disconnect()
             client.loop_stop()
-        agent.stop()
-        broker.close()
+        try:
+            agent.stop()
+        finally:
+            broker.close()
 
 
 def main() -> int:

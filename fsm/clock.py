@@ -83,6 +83,12 @@ class Scheduler:
         self.on_error: Callable[[Exception, str], None] | None = None  # contains callback errors
         self._heap: list[tuple[float, int, Timer]] = []
         self._order = itertools.count()
+        self.worst_lateness = 0.0  # seconds the latest-run timer started after its deadline
+
+    def take_worst_lateness(self) -> float:
+        """The worst lateness since the last call (the loop's worst recent delay), then 0."""
+        worst, self.worst_lateness = self.worst_lateness, 0.0
+        return worst
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Timer:
         if delay < 0:
@@ -108,6 +114,7 @@ class Scheduler:
             if not timer.cancelled:
                 timer.cancelled = True
                 ran += 1
+                self.worst_lateness = max(self.worst_lateness, self.clock.now() - timer.deadline)
                 if self.on_error is None:
                     timer.callback(*timer.args)
                     continue

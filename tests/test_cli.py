@@ -2,7 +2,10 @@
 
 import json
 import os
+import shlex
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -202,3 +205,90 @@ def test_simulated_customers_on_real_devices_are_refused_in_one_line(tmp_path):
         " simulated customers act only through simulated or emulated devices"
     ]
     assert not (tmp_path / "j.db").exists()
+
+
+# -- the journal atm run keeps ---------------------------------------------------------
+def test_run_keeps_a_persistent_journal_by_default_and_says_where():
+    journal = os.path.join(ROOT, "var", "journal.db")
+    first = atm("run", "--no-customers", "--duration", "1")
+    assert first.returncode == 0, first.stderr
+    assert f"journal: {journal}" in first.stdout.splitlines()
+    with sqlite3.connect(journal) as db:  # the counts survive the agent
+        assert db.execute("SELECT count(*) FROM cassettes").fetchone()[0] == 2
+
+
+def test_a_journal_in_a_folder_that_does_not_exist_is_refused_and_not_made(tmp_path):
+    missing = tmp_path / "typo" / "j.db"
+    proc = atm("run", "--journal", str(missing), "--no-customers", "--duration", "1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"atm: error: journal {missing}: the folder {missing.parent} does not exist (make it, or name another file)"
+    ]
+    assert not missing.parent.exists()
+
+
+def test_an_in_memory_journal_is_asked_for_explicitly():
+    proc = atm("run", "--journal", ":memory:", "--no-customers", "--duration", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "journal: :memory:" in proc.stdout.splitlines()
+
+
+# -- make run: a local broker, and the line to watch it --------------------------------
+@pytest.mark.mosquitto
+def test_run_with_a_local_broker_prints_the_line_to_watch_it_and_stops_it(tmp_path):
+    proc = subprocess.Popen(
+        [ATM, "run", "--local-broker", "--journal", str(tmp_path / "j.db"), "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watcher = None
+    try:
+        watch = next(line for line in proc.stdout if line.startswith("watch: "))
+        command = watch.split("   ")[0].removeprefix("watch: ").strip()
+        assert command.startswith("mosquitto_sub -h 127.0.0.1 -p ")
+        port = int(command.split(" -p ")[1].split()[0])
+        watcher = subprocess.Popen(shlex.split(command), stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:  # the agent's own lines, until a customer's session has ended
+            if '"event":"session"' in line or time.monotonic() > deadline:
+                break
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert watcher is not None
+    watcher.terminate()  # mosquitto_sub would wait for the broker to come back
+    out, _ = watcher.communicate(timeout=10)
+    seen = [line.split(" ", 1)[0] for line in out.splitlines()]
+    assert {"atm/v1/atm-0001/birth", "atm/v1/atm-0001/status", "atm/v1/atm-0001/event"} <= set(seen), seen
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
+
+
+@pytest.mark.mosquitto
+def test_the_local_broker_dies_with_an_agent_killed_by_sigkill(tmp_path):
+    proc = subprocess.Popen(
+        [ATM, "run", "--local-broker", "--no-customers", "--journal", str(tmp_path / "j.db")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        watch = next(line for line in proc.stdout if line.startswith("watch: "))
+        port = int(watch.split(" -p ")[1].split()[0])
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) == 0
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+    def closed() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) != 0
+
+    deadline = time.monotonic() + 5
+    while not closed() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert closed(), "the broker outlived its agent"

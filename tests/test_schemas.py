@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "docs" / "schemas"
 SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.schema.json"))
 BASE = "https://example.com/atm/v1/schemas/"
-TELEMETRY_KINDS = ("status", "birth", "fault", "cash", "event")
+TELEMETRY_KINDS = ("status", "birth", "fault", "cash", "event", "heartbeat")
 TOPIC = re.compile(r"^atm/v1/(?P<atm>[A-Za-z0-9_-]{1,64})/(?P<kind>[a-z_]+)(?:/(?P<rest>.+))?$")
 
 

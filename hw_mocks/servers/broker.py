@@ -48,6 +48,15 @@ if TYPE_CHECKING:
 HOST = "127.0.0.1"
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux ``prctl``)."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -101,7 +110,11 @@ class Mosquitto:
         allow_anonymous: bool | None = None,
         persistence: bool = False,
         extra: str = "",
+        die_with_parent: bool = False,
     ):
+        """``die_with_parent``: the kernel stops the broker when the thread that started it
+        dies, even by SIGKILL (``PR_SET_PDEATHSIG``; start it from the main thread)."""
+        self.die_with_parent = die_with_parent
         self.exe = find_mosquitto()
         self.port = port or free_port()
         self.host = HOST
@@ -158,7 +171,12 @@ class Mosquitto:
             return self
         log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(
-            [self.exe, "-c", str(self.conf), "-v"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            [self.exe, "-c", str(self.conf), "-v"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_terminate_with_parent if self.die_with_parent else None,
+            start_new_session=self.die_with_parent,  # a Ctrl-C in the terminal reaches only its parent
         )
         log.close()
         started["mosquitto"] += 1
