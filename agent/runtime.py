@@ -54,6 +54,9 @@ class VoiceLibrary:
         except KeyError:
             return ""
 
+    def screen_text(self, screen: str, language: str, fields: dict[str, object]) -> str:
+        return self.catalogue.screen_text(screen, language, fields)
+
 
 # Devices whose commands can take a while (serial lines, pcscd, a camera): their timers
 # and polls run on their own worker. The others answer at once by contract (a screen on

@@ -27,6 +27,7 @@ from fsm.ports import BankHost, JournalPort, Out, TelemetryPort
 from fsm.presence import PresenceTracker
 from fsm.prompter import Prompter
 from fsm.reporting import SessionReporter
+from fsm.screens import SCREENS
 from fsm.service import ServiceState
 from fsm.session import Session
 from fsm.states import INPUT_STATES, STATES, TIMED_STATES, TRANSITIONS, State
@@ -218,9 +219,12 @@ class ATM:
         return timer
 
     def show(self, screen: str, **fields: Any) -> None:
+        """Show one of :data:`fsm.screens.SCREENS` in the customer's language."""
+        if screen not in SCREENS:
+            raise ValueError(f"{screen!r} is not a screen of fsm.screens.SCREENS")
         display = self.devices.display
         if display.opened:
-            display.show(screen, self.prompter.library.display(screen, self.language()), **fields)
+            display.show(screen, self.prompter.library.screen_text(screen, self.language(), fields), **fields)
 
     def say(self, prompt_id: str) -> None:
         self.prompter.say(prompt_id, self.language())
