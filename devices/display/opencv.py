@@ -135,7 +135,7 @@ class OpenCVDisplay(Display):
 
     # -- the window thread --------------------------------------------------
     def _canvas(self, screen: str, text: str, fields: Mapping[str, object]) -> Image:
-        return screen_canvas(self.size, screen, text, fields)
+        return screen_canvas(self.size, text)
 
     def _start(self, path: str, loop: bool, language: str, cancel_at: float | None, seq: int) -> Playback | None:
         import cv2
