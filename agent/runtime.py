@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config, ConfigError
+from agent.help_videos import HelpVideos
 from agent.host import create_host
 from agent.journal import Journal
 from agent.outbox import Outbox
@@ -32,6 +33,7 @@ from fsm.clock import Scheduler
 from fsm.commands import DeviceCommands, Queue
 from fsm.loop import EventLoop, Inbox
 from fsm.prompter import Prompter
+from fsm.screens import HELP_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,13 @@ class Agent:
             config.speech["cache_dir"] or None, self.catalogue, timeout=config.speech["render_timeout"]
         )
         self.voice = VoiceLibrary(self.catalogue, self.prompts)
+        cache_dir = config.speech["cache_dir"]
+        self.help_videos = HelpVideos(
+            Path(cache_dir) / "help-videos" if cache_dir else None,
+            size=lambda: self.devices.display.canvas_size,
+            general=HELP_VIDEO,
+            wait=clock.virtual,
+        )
         self.activity = Activity()
         self.queues: dict[str, CommandQueue] = {}
         self.devices = self._create_devices()
@@ -123,6 +132,7 @@ class Agent:
             magstripe_fallback=config.session["magstripe_fallback"],
             cash_interval=config.telemetry["cash_interval"],
             help_video=str(HELP_VIDEO),
+            help_videos=self.help_videos.path,
         )
         self.atm = ATM(
             settings,
@@ -243,6 +253,9 @@ class Agent:
     def start(self) -> None:
         """Open the devices and let the state machine run its start-up (on the loop)."""
         self.open()
+        if not self.clock.virtual:  # draw the screens' help at the display's size meanwhile
+            topics = sorted(set(HELP_TOPICS.values()) - {"general"})
+            self.help_videos.warm_in_background(topics, self.config.languages)
         self.atm.publish_birth()  # the devices are open, the cassettes loaded
         self.publisher.start()
         self.scheduler.call_later(0, self._start_atm)

@@ -27,7 +27,7 @@ from fsm.ports import BankHost, JournalPort, Out, TelemetryPort
 from fsm.presence import PresenceTracker
 from fsm.prompter import Prompter
 from fsm.reporting import SessionReporter
-from fsm.screens import SCREENS
+from fsm.screens import HELP_TOPICS, SCREENS
 from fsm.service import ServiceState
 from fsm.session import Session
 from fsm.states import INPUT_STATES, STATES, TIMED_STATES, TRANSITIONS, State
@@ -63,6 +63,7 @@ class Settings:
     magstripe_fallback: bool = True
     cash_interval: float = 300.0
     help_video: str = ""
+    help_videos: Callable[[str, str], str] | None = None  # (topic, language) -> the file to play
 
 
 class ATM:
@@ -155,6 +156,8 @@ class ATM:
             journal_step=lambda name, **data: journal.step(self.sid, name, **data),
             language=self.language,
             timed_out=lambda: self.fire("idle_timed_out"),
+            topic=lambda: HELP_TOPICS.get(self.state, "general"),
+            video_for=settings.help_videos,
         )
         self.faults = FaultRouter(self)
         self.operator = OperatorCommands(self)

@@ -39,11 +39,12 @@ REASONS = (
     "declined",
     "unknown_card",
 )
-# The help video of the state where the customer is stuck (every input state has one).
+# The help video of the state where the customer is stuck (every input state has one;
+# "general" is the committed help_<lang>.mp4).
 HELP_TOPICS = {
     "pin_entry": "pin",
     "menu": "menu",
-    "transfer_caution": "menu",
+    "transfer_caution": "general",
     "amount_entry": "amount",
     "accepting_notes": "deposit",
     "confirming_deposit": "deposit",

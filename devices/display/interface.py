@@ -42,6 +42,11 @@ class Display(Device):
         """Stop the video at once and show the screen again."""
 
     @property
+    def canvas_size(self) -> tuple[int, int] | None:
+        """(width, height) in pixels the display draws at; None: each video at its own size."""
+        return None
+
+    @property
     @abc.abstractmethod
     def video_playing(self) -> bool:
         """Whether a video is playing."""

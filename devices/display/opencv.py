@@ -123,6 +123,10 @@ class OpenCVDisplay(Display):
         self._requests.put(("recreate",))
 
     @property
+    def canvas_size(self) -> tuple[int, int] | None:
+        return self.size  # a fullscreen window's is the screen's once the window is open
+
+    @property
     def video_playing(self) -> bool:
         return self._playing.is_set()
 
