@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config, ConfigError, missing_folder
+from agent.help_videos import HelpVideos
 from agent.host import create_host
 from agent.journal import Journal
 from agent.outbox import Outbox
@@ -32,6 +33,7 @@ from fsm.clock import Scheduler
 from fsm.commands import DeviceCommands, Queue
 from fsm.loop import EventLoop, Inbox
 from fsm.prompter import Prompter
+from fsm.screens import HELP_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,9 @@ class VoiceLibrary:
             return self.catalogue.display(prompt_id, language)
         except KeyError:
             return ""
+
+    def screen_text(self, screen: str, language: str, fields: dict[str, object]) -> str:
+        return self.catalogue.screen_text(screen, language, fields)
 
 
 # Devices whose commands can take a while (serial lines, pcscd, a camera): their timers
@@ -126,6 +131,13 @@ class Agent:
             config.speech["cache_dir"] or None, self.catalogue, timeout=config.speech["render_timeout"]
         )
         self.voice = VoiceLibrary(self.catalogue, self.prompts)
+        cache_dir = config.speech["cache_dir"]
+        self.help_videos = HelpVideos(
+            Path(cache_dir) / "help-videos" if cache_dir else None,
+            size=lambda: self.devices.display.canvas_size,
+            general=HELP_VIDEO,
+            wait=clock.virtual,
+        )
         self.prompter = Prompter(self.scheduler, self.devices.speaker, self.devices.display, self.voice, self.recorder)
         # a copy typed as the protocol DeviceCommands needs (dict is invariant); the
         # queues are all made by _create_devices above and never change afterwards
@@ -142,6 +154,7 @@ class Agent:
             magstripe_fallback=config.session["magstripe_fallback"],
             cash_interval=config.telemetry["cash_interval"],
             help_video=str(HELP_VIDEO),
+            help_videos=self.help_videos.path,
         )
         self.atm = ATM(
             settings,
@@ -265,6 +278,9 @@ class Agent:
     def start(self) -> None:
         """Open the devices and let the state machine run its start-up (on the loop)."""
         self.open()
+        if not self.clock.virtual:  # draw the screens' help at the display's size meanwhile
+            topics = sorted(set(HELP_TOPICS.values()) - {"general"})
+            self.help_videos.warm_in_background(topics, self.config.languages)
         self.atm.publish_birth()  # the devices are open, the cassettes loaded
         self.publisher.start()
         self.scheduler.call_later(0, self._start_atm)

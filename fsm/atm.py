@@ -27,6 +27,7 @@ from fsm.ports import BankHost, JournalPort, Out, TelemetryPort
 from fsm.presence import PresenceTracker
 from fsm.prompter import Prompter
 from fsm.reporting import SessionReporter
+from fsm.screens import HELP_TOPICS, SCREENS
 from fsm.service import ServiceState
 from fsm.session import Session
 from fsm.states import INPUT_STATES, STATES, TIMED_STATES, TRANSITIONS, State
@@ -62,6 +63,7 @@ class Settings:
     magstripe_fallback: bool = True
     cash_interval: float = 300.0
     help_video: str = ""
+    help_videos: Callable[[str, str], str] | None = None  # (topic, language) -> the file to play
 
 
 class ATM:
@@ -154,6 +156,8 @@ class ATM:
             journal_step=lambda name, **data: journal.step(self.sid, name, **data),
             language=self.language,
             timed_out=lambda: self.fire("idle_timed_out"),
+            topic=lambda: HELP_TOPICS.get(self.state, "general"),
+            video_for=settings.help_videos,
         )
         self.faults = FaultRouter(self)
         self.operator = OperatorCommands(self)
@@ -218,9 +222,12 @@ class ATM:
         return timer
 
     def show(self, screen: str, **fields: Any) -> None:
+        """Show one of :data:`fsm.screens.SCREENS` in the customer's language."""
+        if screen not in SCREENS:
+            raise ValueError(f"{screen!r} is not a screen of fsm.screens.SCREENS")
         display = self.devices.display
         if display.opened:
-            display.show(screen, self.prompter.library.display(screen, self.language()), **fields)
+            display.show(screen, self.prompter.library.screen_text(screen, self.language(), fields), **fields)
 
     def say(self, prompt_id: str) -> None:
         self.prompter.say(prompt_id, self.language())

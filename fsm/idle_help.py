@@ -25,7 +25,11 @@ class IdleHelp:
         journal_step: Callable[..., None],
         language: Callable[[], str],
         timed_out: Callable[[], None],
+        topic: Callable[[], str] = lambda: "general",
+        video_for: Callable[[str, str], str] | None = None,
     ) -> None:
+        """``topic()``: the help topic of the state now; ``video_for(topic, language)``: the
+        file to play (without it, ``help_video`` whatever the state)."""
         self.scheduler = scheduler
         self.clock = scheduler.clock
         self.t = timeouts
@@ -34,6 +38,8 @@ class IdleHelp:
         self.journal_step = journal_step  # step(name, **data) in the current session
         self.language = language
         self.timed_out = timed_out
+        self.topic = topic
+        self.video_for = video_for
         self.last_input = 0.0
         self.video_on = False
         self._timers: list[Timer] = []
@@ -73,10 +79,12 @@ class IdleHelp:
 
     def _show(self) -> None:
         if self.help_video and self.display.usable:
+            language, topic = self.language(), self.topic()
+            path = self.video_for(topic, language) if self.video_for is not None else self.help_video
             self.video_on = True
-            self.journal_step("help_video")
+            self.journal_step("help_video", topic=topic)
             self.display.play_video(
-                self.help_video, loop=True, language=self.language(), cancel_at=self.last_input + self.t["idle_cancel"]
+                path, loop=True, language=language, cancel_at=self.last_input + self.t["idle_cancel"]
             )
 
     def stop_video(self, reason: str) -> None:

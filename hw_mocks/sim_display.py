@@ -206,6 +206,10 @@ class SimDisplay(Display):
         self.emit("video_stopped", path=play.path, frames=play.shown)
 
     @property
+    def canvas_size(self) -> tuple[int, int] | None:
+        return self.size
+
+    @property
     def video_playing(self) -> bool:
         return self._play is not None
 

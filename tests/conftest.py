@@ -11,6 +11,8 @@ another way carries the marker explicitly, and fails when it does not. The
 tests named in ``tests/slow.txt`` are marked ``slow``.
 """
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from fsm.clock import RealClock, Scheduler, VirtualClock
 from hw_mocks import pcscd
 from hw_mocks.servers import started
 from hw_mocks.servers.broker import Mosquitto
+from hw_mocks.servers.xvfb import start_xvfb
 from tests.helpers import Events
 
 SERVER_MARKERS = ("mosquitto", "pcscd", "xvfb")
@@ -145,6 +148,30 @@ def rig_device(rig):
     yield make
     for device in opened:
         device.close()
+
+
+@pytest.fixture(scope="session")
+def xvfb():
+    """One Xvfb for the whole run, its ``:N`` in $DISPLAY: HighGUI's toolkit keeps its first
+    X connection for the life of the process, so every window of the run uses this server."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed")
+    proc, display = start_xvfb()
+    saved = {k: os.environ.get(k) for k in ("DISPLAY", "QT_LOGGING_RULES")}
+    os.environ["DISPLAY"] = display
+    os.environ["QT_LOGGING_RULES"] = "*.debug=false;qt.qpa.*=false;default.warning=false"
+    try:
+        if proc.poll() is not None:
+            pytest.fail("Xvfb did not start")
+        yield os.environ["DISPLAY"]
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        proc.terminate()
+        proc.wait(5)
 
 
 @pytest.fixture

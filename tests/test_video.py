@@ -3,10 +3,7 @@ language; the headless display records the frames it shows on the clock (and dra
 when asked); the real OpenCV window plays them under Xvfb, checked on screenshots."""
 
 import importlib.util
-import os
-import re
 import shutil
-import subprocess
 import time
 
 import cv2
@@ -21,7 +18,7 @@ from fsm.clock import Scheduler, VirtualClock
 from fsm.loop import EventLoop, Inbox
 from hw_mocks import sim_display
 from hw_mocks.servers.wait import wait_for
-from hw_mocks.servers.xvfb import start_xvfb
+from tests.screenshots import screenshot, window_rect
 
 VIDEO_DIR = HELP_VIDEO.parent
 LANGS = ("ja", "en", "zh", "ko")
@@ -223,63 +220,6 @@ def test_sim_display_decodes_and_draws_the_overlays_when_asked():
 
 
 # -- the real window under Xvfb -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def xvfb():
-    """One Xvfb for the module: HighGUI's toolkit keeps its first X connection for the
-    life of the process, so every window here must use the same server."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed")
-    proc, display = start_xvfb()
-    saved = {k: os.environ.get(k) for k in ("DISPLAY", "QT_LOGGING_RULES")}
-    os.environ["DISPLAY"] = display
-    os.environ["QT_LOGGING_RULES"] = "*.debug=false;qt.qpa.*=false;default.warning=false"
-    try:
-        if proc.poll() is not None:
-            pytest.fail("Xvfb did not start")
-        yield os.environ["DISPLAY"]
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        proc.terminate()
-        proc.wait(5)
-
-
-def read_xwd(data: bytes) -> np.ndarray:
-    """A BGR image from an X window dump (ZPixmap, 24 or 32 bits per pixel)."""
-    header = np.frombuffer(data[:100], ">u4").astype(np.int64)
-    header_size, _, fmt, _, width, height, _, byte_order, _, _, _, bpp, bpl = header[:13]
-    masks, ncolors = header[14:17], header[19]
-    assert fmt == 2 and bpp in (24, 32), (fmt, bpp)
-    nb, start = int(bpp) // 8, int(header_size + 12 * ncolors)
-    raw = np.frombuffer(data, np.uint8, int(bpl * height), start).reshape(height, bpl)
-    raw = raw[:, : width * nb].reshape(height, width, nb).astype(np.uint32)
-    order = range(nb) if byte_order == 0 else range(nb - 1, -1, -1)
-    pixels = sum(raw[:, :, b] << (8 * i) for i, b in enumerate(order))
-    channels = []
-    for mask in masks[::-1]:  # blue, green, red
-        shift = (int(mask) & -int(mask)).bit_length() - 1
-        channels.append(((pixels >> shift) & 0xFF).astype(np.uint8))
-    return np.dstack(channels)
-
-
-def screenshot(display_name: str) -> np.ndarray:
-    dump = subprocess.run(
-        ["xwd", "-root", "-silent", "-display", display_name], capture_output=True, check=True, timeout=10
-    ).stdout
-    return read_xwd(dump)
-
-
-def window_rect(display_name: str) -> tuple[int, int, int, int]:
-    info = subprocess.run(
-        ["xwininfo", "-name", "ATM", "-display", display_name], capture_output=True, text=True, check=True, timeout=10
-    ).stdout
-    get = lambda key: int(re.search(rf"{key}:\s+(-?\d+)", info).group(1))  # noqa: E731
-    return get("Absolute upper-left X"), get("Absolute upper-left Y"), get("Width"), get("Height")
 
 
 @pytest.fixture

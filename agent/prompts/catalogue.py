@@ -14,6 +14,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from agent import resources
+from agent.prompts.screens import ScreenTexts, load_screen_texts, screen_text
 from devices.fields import Field, FieldError, TomlFileError, check_table, fields, read_toml
 
 PROMPT_IDS = (
@@ -64,6 +65,8 @@ class Language:
     voice: str
     rate: int
     prompts: dict[str, Prompt]
+    name: str  # the language's own name, e.g. "日本語"
+    screens: ScreenTexts
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,10 @@ META_FIELDS = fields(
     Field("language", str, description="the 2-letter code, as in the file name", length=(1, 16)),
     Field("voice", str, description="an espeak-ng voice", length=(1, 64)),
     Field("rate", int, description="words per minute", low=50, high=500),
+    Field("name", str, description="the language's own name, on the menu", length=(1, 40)),
+    Field("money", str, description="an amount of money, {n} the number", length=(3, 40), pattern=r".*\{n\}.*"),
 )
+SCREEN_TABLES = ("screens", "functions", "reasons")  # the screens' texts (agent/prompts/screens.py)
 PROMPT_FIELDS = fields(
     Field("display", str, description="the text on the screen", length=(1, 1000)),
     Field("speech", str, description="the text spoken (kana for Japanese)", length=(1, 1000)),
@@ -185,13 +191,14 @@ def _load_language(path) -> Language:
         raise PromptError(file, "meta.language", f"{meta['language']!r} does not match the file name")
     prompts = {}
     for pid, table in data.items():
-        if pid != "meta":
+        if pid != "meta" and pid not in SCREEN_TABLES:
             values = _table(table, PROMPT_FIELDS, file, pid)
             prompts[pid] = Prompt(values["display"], values["speech"])
     for pid in PROMPT_IDS:
         if pid not in prompts:
             raise PromptError(file, pid, "missing prompt")
-    return Language(meta["language"], meta["voice"], meta["rate"], prompts)
+    screens = load_screen_texts({**data, "meta": meta}, lambda field, problem: PromptError(file, field, problem))
+    return Language(meta["language"], meta["voice"], meta["rate"], prompts, meta["name"], screens)
 
 
 def _load_pattern(name: str, table, spec: dict[str, Field], file: str) -> Pattern:
@@ -285,6 +292,14 @@ class Catalogue:
 
     def pattern(self, name: str) -> Pattern:
         return self._patterns[name]
+
+    def screen_text(self, screen: str, lang: str, fields: dict[str, object]) -> str:
+        """What ``screen`` says in ``lang`` with these fields: the title, then one line per line."""
+        names = {code: language.name for code, language in self._languages.items()}
+        return screen_text(self._languages[lang].screens, screen, fields, names)
+
+    def function_label(self, function: str, lang: str) -> str:
+        return self._languages[lang].screens.functions[function]
 
     @property
     def patterns(self) -> list[str]:

@@ -15,7 +15,9 @@ class Display(Device):
 
     @abc.abstractmethod
     def show(self, screen: str, text: str, **fields: object) -> None:
-        """Show a screen; ``fields`` carry values the screen displays.
+        """Show a screen: ``text`` is all the customer reads, its first line the title
+        (the state machine writes the fields into it, in the customer's language);
+        ``fields`` are the values behind it, for the record, never drawn as they are.
 
         Emits ``screen`` (screen, text, fields) so the journal of events, and a
         simulated customer, know what is on the screen."""
@@ -38,6 +40,11 @@ class Display(Device):
     @abc.abstractmethod
     def stop_video(self) -> None:
         """Stop the video at once and show the screen again."""
+
+    @property
+    def canvas_size(self) -> tuple[int, int] | None:
+        """(width, height) in pixels the display draws at; None: each video at its own size."""
+        return None
 
     @property
     @abc.abstractmethod

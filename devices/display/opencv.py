@@ -123,6 +123,10 @@ class OpenCVDisplay(Display):
         self._requests.put(("recreate",))
 
     @property
+    def canvas_size(self) -> tuple[int, int] | None:
+        return self.size  # a fullscreen window's is the screen's once the window is open
+
+    @property
     def video_playing(self) -> bool:
         return self._playing.is_set()
 
@@ -135,7 +139,7 @@ class OpenCVDisplay(Display):
 
     # -- the window thread --------------------------------------------------
     def _canvas(self, screen: str, text: str, fields: Mapping[str, object]) -> Image:
-        return screen_canvas(self.size, screen, text, fields)
+        return screen_canvas(self.size, text)
 
     def _start(self, path: str, loop: bool, language: str, cancel_at: float | None, seq: int) -> Playback | None:
         import cv2

@@ -14,17 +14,21 @@ if TYPE_CHECKING:
     from devices.display.text import Image
 
 DEFAULT_VIDEO_LANGUAGE = "ja"  # help.mp4 is the Japanese video
-# Overlay texts, per language of the video: the operator hint and the countdown.
+# Overlay texts, per language of the video: the operator hint and the countdown to the
+# idle cancel, which hands the card back (every state with help has the card inside).
 VIDEO_TEXTS = {
     "ja": {
         "hint": "係員をお呼びの際は、呼出ボタンを押すか受話器をお取りください",
-        "countdown": "あと{n}秒で取引を中止します",
+        "countdown": "あと{n}秒でカードをお返しします",
     },
-    "en": {"hint": "To call an operator, press CALL or pick up the phone", "countdown": "Cancelled in {n} s"},
-    "zh": {"hint": "如需帮助，请按呼叫键或拿起电话联系工作人员", "countdown": "{n}秒后取消交易"},
+    "en": {
+        "hint": "To call an operator, press CALL or pick up the phone",
+        "countdown": "Your card will be returned in {n} s",
+    },
+    "zh": {"hint": "如需帮助，请按呼叫键或拿起电话联系工作人员", "countdown": "{n}秒后退还您的银行卡"},
     "ko": {
         "hint": "상담원을 부르시려면 호출 버튼을 누르거나 수화기를 드십시오",
-        "countdown": "{n}초 후 거래가 취소됩니다",
+        "countdown": "{n}초 후 카드가 반환됩니다",
     },
 }
 _LANG_SUFFIX = re.compile(r"(.+)_([a-z]{2,3})")
