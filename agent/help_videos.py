@@ -58,17 +58,20 @@ class HelpVideos:
         self.general = general  # help.mp4: the display picks help_<lang>.mp4 beside it
         self.wait = wait  # draw a missing video at once (virtual clock) or play the general one
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        _script()  # loaded here, not on the loop thread at first use
 
     def file(self, topic: str, language: str, size: tuple[int, int]) -> Path:
         module, digest = _script()
         return self.directory / digest / f"{size[0]}x{size[1]}" / module.video_name(topic, language)
 
     def draw(self, topic: str, language: str, size: tuple[int, int]) -> Path:
-        """The video, drawn now unless it already is."""
+        """The video, drawn now unless it already is (OSError if it cannot be)."""
         out = self.file(topic, language, size)
         with self._lock:
-            if not out.is_file():
-                _script()[0].write(out, language, topic, size)
+            if not out.is_file() and _script()[0].write(out, language, topic, size, self._stopping.is_set) is None:
+                raise OSError("stopped before it was drawn")
         return out
 
     def path(self, topic: str, language: str) -> str:
@@ -82,7 +85,7 @@ class HelpVideos:
         if self.wait:
             try:
                 return str(self.draw(topic, language, size))
-            except (OSError, SystemExit) as exc:
+            except OSError as exc:
                 log.warning("cannot draw the %s help video: %s", topic, exc)
         return str(self.general)
 
@@ -91,15 +94,25 @@ class HelpVideos:
         size = self.size() or DEFAULT_SIZE
         for topic in topics:
             for language in languages:
+                if self._stopping.is_set():
+                    return
                 try:
                     self.draw(topic, language, size)
-                except (OSError, SystemExit) as exc:
-                    log.warning("cannot draw the %s help video in %s: %s", topic, language, exc)
+                except OSError as exc:
+                    if not self._stopping.is_set():
+                        log.warning("cannot draw the %s help video in %s: %s", topic, language, exc)
                     return
 
     def warm_in_background(self, topics: Iterable[str], languages: Iterable[str]) -> threading.Thread:
-        thread = threading.Thread(
+        self._thread = threading.Thread(
             target=self.warm, args=(list(topics), list(languages)), name="help-videos", daemon=True
         )
-        thread.start()
-        return thread
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop drawing (between two frames) and wait for the thread: OpenCV's encoder must
+        not be running when the process exits (it aborts with SIGABRT)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -348,7 +348,8 @@ class Agent:
                 log.exception("closing %s", device.kind)
 
     def close(self) -> None:
-        """Finish the devices' queued work, close them and the journal."""
+        """Stop drawing help videos; finish the devices' queued work, close them and the journal."""
+        self.help_videos.stop()
         self._close_devices()
         self.journal.close()
         if self.outbox is not None:

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterable
 
-from devices.base import Device, DeviceContext, Severity
+from devices.base import Device, DeviceContext, DeviceStatus, Severity
 from devices.locator import Locator
 
 log = logging.getLogger(__name__)
@@ -86,15 +86,26 @@ class EvdevKeypad(Keypad):
     """A USB keypad through Linux evdev (``evdev:///dev/input/event3``)."""
 
     def open(self) -> None:
-        super().open()
+        """Open the input device; one that does not open stays offline with an ``offline``
+        fault, and the self-test tries again."""
         try:
-            import evdev  # optional: only kiosks with a USB keypad need it
-
+            import evdev  # optional: only kiosks with a USB keypad need it (the kiosk extra)
+        except ImportError:
+            self.raise_fault("offline", "keypad did not open: python-evdev is not installed (the kiosk extra)")
+            return
+        try:
             self._dev = evdev.InputDevice(self.loc.path)
-        except (ImportError, OSError) as exc:
+        except OSError as exc:
             self.raise_fault("offline", f"keypad did not open: {exc}", Severity.ERROR)
             return
+        self.clear_fault("offline")
+        super().open()
         threading.Thread(target=self._read, name="keypad-evdev", daemon=True).start()
+
+    def self_test(self) -> DeviceStatus:
+        if not self.opened:
+            self.open()
+        return self.status
 
     def _read(self) -> None:
         import evdev

@@ -6,8 +6,9 @@ from agent import config as configmod
 from agent.output import Recorder
 from agent.runtime import Agent
 from agent.scenarios import Scenario, ScenarioRun
-from fsm.clock import VirtualClock
+from fsm.clock import RealClock, VirtualClock
 from hw_mocks.cards import CARDS
+from hw_mocks.servers.wait import wait_for
 
 RAW_PANS = [card.pan for card in CARDS.values()]
 
@@ -17,6 +18,20 @@ def make_agent(overrides: dict | None = None, journal: str = ":memory:", workers
     cfg.journal_path = journal
     clock = VirtualClock()
     return Agent(cfg, clock, Recorder(clock), workers=workers)
+
+
+def live_agent(overrides: dict, broker_url: str) -> Agent:
+    """An agent on the real clock, its loop on its own thread, connected to ``broker_url``
+    and idle (the caller stops it)."""
+    cfg = configmod.from_dict(overrides)
+    clock = RealClock()
+    agent = Agent(cfg, clock, Recorder(clock, keep=False), brokers=[broker_url])
+    agent.warm_prompts()
+    agent.start()
+    agent.start_thread()
+    assert agent.publisher.wait_connected(5), "the agent did not connect"
+    wait_for(lambda: agent.atm.state == "idle", message="the ATM to be idle")
+    return agent
 
 
 def run_visits(visits, overrides=None, setup=None, epilogue=None, journal=":memory:", workers=None):

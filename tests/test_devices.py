@@ -120,3 +120,11 @@ def test_plan_notes_is_minimal_for_any_amount():  # the old search took 10 s on 
             assert sum(int(k) * n for k, n in plan.items()) == amount
     assert plan_notes(cas, 600, 60) == {"500": 1, "100": 1}
     assert plan_notes([Cassette("A", 5_000, 10), Cassette("B", 2_000, 10)], 6_000, 60) == {"B": 3}
+
+
+def test_a_keypad_that_did_not_open_is_offline_and_tried_again_by_the_self_test():
+    keypad = create_device("keypad", "evdev:///dev/input/no-such-keypad", DeviceContext())
+    keypad.open()
+    assert keypad.status is DeviceStatus.OFFLINE and list(keypad.faults) == ["offline"]
+    assert "did not open" in keypad.faults["offline"].message
+    assert keypad.self_test() is DeviceStatus.OFFLINE and list(keypad.faults) == ["offline"]

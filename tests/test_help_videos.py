@@ -84,6 +84,36 @@ def test_a_screens_help_is_drawn_once_at_the_displays_size(tmp_path):
     assert ok and first.shape == (768, 1024, 3)
 
 
+def test_stopping_ends_the_drawing_between_frames_and_leaves_no_half_file(tmp_path):
+    videos = HelpVideos(tmp_path, lambda: (1280, 720), HELP_VIDEO, wait=False)
+    thread = videos.warm_in_background(["pin", "amount", "deposit", "menu"], LANGS)
+    time.sleep(0.3)  # well inside the first of sixteen videos
+    started = time.perf_counter()
+    videos.stop()
+    assert not thread.is_alive() and time.perf_counter() - started < 1.0
+    drawn = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert len(drawn) < 16 and all(name.startswith("help_") for name in drawn), drawn  # no temporary file
+
+
+def test_atm_run_with_a_window_stops_cleanly_while_the_help_is_being_drawn(tmp_path, xvfb):
+    """OpenCV's encoder still running at exit aborts the process (SIGABRT, exit 134)."""
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "atm.toml"
+    config.write_text(f'[devices]\ndisplay = "opencv://"\n[speech]\ncache_dir = "{tmp_path / "cache"}"\n')
+    atm = os.path.join(os.path.dirname(sys.executable), "atm")
+    proc = subprocess.run(
+        [atm, "run", "--config", str(config), "--no-customers", "--duration", "1", "--journal", ":memory:"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.rstrip().endswith("stopped")
+
+
 @pytest.mark.parametrize(
     "visit, topic",
     [

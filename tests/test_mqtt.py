@@ -18,14 +18,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import config as configmod
 from agent.mqtt import BrokerUrl, MqttLink, parse_broker_url
 from agent.outbox import Outbox
-from agent.output import Recorder
-from agent.runtime import Agent
-from fsm.clock import RealClock
 from hw_mocks.servers.broker import HOST, Mosquitto, Subscriber, free_port
 from hw_mocks.servers.wait import wait_for
+from tests.helpers import live_agent
 from tests.test_schemas import assert_valid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -564,11 +561,7 @@ def test_a_link_that_keeps_failing_gives_up_and_says_why(mosquitto, links, monke
 
 
 def test_the_agent_stops_running_when_its_link_gives_up(mosquitto, tmp_path):
-    cfg = configmod.from_dict({"journal": {"path": str(tmp_path / "j.db")}})
-    clock = RealClock()
-    agent = Agent(cfg, clock, Recorder(clock, keep=False), brokers=[mosquitto.url])
-    agent.start()
-    agent.start_thread()
+    agent = live_agent({"journal": {"path": str(tmp_path / "j.db")}}, mosquitto.url)
     try:
         assert agent.running
         agent.publisher.failure = "given up (test)"

@@ -12,15 +12,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import config as configmod
-from agent.output import Recorder
 from agent.remote import BadRequest, parse_request
-from agent.runtime import Agent
-from fsm.clock import RealClock
 from hw_mocks.customer import Visit
 from hw_mocks.servers.broker import HOST
 from hw_mocks.servers.wait import wait_for
-from tests.helpers import run_visits
+from tests.helpers import live_agent, run_visits
 
 ATM = "atm-0001"
 
@@ -69,14 +65,7 @@ class Requester:
 
 @pytest.fixture
 def running(mosquitto, tmp_path):
-    cfg = configmod.from_dict({"journal": {"path": str(tmp_path / "j.db")}})
-    clock = RealClock()
-    agent = Agent(cfg, clock, Recorder(clock, keep=False), brokers=[mosquitto.url])
-    agent.warm_prompts()
-    agent.start()
-    agent.start_thread()
-    assert agent.publisher.wait_connected(5)
-    wait_for(lambda: agent.atm.state == "idle", message="the ATM to be idle")
+    agent = live_agent({"journal": {"path": str(tmp_path / "j.db")}}, mosquitto.url)
     requester = Requester(mosquitto)
     yield agent, requester
     requester.stop()

@@ -16,13 +16,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import config as configmod
-from agent.output import Recorder
 from agent.runtime import Agent
 from bench.campaign.requests import BadRequest, RequestFuzzer
-from fsm.clock import RealClock
 from hw_mocks.servers.broker import HOST
 from hw_mocks.servers.wait import wait_for
+from tests.helpers import live_agent
 from tests.test_schemas import assert_valid
 
 ATM = "atm-0001"
@@ -106,15 +104,8 @@ def start_agent(mosquitto, tmp_path):
     started: list[Agent] = []
 
     def start() -> Agent:
-        cfg = configmod.from_dict({"atm": {"id": ATM}, "journal": {"path": str(tmp_path / "j.db")}})
-        clock = RealClock()
-        agent = Agent(cfg, clock, Recorder(clock, keep=False), brokers=[mosquitto.url])
+        agent = live_agent({"atm": {"id": ATM}, "journal": {"path": str(tmp_path / "j.db")}}, mosquitto.url)
         started.append(agent)
-        agent.warm_prompts()
-        agent.start()
-        agent.start_thread()
-        assert agent.publisher.wait_connected(5)
-        wait_for(lambda: agent.atm.state == "idle", message="the ATM to be idle")
         return agent
 
     yield start

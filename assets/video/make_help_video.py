@@ -459,14 +459,25 @@ def frame(n: int, lang: str = DEFAULT_LANGUAGE, topic: str = DEFAULT_TOPIC, size
     return img
 
 
-def write(out: Path, lang: str, topic: str = DEFAULT_TOPIC, size: tuple[int, int] = (W, H)) -> Path:
-    """Write the video (through a temporary file, so a reader never sees half of one)."""
+def write(
+    out: Path,
+    lang: str,
+    topic: str = DEFAULT_TOPIC,
+    size: tuple[int, int] = (W, H),
+    cancelled=lambda: False,
+) -> Path | None:
+    """Write the video (through a temporary file, so a reader never sees half of one); None,
+    and no file, when ``cancelled()`` turns true between two frames. OSError if it cannot."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.mp4")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), FPS, size)
     if not writer.isOpened():
-        raise SystemExit(f"cannot write {out}")
+        raise OSError(f"cannot write {out}")
     for n in range(int(round(duration(topic) * FPS))):
+        if cancelled():
+            writer.release()
+            tmp.unlink(missing_ok=True)
+            return None
         writer.write(frame(n, lang, topic, size))
     writer.release()
     os.replace(tmp, out)
