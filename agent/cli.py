@@ -146,11 +146,11 @@ def _customers(cfg, asked: bool | None) -> str:
     return "simulated" + (" (--customers)" if asked else "")
 
 
-def _default_journal() -> str:
-    """The default journal's path; in a source tree its ``var/`` folder is made."""
-    path = configmod.default_journal_path()
+def _default_journal(atm_id: str) -> str:
+    """The default journal's path; in a source tree its ``var/<atm id>/`` folder is made."""
+    path = configmod.default_journal_path(atm_id)
     if path != configmod.INSTALLED_JOURNAL:
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
     return str(path)
 
 
@@ -186,7 +186,7 @@ def _run(args, cfg, customers: str, watch: str = "") -> int:
     recorder = Recorder(clock, keep=False)
     recorder.sinks.append(_printer(False, wall=True))
     if not cfg.journal_path:  # atm run keeps its journal: the default file, not memory
-        cfg.journal_path = _default_journal()
+        cfg.journal_path = _default_journal(cfg.atm_id)
     agent = make_agent(cfg, clock, recorder, args.mqtt)
     report = agent.warm_prompts()
     say(
@@ -252,7 +252,7 @@ def status_report(cfg: configmod.Config) -> dict:
             "service": agent.atm.service.service,
             "functions": agent.atm.service.functions,
             "devices": {k: d.describe() for k, d in agent.devices.items()},
-            "cassettes": [c.as_dict() for c in agent.devices.dispenser.cassettes],
+            "cassettes": agent.atm.cash_levels(),
             "journal": cfg.journal_path,
         }
     finally:

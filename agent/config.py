@@ -141,7 +141,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
             "path",
             str,
             "",
-            "a file path, ':memory:', or '' for the default (atm run: var/journal.db in a source tree,"
+            "a file path, ':memory:', or '' for the default (atm run: var/<atm id>/journal.db in a source tree,"
             " /var/lib/atm/journal.db once installed; in memory elsewhere)",
             length=(0, 4096),
         ),
@@ -184,11 +184,13 @@ SOURCE_TREE = Path(__file__).resolve().parent.parent  # the checkout, when run f
 INSTALLED_JOURNAL = Path("/var/lib/atm/journal.db")
 
 
-def default_journal_path() -> Path:
-    """Where ``atm run`` keeps its journal when none is configured: ``var/journal.db`` in a
-    source tree (the folder is made), ``/var/lib/atm/journal.db`` once installed (ours)."""
+def default_journal_path(atm_id: str) -> Path:
+    """Where ``atm run`` keeps its journal when none is configured (ours): in a source tree
+    ``var/<atm id>/journal.db``, one per ATM id, so trying another config never mixes two
+    ATMs' counts and outboxes (the caller makes the folder); ``/var/lib/atm/journal.db``
+    once installed, where one ATM runs."""
     if (SOURCE_TREE / "setup.cfg").is_file() and (SOURCE_TREE / "agent").is_dir():
-        return SOURCE_TREE / "var" / "journal.db"
+        return SOURCE_TREE / "var" / atm_id / "journal.db"
     return INSTALLED_JOURNAL
 
 

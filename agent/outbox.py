@@ -266,8 +266,11 @@ class Outbox:
         self._acked.clear()
 
     def count(self) -> int:
+        """Messages not yet acknowledged; OutboxError when the file cannot be read."""
         with self._lock:
             self._delete_acked()
-            return self.db.execute(f"SELECT COUNT(*) FROM outbox WHERE {NOT_ACKED}", (self._acked_json(),)).fetchone()[
-                0
-            ]
+            try:
+                query = f"SELECT COUNT(*) FROM outbox WHERE {NOT_ACKED}"
+                return int(self.db.execute(query, (self._acked_json(),)).fetchone()[0])
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None

@@ -89,9 +89,18 @@ class CommandHandler:
     def __init__(self, post: Callable[..., None], rebirth: Callable[[], None]):
         self.post = post
         self.rebirth = rebirth
+        self.closed = False
+
+    def close(self) -> None:
+        """The agent is stopping: requests from now on are answered ``unavailable`` and not
+        journalled (the loop that writes the journal is ending)."""
+        self.closed = True
 
     def __call__(self, request: Request) -> None:
         name, reply = request.name[:MAX_NAME], request.reply
+        if self.closed:
+            log.warning("request %r refused: the agent is stopping", name)
+            return reply({"ok": False, "command": name, "error": "unavailable", "reason": "the agent is stopping"})
         try:
             if request.refusal is not None:
                 raise BadRequest(*request.refusal)

@@ -19,9 +19,10 @@ from agent.config import Config, ConfigError, missing_folder
 from agent.help_videos import HelpVideos
 from agent.host import create_host
 from agent.journal import Journal
-from agent.outbox import Outbox
+from agent.outbox import Outbox, OutboxError
 from agent.output import Recorder
 from agent.prompts import Catalogue, PromptCache
+from agent.remote import CommandHandler
 from agent.telemetry import MemoryPublisher, Publisher, Telemetry
 from devices.base import Device, DeviceContext
 from devices.commands import Activity, CommandQueue, WorkerScheduler
@@ -96,6 +97,7 @@ class Agent:
         self.workers = not clock.virtual if workers is None else workers
         self.scheduler = Scheduler(clock)
         self.started_at = clock.now()
+        self.command_handler: CommandHandler | None = None  # the remote commands' (with a broker)
         self.recorder = recorder or Recorder(clock)
         self.inbox = Inbox()
         brokers = brokers if brokers is not None else config.telemetry["brokers"]
@@ -125,6 +127,9 @@ class Agent:
             self.journal = Journal(self.journal_path, clock)
         except BaseException:
             self._close_devices()
+            outbox = getattr(self, "outbox", None)  # made before the journal failed, or not at all
+            if outbox is not None:
+                outbox.close()
             raise
         self.catalogue = catalogue or Catalogue.load(ASSETS / "prompts")
         self.prompts = PromptCache(
@@ -196,7 +201,6 @@ class Agent:
         if not brokers:
             return MemoryPublisher()
         from agent.mqtt import MqttLink, TlsFiles
-        from agent.remote import CommandHandler
 
         tel = self.config.telemetry
         assert self.outbox is not None  # made whenever there are brokers
@@ -212,7 +216,8 @@ class Agent:
             birth={**self.telemetry.birth_facts, "service": "starting"},
             make_message=self.telemetry.message,
         )
-        link.on_command = CommandHandler(self.inbox.post, link.rebirth)
+        self.command_handler = CommandHandler(self.inbox.post, link.rebirth)
+        link.on_command = self.command_handler
         return link
 
     def _static_birth(self) -> dict:
@@ -290,10 +295,15 @@ class Agent:
         """Every ``telemetry.heartbeat_interval``, from the loop: alive for how long, how many
         messages wait in the outbox, and the loop's worst delay since the last one."""
         self.scheduler.call_later(self.config.telemetry["heartbeat_interval"], self._heartbeat)
+        try:
+            backlog: int | None = self.outbox.count() if self.outbox is not None else 0
+        except OutboxError as exc:  # a telemetry tick must never disturb a customer's session
+            log.warning("heartbeat: %s", exc)
+            backlog = None
         self.telemetry.heartbeat(
             {
                 "uptime_s": round(self.clock.now() - self.started_at, 1),
-                "backlog": self.outbox.count() if self.outbox is not None else 0,
+                "backlog": backlog,
                 "loop_delay_ms": round(self.scheduler.take_worst_lateness() * 1000, 1),
                 "state": str(self.atm.state),
                 "service": self.atm.service.service,
@@ -319,6 +329,8 @@ class Agent:
     def stop(self) -> None:
         """Close the open session (card back, cash retracted, escrow returned), stop the
         loop, publish the offline status and close everything."""
+        if self.command_handler is not None:
+            self.command_handler.close()  # nothing would run or journal a request from now on
         self.loop.post(ev.StopRequested("shutdown", done=self.loop.stop))
         if self._thread is None:
             self.loop.run_until_idle(max_time=self.clock.now())  # virtual clock: now, without moving time

@@ -58,13 +58,18 @@ class PcscChipReader(ChipReader):
         if len(self.aids) > MAX_AIDS or any(not 5 <= len(a) <= 16 for a in self.aids):
             raise self.loc.error(f"option aids= takes 1..{MAX_AIDS} AIDs of 5-16 bytes each")
         self.reader_name = unquote(self.loc.path) if locator is not None else "0"
-        if self.reader_name.isdigit() and int(self.reader_name) >= MAX_READERS:
+        if self._reader_index and int(self.reader_name) >= MAX_READERS:
             raise self.loc.error(
                 f"reader index {self.reader_name} is out of range 0..{MAX_READERS - 1} (PC/SC serves {MAX_READERS})"
             )
         if len(self.reader_name) > MAX_READER_NAME:
             raise self.loc.error(f"reader name is longer than {MAX_READER_NAME} characters")
         self.atr = b""
+
+    @property
+    def _reader_index(self) -> bool:
+        """Whether the path names a reader by its index (ASCII digits), not by its name."""
+        return self.reader_name.isascii() and self.reader_name.isdigit()
 
     # the reader ------------------------------------------------------------------
     def _reader(self) -> Any:
@@ -77,7 +82,7 @@ class PcscChipReader(ChipReader):
             found = readers()
         except (SmartcardException, BaseSCardException):  # e.g. no pcscd: no context
             return None
-        if self.reader_name.isdigit():
+        if self._reader_index:
             index = int(self.reader_name)
             return found[index] if index < len(found) else None
         return next((r for r in found if str(r) == self.reader_name), None)

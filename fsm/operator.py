@@ -39,28 +39,34 @@ class OperatorCommands:
         self.remote_command(request.command, dict(request.args), request.reply)
 
     def remote_command(self, command: str, args: dict[str, Any], reply: Reply) -> None:
-        """Run one command and answer it; the answer may come later (a self-test)."""
+        """Run one command and answer it; the answer may come later (a self-test). Each
+        answer leaves one ``remote_command`` row, refused or not."""
         handler = self.handlers.get(command)
         if handler is None:
-            return reply(
-                {"ok": False, "command": command, "error": "unknown_command", "reason": f"{command!r} is not a command"}
-            )
+            return self._refuse(command, args, reply, "unknown_command", f"{command!r} is not a command")
 
         def answer(result: dict[str, Any]) -> None:
-            self.atm.journal.event(None, "remote_command", command=command, args=args, ok=result.get("ok", True))
+            ok = result.get("ok", True)
+            refused = {} if ok else {"error": result.get("error", "")}
+            self.atm.journal.event(None, "remote_command", command=command, args=args, ok=ok, **refused)
             reply({"ok": True, "command": command, **result})
 
         try:
             result = handler(args, answer)
-        except Exception as exc:  # answer, then let the loop's containment log it
-            reply({"ok": False, "command": command, "error": "internal", "reason": repr(exc)})
+        except Exception as exc:  # answer and journal, then let the loop's containment log it
+            self._refuse(command, args, reply, "internal", repr(exc))
             raise
         if result is not None:
             answer(result)
 
+    def _refuse(self, command: str, args: dict[str, Any], reply: Reply, error: str, reason: str) -> None:
+        self.atm.journal.event(None, "remote_command", command=command, args=args, ok=False, error=error)
+        reply({"ok": False, "command": command, "error": error, "reason": reason})
+
     def audit(self, event: RemoteAudit) -> None:
         """A request answered on the network thread: only journalled here."""
-        self.atm.journal.event(None, "remote_command", command=event.command, ok=event.ok, error=event.error)
+        refused = {} if event.ok else {"error": event.error}
+        self.atm.journal.event(None, "remote_command", command=event.command, ok=event.ok, **refused)
 
     @property
     def busy(self) -> bool:

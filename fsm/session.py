@@ -26,8 +26,8 @@ class Session:
     stacked_notes: int = 0  # dispensed into the stacker, not yet presented
     stacked_value: int = 0  # their value
     presented_notes: int = 0
-    dispensed_notes: int = 0  # reached the customer: presented, or out of a dispenser without a shutter
-    dispensed_amount: int = 0  # their value
+    dispensed_notes: int | None = 0  # reached the customer: presented, or out of a dispenser
+    dispensed_amount: int | None = 0  # without a shutter; their value. None: nobody knows
     outcome: str = "completed"
     card_retained: bool = False
     cash_retracted: int = 0

@@ -3,6 +3,7 @@
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sqlite3
@@ -208,13 +209,19 @@ def test_simulated_customers_on_real_devices_are_refused_in_one_line(tmp_path):
 
 
 # -- the journal atm run keeps ---------------------------------------------------------
-def test_run_keeps_a_persistent_journal_by_default_and_says_where():
-    journal = os.path.join(ROOT, "var", "journal.db")
-    first = atm("run", "--no-customers", "--duration", "1")
-    assert first.returncode == 0, first.stderr
-    assert f"journal: {journal}" in first.stdout.splitlines()
-    with sqlite3.connect(journal) as db:  # the counts survive the agent
-        assert db.execute("SELECT count(*) FROM cassettes").fetchone()[0] == 2
+def test_run_keeps_a_persistent_journal_by_default_and_says_where(tmp_path):
+    atm_id = f"atm-test-{os.getpid()}"  # its own folder under var/, removed after
+    folder = os.path.join(ROOT, "var", atm_id)
+    config = tmp_path / "atm.toml"
+    config.write_text(f'[atm]\nid = "{atm_id}"\n')
+    try:
+        first = atm("run", "--config", str(config), "--no-customers", "--duration", "1")
+        assert first.returncode == 0, first.stderr
+        assert f"journal: {folder}/journal.db" in first.stdout.splitlines()
+        with sqlite3.connect(os.path.join(folder, "journal.db")) as db:  # the counts outlive the agent
+            assert db.execute("SELECT count(*) FROM cassettes").fetchone()[0] == 2
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_journal_in_a_folder_that_does_not_exist_is_refused_and_not_made(tmp_path):

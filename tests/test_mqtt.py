@@ -96,6 +96,8 @@ def test_parse_good_urls(url, expected):
         "mqtt://u:p@h",
         "tcp://h:1883",
         "",
+        "mqtt://a..b:1883",  # getaddrinfo would raise UnicodeError on these two
+        "mqtt://" + "a" * 64 + ".example",
     ],
 )
 def test_bad_url_raises(url, tmp_path):

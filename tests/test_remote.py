@@ -154,3 +154,61 @@ def test_out_of_service_requested_mid_session_waits_for_the_session_to_end():
     states = [r["state"] for r in run.agent.recorder.of_type("state")]
     assert states[-1] == "out_of_service" and "dispensing" in states
     assert states.index("dispensing") < len(states) - 1 - states[::-1].index("out_of_service")
+
+
+# -- every answer journalled; nothing runs while the agent stops -------------------------
+def _request(name: str, body: bytes = b"{}"):
+    from agent.mqtt.commands import Request
+
+    replies: list[dict] = []
+    return Request(name, body, replies.append), replies
+
+
+def test_requests_while_the_agent_stops_are_answered_unavailable_and_run_nothing():
+    from agent.remote import CommandHandler
+
+    posted: list = []
+    handler = CommandHandler(posted.append, rebirth=lambda: posted.append("rebirth"))
+    handler.close()
+    for name in ("status", "rebirth", "reboot"):
+        request, replies = _request(name)
+        handler(request)
+        assert replies == [{"ok": False, "command": name, "error": "unavailable", "reason": "the agent is stopping"}]
+    assert posted == []
+
+
+def test_replies_are_sent_only_on_the_connection_their_request_came_on():
+    from agent.mqtt.commands import CommandChannel
+
+    channel = CommandChannel("atm/v1/atm-0001/", None, wake=lambda: None)
+    channel.reply("atm/v1/atm-0001/reply/1", b"1", {"ok": True})
+    channel.drop_replies()  # the connection was lost
+    sent: list = []
+    channel.send_replies(lambda *args: sent.append(args))
+    assert sent == []
+
+
+def test_a_command_that_fails_inside_the_atm_is_answered_and_journalled():
+    from tests.helpers import make_agent
+
+    agent = make_agent()
+    agent.warm_prompts()
+    agent.start()
+    agent.loop.run_until_idle(max_time=agent.clock.now() + 1)
+
+    def broken(args, answer):
+        raise RuntimeError("a defect")
+
+    operator = agent.atm.operator
+    operator.handlers["status"] = broken
+    replies: list[dict] = []
+    with pytest.raises(RuntimeError):
+        operator.remote_command("status", {}, replies.append)
+    operator.remote_command("in_service", {}, replies.append)  # not held: refused on the loop
+    rows = [e.data for e in agent.journal.entries() if e.name == "remote_command"]
+    assert [r["error"] for r in replies] == ["internal", "not_permitted"]
+    assert rows == [
+        {"command": "status", "args": {}, "ok": False, "error": "internal"},
+        {"command": "in_service", "args": {}, "ok": False, "error": "not_permitted"},
+    ]
+    agent.stop()

@@ -575,6 +575,8 @@ def test_cash_levels_are_flagged_unknown_after_a_dispense_without_answer():
         setup=lambda a: a.devices["dispenser"].inject("garbled"),
     )
     assert outcomes(run) == ["dispense_uncertain"]
+    (end,) = run.sessions()
+    assert end["notes_dispensed"] is None and end["amount_dispensed"] is None  # no shutter: unknown
     last = run.telemetry("cash")[-1]
     assert {c["accuracy"] for c in last["cassettes"]} == {"unknown"}
     assert {c["accuracy"] for c in run.telemetry("cash")[0]["cassettes"]} == {"accurate"}

@@ -478,7 +478,8 @@ def test_failover_failback_and_outbox_trimmed_match_the_schemas(broker):
     try:
         agent.outbox.max_bytes = 1500  # stored before the first connect: the cash reports coalesce
         for count in range(500, 480, -1):
-            agent.telemetry.cash([{"id": "A", "denomination": 10_000, "count": count, "status": "ok"}])
+            level = {"id": "A", "denomination": 10_000, "count": count, "status": "ok", "accuracy": "accurate"}
+            agent.telemetry.cash([level])
         agent.start()
         agent.start_thread()
         trimmed = at_primary.wait_for(lambda m: kind_of(m.topic) == "event" and m.json()["event"] == "outbox_trimmed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -37,6 +38,8 @@ def parse_broker_url(url: str) -> BrokerUrl:
         raise bad("unexpected path, query or fragment")
     if not parts.hostname:
         raise bad("no host")
+    if not _resolvable_name(parts.hostname):
+        raise bad(f"{parts.hostname!r} is not a host name (labels of 1-63 characters, 253 in all) or an IP address")
     try:
         port = parts.port
     except ValueError:
@@ -44,6 +47,22 @@ def parse_broker_url(url: str) -> BrokerUrl:
     if port == 0:
         raise bad("invalid port")
     return BrokerUrl(parts.hostname, port or DEFAULT_PORTS[scheme], scheme == "mqtts")
+
+
+def _resolvable_name(host: str) -> bool:
+    """Whether the resolver can take ``host``: an IP address, or a name whose labels encode
+    (IDNA), each 1-63 characters, 253 in all; anything else fails in getaddrinfo."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError:
+        return False
+    labels = encoded.rstrip(b".").split(b".")
+    return len(encoded) <= 253 and all(1 <= len(label) <= 63 for label in labels)
 
 
 @dataclass(frozen=True)

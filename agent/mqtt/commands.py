@@ -88,6 +88,13 @@ class CommandChannel:
         self._replies.append((response_topic, correlation, body))
         self._wake()
 
+    def drop_replies(self) -> None:
+        """The connection is gone: a reply is answered on its request's own connection only,
+        so the queued ones are dropped (the requester times out and asks again)."""
+        if self._replies:
+            log.warning("%d replies dropped with their connection", len(self._replies))
+            self._replies.clear()
+
     def send_replies(self, publish: Callable) -> None:
         """Hand every queued answer to ``publish(topic, payload, retain, properties)``."""
         while self._replies:
@@ -124,5 +131,7 @@ class CommandChannel:
                 self.reply(reply_to, correlation, body)
 
         if self.on_command is None:
-            return reply({"ok": False, "error": "unavailable", "reason": "no command handler"})
+            return reply(
+                {"ok": False, "command": name[:MAX_NAME], "error": "unavailable", "reason": "no command handler"}
+            )
         self.on_command(Request(name, bytes(message.payload), reply, refusal))

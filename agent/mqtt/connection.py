@@ -80,8 +80,7 @@ class BrokerConnection:
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         client.max_inflight_messages_set(WINDOW)
         client.max_queued_messages_set(0)
-        if tls is not None:
-            client.tls_set_context(tls.context())
+        self._tls = tls  # its context is made at each open: files rotated or broken show there
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_message = on_message
@@ -101,6 +100,8 @@ class BrokerConnection:
         if will_topic:
             client.will_set(will_topic, will, qos=1, retain=True)
         try:
+            if self._tls is not None:
+                client.tls_set_context(self._tls.context())
             client.connect_timeout = self.connect_timeout
             client.connect(self.url.host, self.url.port, self.keepalive, clean_start=True)
             deadline = time.monotonic() + self.connect_timeout
@@ -113,8 +114,8 @@ class BrokerConnection:
                     client.loop_read()
                 if client.want_write():
                     client.loop_write()
-        except (OSError, ssl.SSLError, paho.WebsocketConnectionError) as exc:
-            return f"cannot connect: {exc}"
+        except (OSError, ssl.SSLError, paho.WebsocketConnectionError, UnicodeError, ValueError) as exc:
+            return f"cannot connect: {exc}"  # UnicodeError: a name the resolver cannot take
         if not self._accepted:
             client.disconnect()
             self.drop()

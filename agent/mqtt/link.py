@@ -299,14 +299,17 @@ class MqttLink(Publisher):
     def _leave(self, connection: BrokerConnection, reason: str) -> None:
         """Close this session on purpose: our own offline status, then DISCONNECT."""
         offline = self.messages.offline(self.bdseq, reason)
+        self.commands.send_replies(connection.publish)  # the last answers on their own connection
         connection.leave(offline.topic, offline.encode())
         self._connection = None
+        self.commands.drop_replies()
 
     def _lost(self, why: str) -> None:
         log.warning("MQTT lost %s: %s", self.current, why)
         if self._connection is not None:
             self._connection.drop()
         self._connection = None
+        self.commands.drop_replies()
         self.drain.connection_lost()
         self.brokers.move_on()  # the next site first
 

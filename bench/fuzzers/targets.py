@@ -56,9 +56,21 @@ class Result:
         return self.inputs / self.seconds if self.seconds else 0.0
 
 
+def _every(allowed: type[BaseException], *calls: Callable[[], object]) -> None:
+    """Run every call on the same input, whatever the one before raised (a refusal by the
+    first must not spare the second); then raise the first documented error, if any."""
+    refused: BaseException | None = None
+    for call in calls:
+        try:
+            call()
+        except allowed as exc:
+            refused = refused or exc
+    if refused is not None:
+        raise refused
+
+
 def _lcdm(data: bytes) -> None:
-    lcdm.split_replies(data)
-    lcdm.decode_reply(data)
+    _every(ProtocolError, lambda: lcdm.split_replies(data), lambda: lcdm.decode_reply(data))
 
 
 def _lcdm_host(data: bytes) -> None:
@@ -66,13 +78,15 @@ def _lcdm_host(data: bytes) -> None:
 
 
 def _lcdm_encode(plan: object) -> None:
-    lcdm.dispense_command(plan, test=False)  # type: ignore[arg-type]
-    lcdm.dispense_command(plan, test=True)  # type: ignore[arg-type]
+    _every(
+        ProtocolError,
+        lambda: lcdm.dispense_command(plan, test=False),  # type: ignore[arg-type]
+        lambda: lcdm.dispense_command(plan, test=True),  # type: ignore[arg-type]
+    )
 
 
 def _ict(data: bytes) -> None:
-    ict.split_replies(data)
-    ict.decode_reply(data)
+    _every(ProtocolError, lambda: ict.split_replies(data), lambda: ict.decode_reply(data))
 
 
 def _ict_host(data: bytes) -> None:
@@ -80,9 +94,10 @@ def _ict_host(data: bytes) -> None:
 
 
 def _tlv(data: bytes) -> None:
-    objects = tlv.parse(data)
-    tlv.find_all(objects, 0x5A)
-    tlv.parse_dol(data)
+    def parse_and_find() -> None:
+        tlv.find_all(tlv.parse(data), 0x5A)
+
+    _every(tlv.TlvError, parse_and_find, lambda: tlv.parse_dol(data))
 
 
 def _emv(transmit: frames.Transmit) -> None:

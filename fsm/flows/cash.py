@@ -77,6 +77,8 @@ class CashFlow:
                 "count_unknown", "a dispense got no answer; count and replenish the cassettes", action=Action.REPLENISH
             )
             session.outcome = "dispense_uncertain"
+            if not dispenser.has_shutter:  # whatever left went straight to the customer: unknown
+                session.dispensed_notes = session.dispensed_amount = None
             atm.report.notify(atm.sid, "dispense_uncertain", plan=session.plan)
             atm.show("dispense_failed")
         elif not result.complete:
