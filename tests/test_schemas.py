@@ -507,3 +507,24 @@ def test_failover_failback_and_outbox_trimmed_match_the_schemas(broker):
     everything = at_primary.messages + at_secondary.messages + back_home.messages
     seen = check_wire(everything, atm_id)
     assert seen["event:broker_failover"] >= 2 and seen["event:outbox_trimmed"] >= 1 and seen["birth"] >= 3
+
+
+def _property_names(node) -> set[str]:
+    """Every property name a schema (or a part of one) declares, however deep."""
+    names: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                names |= set(value)
+            names |= _property_names(value)
+    elif isinstance(node, list):
+        for item in node:
+            names |= _property_names(item)
+    return names
+
+
+@pytest.mark.parametrize("kind", [*TELEMETRY_KINDS, "command-response", "envelope"])
+def test_every_field_of_a_payload_is_in_telemetry_md(kind):
+    text = (ROOT / "docs" / "telemetry.md").read_text()
+    missing = sorted(n for n in _property_names(SCHEMAS[f"{kind}.schema.json"]) if f"`{n}`" not in text)
+    assert missing == [], f"{kind}: fields not documented in docs/telemetry.md: {missing}"
