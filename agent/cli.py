@@ -213,6 +213,13 @@ def _run(args, cfg, customers: str, watch: str = "") -> int:
         )
     )
     say(f"customers: {customers}")
+    try:
+        agent.serve_control()
+    except OSError as exc:  # the socket is another agent's, or its folder is missing
+        agent.close()
+        raise UsageError(str(exc)) from None
+    if agent.control_path:
+        say(f"control: {agent.control_path} (atm status, atm service ... talk to this agent there)")
     agent.start()
     if customers.startswith("simulated"):
         Crowd(agent, cfg, seed=args.seed).start(first_within=3.0)
@@ -259,20 +266,75 @@ def status_report(cfg: configmod.Config) -> dict:
         agent.close()
 
 
+def _control_path(cfg: configmod.Config) -> str:
+    """The socket a running ``atm run`` of this config serves."""
+    from agent.control import control_socket_path
+
+    journal = cfg.journal_path or str(configmod.default_journal_path(cfg.atm_id))
+    return control_socket_path(cfg.control["socket"], journal)
+
+
+def _ask_agent(cfg: configmod.Config, method: str, params: dict | None = None) -> dict | None:
+    """The running agent's answer, or None when no agent runs for this config; a refusal
+    is a usage error (one line, exit 2)."""
+    from agent.control.client import ControlRefused, ControlUnavailable, call
+
+    path = _control_path(cfg)
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        return call(path, method, params)
+    except ControlUnavailable:
+        return None
+    except ControlRefused as exc:
+        raise UsageError(f"{method}: {exc} ({exc.error})") from None
+
+
 def cmd_status(args) -> int:
-    report = status_report(load_config(args.config, rig=args.rig))
+    cfg = load_config(args.config, rig=args.rig)
+    live = _ask_agent(cfg, "status")
+    report = {"agent": "running", **live} if live is not None else {"agent": "not running", **status_report(cfg)}
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
-    print(
-        f"ATM {report['atm_id']}: {report['service']} ({', '.join(report['functions']) or 'no functions'})"
-        f" on rig {report['rig']}"
-    )
-    for kind, d in report["devices"].items():
-        faults = "; ".join(f"{f['code']}: {f['message']}" for f in d["faults"])
-        print(f"  {kind:<12} {d['status']:<15} {d['locator']}" + (f"  [{faults}]" if faults else ""))
+    if live is not None:
+        held = f", held: {live['hold_reason'] or 'by request'}" if live["held"] else ""
+        print(
+            f"ATM {cfg.atm_id} (running): {live['state']}, {live['service']}"
+            f" ({', '.join(live['functions']) or 'no functions'}){held}"
+            + (", a customer session is open" if live["session_active"] else "")
+        )
+        for kind, d in live["devices"].items():
+            print(f"  {kind:<12} {d['status']:<15}" + (f"  [{', '.join(d['faults'])}]" if d["faults"] else ""))
+    else:
+        print(
+            f"ATM {report['atm_id']} (not running; devices opened by this command):"
+            f" {report['service']} ({', '.join(report['functions']) or 'no functions'}) on rig {report['rig']}"
+        )
+        for kind, d in report["devices"].items():
+            faults = "; ".join(f"{f['code']}: {f['message']}" for f in d["faults"])
+            print(f"  {kind:<12} {d['status']:<15} {d['locator']}" + (f"  [{faults}]" if faults else ""))
     for c in report["cassettes"]:
-        print(f"  cassette {c['id']}: {c['count']} x {c['denomination']} ({c['status']})")
+        print(f"  cassette {c['id']}: {c['count']} x {c['denomination']} ({c['status']}, {c['accuracy']})")
+    return 0
+
+
+def cmd_service(args) -> int:
+    """``atm service out|in``: through the running agent; at once when idle, else after the session."""
+    cfg = load_config(args.config, rig=args.rig)
+    params: dict = {"engineer": args.engineer} if args.engineer else {}
+    if args.direction == "out":
+        method, params = "out_of_service", {**params, "reason": args.reason or ""}
+    else:
+        method = "in_service"
+    answer = _ask_agent(cfg, method, params)
+    if answer is None:
+        raise UsageError(f"no agent is running for ATM {cfg.atm_id} (control socket {_control_path(cfg)})")
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+    else:
+        when = "now" if answer.get("effective") == "now" else "when the customer's session ends"
+        print(f"ATM {cfg.atm_id}: {'out of' if args.direction == 'out' else 'back in'} service {when}")
     return 0
 
 
@@ -379,6 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", help="TOML config file")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    service = sub.add_parser("service", help="take the running ATM out of service, or back in")
+    service.add_argument("direction", choices=("out", "in"))
+    service.add_argument("--reason", help="why (journalled, and shown by atm status)")
+    service.add_argument("--engineer", help="your name, for the journal (default: your Unix user)")
+    service.add_argument("--config", help="TOML config file")
+    service.add_argument("--rig", metavar="RIG", help=RIG_HELP)
+    service.add_argument("--json", action="store_true", help="the agent's answer as JSON")
+    service.set_defaults(func=cmd_service)
 
     prompts = sub.add_parser("prompts", help="voice prompts: `atm prompts build` renders the WAV cache")
     prompts.add_argument("action", choices=("build",))

@@ -156,6 +156,22 @@ SECTIONS: dict[str, dict[str, Field]] = {
             check=lambda v: None if _hex_key(v) else "must be at least 16 bytes written in hex",
         ),
     ),
+    "control": fields(
+        _path(
+            "socket",
+            "",
+            "the control API's Unix socket ('' for $RUNTIME_DIRECTORY/control.sock under systemd,"
+            " else control.sock next to the journal; none with an in-memory journal)",
+        ),
+        Field(
+            "group",
+            str,
+            "",
+            "the Unix group whose members may use the control socket ('' for this user and root only)",
+            length=(0, 32),
+            pattern=r"([a-z_][a-z0-9_-]*)?",
+        ),
+    ),
     "speech": fields(
         _path("cache_dir", "", "the WAV cache directory ('' for the default)"),
         _seconds("render_timeout", 60.0, "the speech renderer may take"),
@@ -222,6 +238,7 @@ class Config:
     journal_path: str
     card_key: bytes = field(repr=False)
     speech: dict[str, Any]
+    control: dict[str, Any] = field(default_factory=lambda: {"socket": "", "group": ""})
     source: str = "<defaults>"
     rig: str = ""  # the rig file the devices came from ('' for none)
     host: str = "sim://"  # the bank host backend
@@ -299,6 +316,7 @@ def _from_dict(raw: dict, source: str, base_dir: Path | None, rig: str | None) -
         journal_path=s["journal"]["path"],
         card_key=card_key,
         speech=s["speech"],
+        control=s["control"],
         source=source,
         rig=rig_file,
         host=s["atm"]["host"],

@@ -98,6 +98,7 @@ class CommandHandler:
 
     def __call__(self, request: Request) -> None:
         name, reply = request.name[:MAX_NAME], request.reply
+        who = {"transport": request.transport, "engineer": request.engineer}
         if self.closed:
             log.warning("request %r refused: the agent is stopping", name)
             return reply({"ok": False, "command": name, "error": "unavailable", "reason": "the agent is stopping"})
@@ -107,16 +108,16 @@ class CommandHandler:
             args = parse_request(request.name, request.payload)
         except BadRequest as exc:
             reply(exc.response(name))
-            self.post(RemoteAudit(name, False, exc.error))
+            self.post(RemoteAudit(name, False, exc.error, **who))
             return
         except Exception as exc:  # a defect of ours: refused and journalled all the same
             log.error("request %r could not be checked: %r", name, exc)
             reply({"ok": False, "command": name, "error": "internal", "reason": "the request could not be checked"})
-            self.post(RemoteAudit(name, False, "internal"))
+            self.post(RemoteAudit(name, False, "internal", **who))
             return
         if name == "rebirth":
             self.rebirth()
             reply({"ok": True, "command": name})
-            self.post(RemoteAudit(name, True, ""))
+            self.post(RemoteAudit(name, True, "", **who))
             return
-        self.post(RemoteRequest(name, args, reply))
+        self.post(RemoteRequest(name, args, reply, **who))

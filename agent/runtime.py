@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config, ConfigError, missing_folder
+from agent.control import control_socket_path
+from agent.control.server import ControlServer
 from agent.help_videos import HelpVideos
 from agent.host import create_host
 from agent.journal import Journal
@@ -182,6 +184,17 @@ class Agent:
         )
         self._thread: threading.Thread | None = None
         self.atm.publish_birth()  # the first birth may go out before the loop runs
+        if self.command_handler is None:  # no broker: the control socket's own handler
+            self.command_handler = CommandHandler(self.inbox.post, self.publisher.rebirth)
+        self.control: ControlServer | None = None
+        self.control_path = "" if clock.virtual else control_socket_path(config.control["socket"], self.journal_path)
+
+    def serve_control(self) -> None:
+        """Serve the control socket (``atm run``); ControlError when it cannot be."""
+        if self.control_path and self.control is None:
+            assert self.command_handler is not None
+            self.control = ControlServer(self.control_path, self.command_handler, self.config.control["group"])
+            self.control.start()
 
     def _check_cassettes(self) -> None:
         """The configured cassettes fit the dispenser (e.g. ``upper=A`` names one)."""
@@ -331,6 +344,8 @@ class Agent:
         loop, publish the offline status and close everything."""
         if self.command_handler is not None:
             self.command_handler.close()  # nothing would run or journal a request from now on
+        if self.control is not None:
+            self.control.stop()
         self.loop.post(ev.StopRequested("shutdown", done=self.loop.stop))
         if self._thread is None:
             self.loop.run_until_idle(max_time=self.clock.now())  # virtual clock: now, without moving time

@@ -142,6 +142,8 @@ class RemoteRequest:
     command: str
     args: Mapping[str, Any]
     reply: Callable[[dict[str, Any]], None]
+    transport: str = "mqtt"  # "mqtt" (the monitoring centre) or "control" (the local socket)
+    engineer: str = ""  # who asked on the control socket
 
 
 @dataclass(frozen=True)
@@ -151,3 +153,5 @@ class RemoteAudit:
     command: str
     ok: bool
     error: str
+    transport: str = "mqtt"
+    engineer: str = ""

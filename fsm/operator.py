@@ -36,37 +36,49 @@ class OperatorCommands:
 
     # -- remote requests ---------------------------------------------------------
     def remote(self, request: RemoteRequest) -> None:
-        self.remote_command(request.command, dict(request.args), request.reply)
+        who = _who(request.transport, request.engineer)
+        self.remote_command(request.command, dict(request.args), request.reply, who)
 
-    def remote_command(self, command: str, args: dict[str, Any], reply: Reply) -> None:
+    def remote_command(
+        self, command: str, args: dict[str, Any], reply: Reply, who: dict[str, str] | None = None
+    ) -> None:
         """Run one command and answer it; the answer may come later (a self-test). Each
-        answer leaves one ``remote_command`` row, refused or not."""
+        answer leaves one ``remote_command`` row, refused or not, naming who asked how."""
+        who = who or {}
         handler = self.handlers.get(command)
         if handler is None:
-            return self._refuse(command, args, reply, "unknown_command", f"{command!r} is not a command")
+            return self._refuse(command, args, reply, who, "unknown_command", f"{command!r} is not a command")
 
         def answer(result: dict[str, Any]) -> None:
             ok = result.get("ok", True)
             refused = {} if ok else {"error": result.get("error", "")}
-            self.atm.journal.event(None, "remote_command", command=command, args=args, ok=ok, **refused)
+            self._journal(command=command, args=args, ok=ok, **refused, **who)
             reply({"ok": True, "command": command, **result})
 
         try:
             result = handler(args, answer)
         except Exception as exc:  # answer and journal, then let the loop's containment log it
-            self._refuse(command, args, reply, "internal", repr(exc))
+            self._refuse(command, args, reply, who, "internal", repr(exc))
             raise
         if result is not None:
             answer(result)
 
-    def _refuse(self, command: str, args: dict[str, Any], reply: Reply, error: str, reason: str) -> None:
-        self.atm.journal.event(None, "remote_command", command=command, args=args, ok=False, error=error)
+    def _refuse(
+        self, command: str, args: dict[str, Any], reply: Reply, who: dict[str, str], error: str, reason: str
+    ) -> None:
+        self._journal(command=command, args=args, ok=False, error=error, **who)
         reply({"ok": False, "command": command, "error": error, "reason": reason})
 
     def audit(self, event: RemoteAudit) -> None:
         """A request answered on the network thread: only journalled here."""
         refused = {} if event.ok else {"error": event.error}
-        self.atm.journal.event(None, "remote_command", command=event.command, ok=event.ok, **refused)
+        who = _who(event.transport, event.engineer)
+        self._journal(command=event.command, ok=event.ok, **refused, **who)
+
+    def _journal(self, **row: Any) -> None:
+        """One ``remote_command`` row, written at once: who did what to the ATM is evidence."""
+        self.atm.journal.event(None, "remote_command", **row)
+        self.atm.journal.flush()
 
     @property
     def busy(self) -> bool:
@@ -82,6 +94,7 @@ class OperatorCommands:
             "held": service.held,
             "hold_reason": service.hold_reason,
             "session_active": self.busy,
+            "cassettes": atm.cash_levels(),
             "devices": {k: {"status": d.status.value, "faults": sorted(d.faults)} for k, d in atm.devices.items()},
         }
 
@@ -157,3 +170,9 @@ class OperatorCommands:
             atm.follow_service()
 
         atm.commands.send("dispenser", "self_test", dispenser.self_test, then=tested)
+
+
+def _who(transport: str, engineer: str) -> dict[str, str]:
+    """The journal's record of who asked: the transport (``mqtt``: the monitoring centre;
+    ``control``: the local socket) and, on the socket, the engineer."""
+    return {"transport": transport, **({"engineer": engineer} if engineer else {})}

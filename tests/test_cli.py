@@ -102,7 +102,7 @@ def test_status_reports_devices_service_and_cassettes():
     assert all(d["status"] == "online" for d in report["devices"].values())
     assert [c["count"] for c in report["cassettes"]] == [500, 1000]
     human = atm("status")
-    assert human.returncode == 0 and "cassette A: 500 x 10000 (ok)" in human.stdout
+    assert human.returncode == 0 and "cassette A: 500 x 10000 (ok, accurate)" in human.stdout
 
 
 def test_a_camera_that_did_not_open_is_offline_and_opencv_stays_quiet(tmp_path):

@@ -123,7 +123,7 @@ def test_bad_requests_get_an_error_and_change_nothing(running, command, body, er
         3,
         message="the remote_command journal row",
     )
-    assert rows[-1] == {"command": command, "ok": False, "error": error}
+    assert rows[-1] == {"command": command, "ok": False, "error": error, "transport": "mqtt"}
 
 
 def test_parse_request_checks_fields():

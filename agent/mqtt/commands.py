@@ -31,6 +31,8 @@ class Request:
     payload: bytes
     reply: Callable[[dict], None]
     refusal: tuple[str, str] | None = None
+    transport: str = "mqtt"  # or "control": the local socket
+    engineer: str = ""  # who asked, on the control socket (from the peer's credentials)
 
 
 def response_topic_problem(prefix: str, topic: object) -> str:

@@ -1,0 +1,291 @@
+"""The control socket: the agent serves the control API here, on a thread of its own.
+
+One ``selectors`` loop accepts connections, checks each peer's credentials
+(``SO_PEERCRED``) and reads request lines; each request goes to ``handler`` (the same
+:class:`agent.remote.CommandHandler` the MQTT link uses), whose answer may come later
+from the state machine's thread: it is queued and written by this thread, so neither a
+slow client nor a full socket ever holds the loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import grp
+import json
+import logging
+import os
+import pwd
+import selectors
+import socket
+import stat
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.control.protocol import INVALID_REQUEST, MAX_LINE, RpcError, error_line, parse_line, reply_line
+from agent.mqtt.commands import Request
+
+log = logging.getLogger("agent.control")
+
+MAX_CLIENTS = 16  # connections at once (ours)
+MAX_ENGINEER = 64  # characters of an engineer's name
+MAX_PATH = 107  # bytes of a Unix socket's path (sun_path holds 108, with its NUL)
+
+
+class ControlError(OSError):
+    """The socket cannot be served (the path is in use, or cannot be made)."""
+
+
+class Peer:
+    """Who is at the other end of a connection, from the kernel (``SO_PEERCRED``)."""
+
+    def __init__(self, conn: socket.socket):
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        self.pid, self.uid, self.gid = struct.unpack("3i", creds)
+        try:
+            self.user = pwd.getpwuid(self.uid).pw_name
+        except KeyError:
+            self.user = f"uid {self.uid}"
+
+    def allowed(self, group: str) -> bool:
+        """Root, the agent's own user, or a member of ``group``."""
+        if self.uid in (0, os.getuid()):
+            return True
+        if not group:
+            return False
+        try:
+            gid = grp.getgrnam(group).gr_gid
+            return gid == self.gid or gid in os.getgrouplist(self.user, self.gid)
+        except KeyError:  # no such group or user
+            return False
+
+
+class _Client:
+    def __init__(self, conn: socket.socket, peer: Peer):
+        self.conn, self.peer = conn, peer
+        self.inbuf = b""
+        self.outbuf = collections.deque[bytes]()
+        self.closing = False  # close once the output is written
+
+
+class ControlServer:
+    """Serves ``path``; ``handler(request)`` gets each checked request (a :class:`Request`
+    with ``transport="control"`` and the engineer)."""
+
+    def __init__(self, path: str, handler: Callable[[Request], None], group: str = ""):
+        self.path = path
+        self.handler = handler
+        self.group = group
+        self.refused = 0  # connections refused for their credentials
+        self._selector = selectors.DefaultSelector()
+        self._listener: socket.socket | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._lock = threading.Lock()
+        self._clients: dict[int, _Client] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self) -> None:
+        """Bind the socket (0660 for the group, 0600 without) and serve it on a thread."""
+        self._claim_path()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(self.path)
+            os.chmod(self.path, 0o660 if self.group else 0o600)
+            if self.group:
+                os.chown(self.path, -1, grp.getgrnam(self.group).gr_gid)
+            listener.listen(MAX_CLIENTS)
+        except (OSError, KeyError) as exc:
+            listener.close()
+            raise ControlError(f"control socket {self.path}: {exc}") from None
+        listener.setblocking(False)
+        self._listener = listener
+        self._selector.register(listener, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(target=self._run, name="control", daemon=True)
+        self._thread.start()
+
+    def _claim_path(self) -> None:
+        """Refuse a path another agent serves; remove a stale socket a dead one left."""
+        path = Path(self.path)
+        if len(os.fsencode(self.path)) > MAX_PATH:
+            raise ControlError(f"control socket {self.path}: longer than a Unix socket path may be ({MAX_PATH} bytes)")
+        if not path.parent.is_dir():
+            raise ControlError(f"control socket {self.path}: the folder {path.parent} does not exist")
+        if not path.exists() and not path.is_symlink():
+            return
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ControlError(f"control socket {self.path}: the path exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.path)
+        except OSError:
+            path.unlink()  # nobody answers: left by an agent that died
+            return
+        finally:
+            probe.close()
+        raise ControlError(f"control socket {self.path}: another agent serves it")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(5)
+        for client in list(self._clients.values()):
+            self._drop(client)
+        if self._listener is not None:
+            self._listener.close()
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- the thread ---------------------------------------------------------------------
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # full (a wake-up is pending anyway) or closed
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._turn()
+            except Exception as exc:  # the socket must outlive any one request
+                log.error("control socket: %r", exc)
+
+    def _turn(self) -> None:
+        for key, events in self._selector.select(timeout=1.0):
+            sock = key.fileobj
+            if sock is self._listener:
+                self._accept()
+            elif sock is self._wake_r:
+                try:
+                    self._wake_r.recv(4096)
+                except BlockingIOError:
+                    pass
+            else:
+                client = key.data
+                if events & selectors.EVENT_READ:
+                    self._read(client)
+                if events & selectors.EVENT_WRITE:
+                    self._write(client)
+        with self._lock:
+            for client in list(self._clients.values()):  # replies queued by other threads
+                if client.outbuf:
+                    self._watch(client, write=True)
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        try:
+            conn, _ = self._listener.accept()
+        except BlockingIOError:
+            return
+        peer = Peer(conn)
+        if not peer.allowed(self.group) or len(self._clients) >= MAX_CLIENTS:
+            self.refused += 1
+            why = (
+                f"{peer.user} may not use this socket (group {self.group!r})"
+                if not peer.allowed(self.group)
+                else f"too many connections ({MAX_CLIENTS})"
+            )
+            log.warning("control socket: refused pid %d: %s", peer.pid, why)
+            try:
+                conn.sendall(error_line(None, INVALID_REQUEST, f"not permitted: {why}", "not_permitted"))
+            except OSError:
+                pass
+            conn.close()
+            return
+        conn.setblocking(False)
+        client = _Client(conn, peer)
+        self._clients[conn.fileno()] = client
+        self._selector.register(conn, selectors.EVENT_READ, client)
+
+    def _read(self, client: _Client) -> None:
+        try:
+            data = client.conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            return self._drop(client)
+        client.inbuf += data
+        while b"\n" in client.inbuf:
+            line, client.inbuf = client.inbuf.split(b"\n", 1)
+            if line.strip():
+                self._call(client, line)
+        if len(client.inbuf) > MAX_LINE:  # no end of line in sight: refuse, then hang up
+            client.inbuf = b""
+            self._send(client, RpcError(INVALID_REQUEST, f"a request line is at most {MAX_LINE} bytes").reply())
+            client.closing = True
+
+    def _call(self, client: _Client, line: bytes) -> None:
+        try:
+            call = parse_line(line)
+        except RpcError as exc:
+            return self._send(client, exc.reply())
+        params = dict(call.params)
+        engineer = params.pop("engineer", client.peer.user)
+        if not isinstance(engineer, str) or not 0 < len(engineer) <= MAX_ENGINEER:
+            return self._send(
+                client, RpcError(-32602, f"engineer must be 1-{MAX_ENGINEER} characters", call.id).reply()
+            )
+
+        def reply(answer: dict) -> None:  # any thread
+            self._send(client, reply_line(call.id, answer))
+
+        request = Request(
+            call.method,
+            json.dumps(params).encode(),
+            reply,
+            transport="control",
+            engineer=f"{engineer} (uid {client.peer.uid})" if engineer != client.peer.user else engineer,
+        )
+        self.handler(request)
+
+    def _send(self, client: _Client, line: bytes) -> None:
+        """Queue a line for the client (any thread); this thread writes it."""
+        with self._lock:
+            client.outbuf.append(line)
+        self._wake()
+
+    def _write(self, client: _Client) -> None:
+        with self._lock:
+            while client.outbuf:
+                line = client.outbuf[0]
+                try:
+                    sent = client.conn.send(line)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    client.outbuf.clear()
+                    break
+                if sent < len(line):
+                    client.outbuf[0] = line[sent:]
+                    return
+                client.outbuf.popleft()
+        if client.closing:
+            return self._drop(client)
+        self._watch(client, write=False)
+
+    def _watch(self, client: _Client, write: bool) -> None:
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+        try:
+            self._selector.modify(client.conn, events, client)
+        except (KeyError, ValueError, OSError):
+            pass  # dropped meanwhile
+
+    def _drop(self, client: _Client) -> None:
+        self._clients.pop(client.conn.fileno(), None)
+        try:
+            self._selector.unregister(client.conn)
+        except (KeyError, ValueError, OSError):
+            pass
+        client.conn.close()
