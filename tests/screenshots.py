@@ -35,9 +35,12 @@ def screenshot(display_name: str) -> np.ndarray:
 
 
 def window_rect(display_name: str) -> tuple[int, int, int, int]:
-    """(x, y, width, height) of the window named ATM."""
-    info = subprocess.run(
-        ["xwininfo", "-name", "ATM", "-display", display_name], capture_output=True, text=True, check=True, timeout=10
-    ).stdout
-    get = lambda key: int(re.search(rf"{key}:\s+(-?\d+)", info).group(1))  # noqa: E731
+    """(x, y, width, height) of the window named ATM; (0, 0, 0, 0) while there is none yet (a
+    loaded machine maps it late), so ``wait_for(lambda: window_rect(d)[2:] == size)`` waits."""
+    proc = subprocess.run(
+        ["xwininfo", "-name", "ATM", "-display", display_name], capture_output=True, text=True, timeout=10
+    )
+    if proc.returncode != 0:
+        return 0, 0, 0, 0
+    get = lambda key: int(re.search(rf"{key}:\s+(-?\d+)", proc.stdout).group(1))  # noqa: E731
     return get("Absolute upper-left X"), get("Absolute upper-left Y"), get("Width"), get("Height")

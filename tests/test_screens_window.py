@@ -105,16 +105,17 @@ def shown_on_the_window(xvfb: str, display, expected: np.ndarray) -> np.ndarray:
     size = expected.shape[1], expected.shape[0]
     shot = None
     for _ in range(3):
-        x, y, w, h = window_rect(xvfb)
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
+            x, y, w, h = window_rect(xvfb)  # asked each time: Qt may still be resizing it
             shot = screenshot(xvfb)[y : y + h, x : x + w]
             if shot.shape == expected.shape and _mad(shot, expected) < 1.5:
                 return shot
             time.sleep(0.02)
         display.recreate_window()
         wait_for(lambda: window_rect(xvfb)[2:] == size)
-    pytest.fail(f"the window never showed the screen (off by {_mad(shot, expected):.2f})")
+    off = f"off by {_mad(shot, expected):.2f}" if shot is not None and shot.shape == expected.shape else "wrong size"
+    pytest.fail(f"the window never showed the screen ({off}: {None if shot is None else shot.shape})")
 
 
 def test_screenshots_show_every_screens_text_inside_the_window(xvfb, screen_window):
