@@ -19,7 +19,7 @@ from fsm.clock import RealClock
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Columns as wide as their widest cell; numbers to the right; the last column as is."""
+    """Columns as wide as their widest cell, numbers to the right."""
     cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
     numeric = [all(isinstance(row[i], int) for row in rows) and bool(rows) for i in range(len(headers))]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -28,7 +28,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         parts = [
             cell.rjust(width) if numeric[i] else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))
         ]
-        parts[-1] = row[-1] if not numeric[-1] else parts[-1]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
 
