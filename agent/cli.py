@@ -1,8 +1,9 @@
-"""The ``atm`` command: run, demo and status."""
+"""The ``atm`` command: run, demo, status, and the field engineer's faults and counters."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -10,11 +11,12 @@ import signal
 import sqlite3
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent import config as configmod
 from agent.config import ConfigError
-from agent.journal import JournalError
+from agent.journal import JournalBusy, JournalError
 from agent.outbox import OutboxError
 from agent.output import Recorder, human_line, rounded, to_json
 from agent.prompts import PromptError
@@ -338,6 +340,63 @@ def cmd_service(args) -> int:
     return 0
 
 
+# -- atm faults, atm counters --------------------------------------------------
+def _journal_to_read(args) -> str:
+    """``--journal FILE``, else the config's ``journal.path``, else the file ``atm run``
+    keeps by default (never made here: a journal that is not there is refused)."""
+    if args.journal:
+        return args.journal
+    cfg = load_config(args.config)
+    return cfg.journal_path or str(configmod.default_journal_path(cfg.atm_id))
+
+
+def _print_report(report: dict, as_json: bool, text) -> None:
+    print(json.dumps(report, ensure_ascii=False, indent=2) if as_json else text(report))
+
+
+def cmd_faults(args) -> int:
+    from agent.fault_history import parse_since
+    from agent.service import faults_report, faults_text
+
+    since = None
+    if args.since is not None:
+        try:
+            since = parse_since(args.since, datetime.now(UTC))
+        except ValueError as exc:
+            raise UsageError(f"--since: {exc}") from None
+    _print_report(faults_report(_journal_to_read(args), args.active, since), args.json, faults_text)
+    return 0
+
+
+def _engineer(name: str | None) -> str:
+    """The engineer named, else the Unix user."""
+    if name is None:
+        try:
+            name = getpass.getuser()
+        except (OSError, KeyError):  # no user name in the environment nor the password file
+            name = f"uid {os.getuid()}"
+    if not 1 <= len(name) <= 64 or not name.isprintable() or name != name.strip():
+        raise UsageError(f"--engineer: {name!r} is not a name (1 to 64 printable characters)")
+    return name
+
+
+def cmd_counters(args) -> int:
+    from agent.service import counters_report, counters_text, reset_counters, reset_text
+
+    if args.action is None:
+        if args.engineer is not None:
+            raise UsageError("--engineer goes with `atm counters reset`")
+        _print_report(counters_report(_journal_to_read(args)), args.json, counters_text)
+        return 0
+    engineer = _engineer(args.engineer)
+    try:
+        reset = reset_counters(_journal_to_read(args), engineer)
+    except JournalBusy as exc:
+        raise UsageError(f"counters reset: {exc}; reset the counters while the agent is stopped") from None
+    _print_report(reset, args.json, reset_text)
+    return 0
+
+
 # -- atm prompts ---------------------------------------------------------------
 def cmd_prompts(args) -> int:
     """Render every prompt of every language into the WAV cache (a child process)."""
@@ -450,6 +509,22 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("--rig", metavar="RIG", help=RIG_HELP)
     service.add_argument("--json", action="store_true", help="the agent's answer as JSON")
     service.set_defaults(func=cmd_service)
+
+    faults = sub.add_parser("faults", help="the faults raised and cleared, from the journal")
+    faults.add_argument("--active", action="store_true", help="only the faults raised and not cleared since")
+    faults.add_argument("--since", metavar="TIME", help="from an ISO time, or a time ago: 45s, 30m, 2h, 1d")
+    faults.add_argument("--journal", metavar="FILE", help="the journal (default: the config's, as atm run)")
+    faults.add_argument("--config", help="TOML config file (journal.path, atm.id)")
+    faults.add_argument("--json", action="store_true")
+    faults.set_defaults(func=cmd_faults)
+
+    counters = sub.add_parser("counters", help="the service counters from the journal; `atm counters reset`")
+    counters.add_argument("action", nargs="?", choices=("reset",), help="reset: start the counters again")
+    counters.add_argument("--engineer", metavar="NAME", help="who resets them (default: the Unix user)")
+    counters.add_argument("--journal", metavar="FILE", help="the journal (default: the config's, as atm run)")
+    counters.add_argument("--config", help="TOML config file (journal.path, atm.id)")
+    counters.add_argument("--json", action="store_true")
+    counters.set_defaults(func=cmd_counters)
 
     prompts = sub.add_parser("prompts", help="voice prompts: `atm prompts build` renders the WAV cache")
     prompts.add_argument("action", choices=("build",))

@@ -75,6 +75,14 @@ class JournalError(ValueError):
     """The journal cannot be used: held by another agent, or a row is unreadable."""
 
 
+class JournalBusy(JournalError):
+    """Another agent holds the journal's lock; ``holder`` is its PID as the lock file says."""
+
+    def __init__(self, journal_path: str, holder: str):
+        super().__init__(f"{journal_path} is in use by another agent (PID {holder})")
+        self.holder = holder
+
+
 class JournalLock:
     """An exclusive lock on ``<journal>.lock``, holding the owner's PID.
 
@@ -89,7 +97,7 @@ class JournalLock:
         except BlockingIOError:
             holder = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(self._fd)
-            raise JournalError(f"{journal_path} is in use by another agent (PID {holder})") from None
+            raise JournalBusy(journal_path, holder) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
