@@ -16,10 +16,10 @@ from pathlib import Path
 
 from agent import config as configmod
 from agent.config import ConfigError
+from agent.errors import PromptError
 from agent.journal import JournalBusy, JournalError
 from agent.outbox import OutboxError
 from agent.output import Recorder, human_line, rounded, to_json
-from agent.prompts import PromptError
 from agent.rig import RigError, is_simulated
 from devices.registry import LocatorError
 from fsm.clock import RealClock, VirtualClock

@@ -14,6 +14,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from agent import resources
+from agent.errors import PromptError
 from agent.prompts.screens import ScreenTexts, load_screen_texts, screen_text
 from devices.fields import Field, FieldError, TomlFileError, check_table, fields, read_toml
 
@@ -43,14 +44,6 @@ MIN_VOLUME, MAX_VOLUME = 0.1, 3.0  # gain on the rendered speech; 1.0 = as rende
 MAX_REPEATS = 100
 PATTERNS_FILE = "patterns.toml"
 ASSETS_DIR = resources.prompts_dir()
-
-
-class PromptError(ValueError):
-    """A catalogue file is malformed; names the file and the field."""
-
-    def __init__(self, file: str, field: str, problem: str):
-        super().__init__(f"{file}: {field}: {problem}")
-        self.file, self.field, self.problem = file, field, problem
 
 
 @dataclass(frozen=True)
