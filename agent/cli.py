@@ -268,33 +268,38 @@ def status_report(cfg: configmod.Config) -> dict:
         agent.close()
 
 
-def _control_path(cfg: configmod.Config) -> str:
-    """The socket a running ``atm run`` of this config serves."""
+def _control_path(cfg: configmod.Config, journal: str | None = None) -> str:
+    """The socket a running ``atm run`` of this config (and ``--journal``) serves."""
     from agent.control import control_socket_path
 
-    journal = cfg.journal_path or str(configmod.default_journal_path(cfg.atm_id))
+    journal = journal or cfg.journal_path or str(configmod.default_journal_path(cfg.atm_id))
     return control_socket_path(cfg.control["socket"], journal)
 
 
-def _ask_agent(cfg: configmod.Config, method: str, params: dict | None = None) -> dict | None:
-    """The running agent's answer, or None when no agent runs for this config; a refusal
-    is a usage error (one line, exit 2)."""
-    from agent.control.client import ControlRefused, ControlUnavailable, call
+def _ask_agent(
+    cfg: configmod.Config, method: str, params: dict | None = None, journal: str | None = None
+) -> dict | None:
+    """The running agent's answer, or None when no agent runs for this config (no socket,
+    or a stale one). A refusal, or an agent that is there and does not answer, is a usage
+    error (one line, exit 2): never a reason to open its devices behind its back."""
+    from agent.control.client import ControlRefused, ControlSilent, ControlUnavailable, call
 
-    path = _control_path(cfg)
-    if not path or not os.path.exists(path):
+    path = _control_path(cfg, journal)
+    if not path:
         return None
     try:
-        return call(path, method, params)
+        return call(path, method, params, timeout=5.0)
     except ControlUnavailable:
         return None
+    except ControlSilent as exc:
+        raise UsageError(str(exc)) from None
     except ControlRefused as exc:
         raise UsageError(f"{method}: {exc} ({exc.error})") from None
 
 
 def cmd_status(args) -> int:
     cfg = load_config(args.config, rig=args.rig)
-    live = _ask_agent(cfg, "status")
+    live = _ask_agent(cfg, "status", journal=args.journal)
     report = {"agent": "running", **live} if live is not None else {"agent": "not running", **status_report(cfg)}
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
@@ -324,14 +329,16 @@ def cmd_status(args) -> int:
 def cmd_service(args) -> int:
     """``atm service out|in``: through the running agent; at once when idle, else after the session."""
     cfg = load_config(args.config, rig=args.rig)
-    params: dict = {"engineer": args.engineer} if args.engineer else {}
+    params: dict = {"engineer": _engineer(args.engineer)} if args.engineer is not None else {}
     if args.direction == "out":
         method, params = "out_of_service", {**params, "reason": args.reason or ""}
     else:
         method = "in_service"
-    answer = _ask_agent(cfg, method, params)
+    answer = _ask_agent(cfg, method, params, journal=args.journal)
     if answer is None:
-        raise UsageError(f"no agent is running for ATM {cfg.atm_id} (control socket {_control_path(cfg)})")
+        raise UsageError(
+            f"no agent is running for ATM {cfg.atm_id} (control socket {_control_path(cfg, args.journal)})"
+        )
     if args.json:
         print(json.dumps(answer, ensure_ascii=False))
     else:
@@ -499,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--rig", metavar="RIG", help=RIG_HELP)
     status.add_argument("--config", help="TOML config file")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--journal", metavar="FILE", help="the running agent's journal, if atm run was given one")
     status.set_defaults(func=cmd_status)
 
     service = sub.add_parser("service", help="take the running ATM out of service, or back in")
@@ -508,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("--config", help="TOML config file")
     service.add_argument("--rig", metavar="RIG", help=RIG_HELP)
     service.add_argument("--json", action="store_true", help="the agent's answer as JSON")
+    service.add_argument("--journal", metavar="FILE", help="the running agent's journal, if atm run was given one")
     service.set_defaults(func=cmd_service)
 
     faults = sub.add_parser("faults", help="the faults raised and cleared, from the journal")

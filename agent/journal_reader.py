@@ -1,7 +1,9 @@
 """Reading a journal from another process, read-only, while its agent may be running.
 
 The agent holds ``<journal>.lock`` and is the only writer; a reader opens the SQLite
-file with ``mode=ro`` and never takes the lock, so it changes nothing.
+file with ``mode=ro`` and never takes the lock. (SQLite may make the WAL's ``-shm`` and
+``-wal`` files where the reader may write; where it may not, a stopped agent's journal is
+read as immutable.)
 """
 
 from __future__ import annotations
@@ -21,9 +23,22 @@ def open_readonly(path: str) -> sqlite3.Connection:
         raise JournalError("the journal is ':memory:': nothing is kept to read; name its file with --journal FILE")
     if not os.path.isfile(path):
         raise JournalError(f"no journal at {path} (the journal: --journal FILE, else the config's journal.path)")
-    db = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
+    uri = Path(path).absolute().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True)
     try:
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = _tables(db)
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if os.path.exists(path + "-wal") or "readonly" not in str(exc):
+            raise JournalError(f"{path}: cannot be read: {exc}") from None
+        # a stopped agent's WAL journal, in a folder this user cannot write: SQLite would have
+        # to make its -shm file; with no -wal there is nothing it could be missing
+        db = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+        try:
+            tables = _tables(db)
+        except sqlite3.DatabaseError as again:
+            db.close()
+            raise JournalError(f"{path} is not a journal: {again}") from None
     except sqlite3.DatabaseError as exc:
         db.close()
         raise JournalError(f"{path} is not a journal: {exc}") from None
@@ -31,6 +46,10 @@ def open_readonly(path: str) -> sqlite3.Connection:
         db.close()
         raise JournalError(f"{path} is not a journal: it has no entries and cassettes tables")
     return db
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def read_entries(db: sqlite3.Connection, path: str, kind: str | None = None) -> list[Entry]:

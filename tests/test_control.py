@@ -212,3 +212,79 @@ def test_a_second_agent_on_the_same_socket_is_refused_in_one_line(running, tmp_p
     proc = atm("run", "--config", str(other), "--no-customers", "--duration", "1")
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"atm: error: control socket {path}: another agent serves it"
+
+
+def test_a_client_that_never_reads_cannot_flood_the_agent(running):
+    """One request at a time per connection: the next line is read only once the answer to
+    the last one is written, so unread answers stop the client, not the loop."""
+    _config, path, journal = running
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    try:
+        burst = b"".join(protocol.request_line(n, "status", {}) for n in range(1, 2001))
+        sock.sendall(burst)  # the agent's buffers take it all; its answers fill ours
+        time.sleep(2.0)
+        taken = len(rows(journal))
+        assert taken < 2000, taken  # stopped at what the socket could hold
+        sock.settimeout(30)
+        answers, buf = [], b""
+        while len(answers) < 2000:
+            buf += sock.recv(1 << 20)
+            *lines, buf = buf.split(b"\n")
+            answers += [json.loads(line) for line in lines]
+    finally:
+        sock.close()
+    assert [a["id"] for a in answers] == list(range(1, 2001))  # every one answered, in order
+    assert all(a["result"]["state"] == "idle" for a in answers)
+
+
+def test_a_client_that_half_closes_still_gets_its_answer(running):
+    _config, path, _journal = running
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(path)
+    try:
+        sock.sendall(protocol.request_line(7, "cash", {}))
+        sock.shutdown(socket.SHUT_WR)  # as `printf ... | socat - UNIX-CONNECT:...` does
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    finally:
+        sock.close()
+    answer = json.loads(data)
+    assert answer["id"] == 7 and [c["id"] for c in answer["result"]["cassettes"]] == ["A", "B"]
+
+
+def test_an_agent_that_does_not_answer_is_an_error_not_a_reason_to_open_its_devices(tmp_path):
+    folder = tempfile.mkdtemp(prefix="atm-ctl-")
+    path = os.path.join(folder, "control.sock")
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(path)
+    silent.listen(1)  # accepts (the kernel does) and never answers
+    config = tmp_path / "atm.toml"
+    config.write_text(f'[control]\nsocket = "{path}"\n')
+    try:
+        proc = atm("status", "--config", str(config))
+    finally:
+        silent.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"atm: error: the agent on {path} did not answer in time"
+    assert "not running" not in proc.stdout
+
+
+def test_a_stale_socket_is_replaced_and_a_stopped_agent_leaves_no_socket(tmp_path):
+    folder = tempfile.mkdtemp(prefix="atm-ctl-")
+    path = os.path.join(folder, "control.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)  # bound, never listening: what a killed agent leaves
+    dead.close()
+    config = tmp_path / "atm.toml"
+    config.write_text(f'[journal]\npath = "{tmp_path / "j.db"}"\n[control]\nsocket = "{path}"\n')
+    try:
+        proc = atm("run", "--config", str(config), "--no-customers", "--duration", "1")
+        assert proc.returncode == 0, proc.stderr
+        assert f"control: {path} " in proc.stdout
+        assert not os.path.exists(path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -290,3 +290,37 @@ def test_bad_counters_arguments_are_one_line_and_change_nothing(fault_journal, a
     before = rows(journal)
     one_line_refusal(atm("counters", *args, "--journal", journal), *words)
     assert rows(journal) == before
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"), reason="needs root to act as another user"
+)
+def test_an_engineer_who_cannot_write_the_folder_still_reads_a_stopped_agents_journal(tmp_path):
+    """The journal is WAL: read-only, SQLite would make a -shm file it may not make there."""
+    import subprocess as sp
+    import tempfile
+
+    from agent.journal import Journal
+    from fsm.clock import VirtualClock
+
+    folder = tempfile.mkdtemp(prefix="atm-ro-")
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, "journal.db")
+    journal = Journal(path, VirtualClock())
+    journal.event(None, "remote_command", command="status", ok=True)
+    journal.close()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        f"import sys; sys.path.insert(0, {root!r})\n"
+        "from agent.journal_reader import open_readonly, read_entries\n"
+        f"print(len(read_entries(open_readonly({path!r}), {path!r})))\n"
+    )
+
+    def nobody() -> None:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    proc = sp.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, preexec_fn=nobody, cwd="/")
+    assert proc.returncode == 0 and proc.stdout.strip() == "1", proc.stderr[-500:]
+    assert sorted(os.listdir(folder)) == ["journal.db", "journal.db.lock"]  # nothing made by the reader

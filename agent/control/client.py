@@ -10,7 +10,12 @@ from agent.control.protocol import request_line
 
 
 class ControlUnavailable(OSError):
-    """No agent answers on the socket (none runs, or it is stale)."""
+    """No agent runs there: no socket, or one nobody listens on (left by a dead agent)."""
+
+
+class ControlSilent(OSError):
+    """An agent is there but did not answer (in time, or in JSON-RPC): never a reason to
+    open the devices behind its back."""
 
 
 class ControlRefused(Exception):
@@ -33,8 +38,10 @@ def call(path: str, method: str, params: dict[str, Any] | None = None, timeout: 
             raise ControlRefused(
                 f"permission denied on {path} (ask to be put in the agent's control.group)", "not_permitted"
             ) from None
-        except OSError as exc:
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise ControlUnavailable(f"no agent answers on {path}: {exc.strerror or exc}") from None
+        except OSError as exc:  # a timeout (its queue is full), or worse
+            raise ControlSilent(f"the agent on {path} did not take the call: {exc.strerror or exc}") from None
         sock.sendall(request_line(1, method, params or {}))
         reply = _read_line(sock, path)
     finally:
@@ -44,7 +51,7 @@ def call(path: str, method: str, params: dict[str, Any] | None = None, timeout: 
         raise ControlRefused(str(error.get("message")), str((error.get("data") or {}).get("error", "refused")))
     result = reply.get("result")
     if not isinstance(result, dict):
-        raise ControlUnavailable(f"the agent on {path} answered without a result")
+        raise ControlSilent(f"the agent on {path} answered without a result")
     return result
 
 
@@ -54,14 +61,16 @@ def _read_line(sock: socket.socket, path: str) -> dict[str, Any]:
         try:
             chunk = sock.recv(65536)
         except TimeoutError:
-            raise ControlUnavailable(f"the agent on {path} did not answer in time") from None
+            raise ControlSilent(f"the agent on {path} did not answer in time") from None
+        except OSError as exc:
+            raise ControlSilent(f"the agent on {path} hung up: {exc.strerror or exc}") from None
         if not chunk:
             break
         data += chunk
     try:
         reply = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ControlUnavailable(f"the agent on {path} answered something that is not JSON-RPC") from None
+        raise ControlSilent(f"the agent on {path} answered something that is not JSON-RPC") from None
     if not isinstance(reply, dict):
-        raise ControlUnavailable(f"the agent on {path} answered something that is not JSON-RPC")
+        raise ControlSilent(f"the agent on {path} answered something that is not JSON-RPC")
     return reply

@@ -20,6 +20,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,9 @@ log = logging.getLogger("agent.control")
 MAX_CLIENTS = 16  # connections at once (ours)
 MAX_ENGINEER = 64  # characters of an engineer's name
 MAX_PATH = 107  # bytes of a Unix socket's path (sun_path holds 108, with its NUL)
+ANSWER_WITHIN = 120.0  # seconds a request may wait for the agent's answer (a self-test is slow)
+IDLE_FOR = 300.0  # seconds a connection may stay without a request before it is closed
+REFUSED_FOR = 2.0  # seconds a refused connection is kept to read its request (then closed)
 
 
 class ControlError(OSError):
@@ -62,11 +66,22 @@ class Peer:
 
 
 class _Client:
+    """One connection: one request at a time (the next line is read only once the answer
+    to this one is written), so no client can flood the loop or fill memory."""
+
     def __init__(self, conn: socket.socket, peer: Peer):
         self.conn, self.peer = conn, peer
         self.inbuf = b""
         self.outbuf = collections.deque[bytes]()
-        self.closing = False  # close once the output is written
+        self.pending_since = 0.0  # monotonic time the request in flight was taken (0: none)
+        self.active = time.monotonic()  # the last request or answer
+        self.closing = False  # no more requests: close once the answers are written
+        self.registered = False  # in the selector
+        self.refused = False  # told why it may not use the socket; what it sends is discarded
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending_since) or bool(self.outbuf)
 
 
 class ControlServer:
@@ -87,6 +102,7 @@ class ControlServer:
         self._clients: dict[int, _Client] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._inode = 0  # of the socket file we bound
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -99,6 +115,7 @@ class ControlServer:
             if self.group:
                 os.chown(self.path, -1, grp.getgrnam(self.group).gr_gid)
             listener.listen(MAX_CLIENTS)
+            self._inode = os.stat(self.path).st_ino
         except (OSError, KeyError) as exc:
             listener.close()
             raise ControlError(f"control socket {self.path}: {exc}") from None
@@ -121,11 +138,14 @@ class ControlServer:
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise ControlError(f"control socket {self.path}: the path exists and is not a socket")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
         try:
             probe.connect(self.path)
-        except OSError:
-            path.unlink()  # nobody answers: left by an agent that died
+        except ConnectionRefusedError:
+            path.unlink()  # nobody listens: left by an agent that died
             return
+        except OSError as exc:  # not ours to judge (another user's), or a live one too busy
+            raise ControlError(f"control socket {self.path}: cannot tell whether an agent serves it: {exc}") from None
         finally:
             probe.close()
         raise ControlError(f"control socket {self.path}: another agent serves it")
@@ -140,7 +160,8 @@ class ControlServer:
         if self._listener is not None:
             self._listener.close()
             try:
-                os.unlink(self.path)
+                if os.stat(self.path).st_ino == self._inode:  # still ours, not a later agent's
+                    os.unlink(self.path)
             except OSError:
                 pass
         self._wake_r.close()
@@ -176,10 +197,18 @@ class ControlServer:
                     self._read(client)
                 if events & selectors.EVENT_WRITE:
                     self._write(client)
-        with self._lock:
-            for client in list(self._clients.values()):  # replies queued by other threads
-                if client.outbuf:
-                    self._watch(client, write=True)
+        now = time.monotonic()
+        for client in list(self._clients.values()):
+            with self._lock:
+                late = client.pending_since and now - client.pending_since > ANSWER_WITHIN
+                if late:
+                    client.pending_since, client.closing = 0.0, True
+                    client.outbuf.append(error_line(None, -32603, f"no answer within {ANSWER_WITHIN:g} s", "internal"))
+                idle = not client.busy and now - client.active > (REFUSED_FOR if client.refused else IDLE_FOR)
+            if idle:
+                self._drop(client)
+            else:
+                self._pump(client)  # answers queued by other threads; the next request
 
     def _accept(self) -> None:
         assert self._listener is not None
@@ -187,15 +216,29 @@ class ControlServer:
             conn, _ = self._listener.accept()
         except BlockingIOError:
             return
-        peer = Peer(conn)
-        if not peer.allowed(self.group) or len(self._clients) >= MAX_CLIENTS:
+        try:
+            peer = Peer(conn)
+            allowed = peer.allowed(self.group)
+        except (OSError, KeyError) as exc:  # the credentials or the group database would not answer
+            log.warning("control socket: refused a connection: %r", exc)
+            conn.close()
+            return
+        if not allowed or len(self._clients) >= MAX_CLIENTS:
             self.refused += 1
             why = (
                 f"{peer.user} may not use this socket (group {self.group!r})"
-                if not peer.allowed(self.group)
+                if not allowed
                 else f"too many connections ({MAX_CLIENTS})"
             )
             log.warning("control socket: refused pid %d: %s", peer.pid, why)
+            if not allowed:  # told why, then closed once it stops sending (closing on unread
+                conn.setblocking(False)  # data would reset the connection before it reads)
+                client = _Client(conn, peer)
+                client.refused = client.closing = True
+                client.outbuf.append(error_line(None, INVALID_REQUEST, f"not permitted: {why}", "not_permitted"))
+                self._clients[conn.fileno()] = client
+                self._watch(client, read=True, write=True)
+                return
             try:
                 conn.sendall(error_line(None, INVALID_REQUEST, f"not permitted: {why}", "not_permitted"))
             except OSError:
@@ -205,7 +248,7 @@ class ControlServer:
         conn.setblocking(False)
         client = _Client(conn, peer)
         self._clients[conn.fileno()] = client
-        self._selector.register(conn, selectors.EVENT_READ, client)
+        self._watch(client, read=True, write=False)
 
     def _read(self, client: _Client) -> None:
         try:
@@ -214,17 +257,29 @@ class ControlServer:
             return
         except OSError:
             data = b""
-        if not data:
-            return self._drop(client)
+        if not data:  # the client is done sending: answer what it asked, then close
+            client.closing, client.refused = True, False
+            return self._pump(client)
+        if client.refused:
+            return  # read and dropped until it hangs up (or for REFUSED_FOR seconds)
         client.inbuf += data
-        while b"\n" in client.inbuf:
+        if b"\n" not in client.inbuf and len(client.inbuf) > MAX_LINE:  # no end of line in sight
+            client.inbuf, client.closing = b"", True
+            self._send(client, RpcError(INVALID_REQUEST, f"a request line is at most {MAX_LINE} bytes").reply())
+        self._pump(client)
+
+    def _pump(self, client: _Client) -> None:
+        """Take the next buffered request once the last one is answered and written; read
+        only while idle; close a closing client once it is idle."""
+        if client.refused:  # its answer is the refusal; wait for its end of file
+            return self._watch(client, read=True, write=bool(client.outbuf))
+        while not client.busy and b"\n" in client.inbuf:
             line, client.inbuf = client.inbuf.split(b"\n", 1)
             if line.strip():
                 self._call(client, line)
-        if len(client.inbuf) > MAX_LINE:  # no end of line in sight: refuse, then hang up
-            client.inbuf = b""
-            self._send(client, RpcError(INVALID_REQUEST, f"a request line is at most {MAX_LINE} bytes").reply())
-            client.closing = True
+        if client.closing and not client.busy and (not client.inbuf or b"\n" not in client.inbuf):
+            return self._drop(client)
+        self._watch(client, read=not client.busy and not client.closing, write=bool(client.outbuf))
 
     def _call(self, client: _Client, line: bytes) -> None:
         try:
@@ -233,14 +288,19 @@ class ControlServer:
             return self._send(client, exc.reply())
         params = dict(call.params)
         engineer = params.pop("engineer", client.peer.user)
-        if not isinstance(engineer, str) or not 0 < len(engineer) <= MAX_ENGINEER:
+        if not isinstance(engineer, str) or not 0 < len(engineer) <= MAX_ENGINEER or not engineer.isprintable():
             return self._send(
-                client, RpcError(-32602, f"engineer must be 1-{MAX_ENGINEER} characters", call.id).reply()
+                client, RpcError(-32602, f"engineer must be 1-{MAX_ENGINEER} printable characters", call.id).reply()
             )
 
-        def reply(answer: dict) -> None:  # any thread
-            self._send(client, reply_line(call.id, answer))
+        def reply(answer: dict) -> None:  # any thread; once
+            with self._lock:
+                if client.pending_since:  # the answer first: the client is never seen idle between
+                    client.outbuf.append(reply_line(call.id, answer))
+                    client.pending_since = 0.0
+            self._wake()
 
+        client.pending_since = client.active = time.monotonic()
         request = Request(
             call.method,
             json.dumps(params).encode(),
@@ -251,10 +311,9 @@ class ControlServer:
         self.handler(request)
 
     def _send(self, client: _Client, line: bytes) -> None:
-        """Queue a line for the client (any thread); this thread writes it."""
+        """Queue a line for the client (this thread), to be written when it can take it."""
         with self._lock:
             client.outbuf.append(line)
-        self._wake()
 
     def _write(self, client: _Client) -> None:
         with self._lock:
@@ -271,21 +330,33 @@ class ControlServer:
                     client.outbuf[0] = line[sent:]
                     return
                 client.outbuf.popleft()
-        if client.closing:
-            return self._drop(client)
-        self._watch(client, write=False)
+        client.active = time.monotonic()
+        self._pump(client)
 
-    def _watch(self, client: _Client, write: bool) -> None:
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+    def _watch(self, client: _Client, read: bool, write: bool) -> None:
+        """Watch the socket for what the client's state allows; while its request waits for
+        the agent with nothing to write, not at all."""
+        events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
         try:
-            self._selector.modify(client.conn, events, client)
+            if not events:
+                if client.registered:
+                    self._selector.unregister(client.conn)
+                    client.registered = False
+            elif client.registered:
+                self._selector.modify(client.conn, events, client)
+            else:
+                self._selector.register(client.conn, events, client)
+                client.registered = True
         except (KeyError, ValueError, OSError):
             pass  # dropped meanwhile
 
     def _drop(self, client: _Client) -> None:
-        self._clients.pop(client.conn.fileno(), None)
-        try:
-            self._selector.unregister(client.conn)
-        except (KeyError, ValueError, OSError):
-            pass
+        if self._clients.get(client.conn.fileno()) is client:
+            del self._clients[client.conn.fileno()]
+        if client.registered:
+            try:
+                self._selector.unregister(client.conn)
+            except (KeyError, ValueError, OSError):
+                pass
+            client.registered = False
         client.conn.close()
