@@ -16,7 +16,9 @@ replenishment starts its cassettes' figures again; the device counters run on.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
+
+from fsm.ports import JournalRow
 
 RESET = "counters_reset"  # the event row `atm counters reset` writes
 CUT_SHORT = ("unknown", "interrupted")  # an outcome's result when nobody knows what the command did
@@ -42,23 +44,7 @@ COMMAND_DEVICES = {
 }
 
 
-class Row(Protocol):
-    """One journal row (``agent.journal.Entry``)."""
-
-    @property
-    def seq(self) -> int: ...
-    @property
-    def ts(self) -> str: ...
-    @property
-    def session(self) -> str | None: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def intent(self) -> int | None: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
+Row = JournalRow  # one journal row
 
 
 def command_device(name: str) -> str | None:

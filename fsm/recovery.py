@@ -25,7 +25,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from fsm.ports import JournalRow
 
 if TYPE_CHECKING:
     from fsm.atm import ATM
@@ -33,21 +35,7 @@ if TYPE_CHECKING:
 UNKNOWN = -1  # a number of notes nobody knows
 
 
-class Row(Protocol):
-    """One journal row, as the journal gives it."""
-
-    @property
-    def seq(self) -> int: ...
-    @property
-    def ts(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def intent(self) -> int | None: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
+Row = JournalRow  # one journal row
 
 
 @dataclass
