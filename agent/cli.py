@@ -268,12 +268,17 @@ def status_report(cfg: configmod.Config) -> dict:
         agent.close()
 
 
+def _journal_of(cfg: configmod.Config, given: str | None) -> str:
+    """The journal ``atm run`` of this config uses: ``--journal FILE``, else the config's
+    ``journal.path``, else the default file (named, never made here)."""
+    return given or cfg.journal_path or str(configmod.default_journal_path(cfg.atm_id))
+
+
 def _control_path(cfg: configmod.Config, journal: str | None = None) -> str:
     """The socket a running ``atm run`` of this config (and ``--journal``) serves."""
     from agent.control import control_socket_path
 
-    journal = journal or cfg.journal_path or str(configmod.default_journal_path(cfg.atm_id))
-    return control_socket_path(cfg.control["socket"], journal)
+    return control_socket_path(cfg.control["socket"], _journal_of(cfg, journal))
 
 
 def _ask_agent(
@@ -352,9 +357,8 @@ def _journal_to_read(args) -> str:
     """``--journal FILE``, else the config's ``journal.path``, else the file ``atm run``
     keeps by default (never made here: a journal that is not there is refused)."""
     if args.journal:
-        return args.journal
-    cfg = load_config(args.config)
-    return cfg.journal_path or str(configmod.default_journal_path(cfg.atm_id))
+        return args.journal  # no config needed (nor read)
+    return _journal_of(load_config(args.config), None)
 
 
 def _print_report(report: dict, as_json: bool, text) -> None:

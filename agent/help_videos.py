@@ -60,7 +60,6 @@ class HelpVideos:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        _script()  # loaded here, not on the loop thread at first use
 
     def file(self, topic: str, language: str, size: tuple[int, int]) -> Path:
         module, digest = _script()
@@ -104,6 +103,9 @@ class HelpVideos:
                     return
 
     def warm_in_background(self, topics: Iterable[str], languages: Iterable[str]) -> threading.Thread:
+        """Draw them on a thread of their own (the real clock). The script is loaded here,
+        before the loop runs, not on the loop's thread at first use."""
+        _script()
         self._thread = threading.Thread(
             target=self.warm, args=(list(topics), list(languages)), name="help-videos", daemon=True
         )
