@@ -104,7 +104,7 @@ def shown_on_the_window(xvfb: str, display, expected: np.ndarray) -> np.ndarray:
     Qt missed mapping it and never paints it)."""
     size = expected.shape[1], expected.shape[0]
     shot = None
-    for _ in range(3):
+    for _ in range(6):  # Qt under Xvfb now and then misses painting a new window
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
             x, y, w, h = window_rect(xvfb)  # asked each time: Qt may still be resizing it
