@@ -1,0 +1,58 @@
+"""The ``atm`` command: run, demo, status, and the field engineer's commands.
+
+Each module of this package registers its subcommands (``register(sub)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sqlite3
+import sys
+
+from agent.cli import engineer, run, tools
+from agent.cli.common import UsageError
+from agent.config import ConfigError
+from agent.errors import PromptError
+from agent.journal import JournalError
+from agent.outbox import OutboxError
+from agent.rig import RigError
+from devices.registry import LocatorError
+
+COMMANDS = (run, engineer, tools)  # in the order `atm --help` lists them
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atm", description="ATM firmware simulator and edge agent")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except (ConfigError, JournalError, LocatorError, OutboxError, PromptError, RigError, UsageError) as exc:
+        print(f"atm: error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        print(f"atm: error: journal: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader went away (e.g. `atm demo | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"atm: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
