@@ -30,6 +30,9 @@ COMMANDS: dict[str, dict[str, Field]] = {
     "rebirth": {},
     "cash": {},
 }
+# Commands an engineer at the ATM may give (the control socket) and the monitoring centre
+# may not (MQTT): they move cards or notes, or change the counts (ours).
+LOCAL_ONLY: frozenset[str] = frozenset()
 FIELD_ERRORS = {"unknown": "unknown_field", "missing": "missing_field", "bad": "bad_field"}
 MAX_BODY = 4096
 
@@ -106,6 +109,8 @@ class CommandHandler:
             if request.refusal is not None:
                 raise BadRequest(*request.refusal)
             args = parse_request(request.name, request.payload)
+            if name in LOCAL_ONLY and request.transport != "control":
+                raise BadRequest("not_permitted", f"{name} is given at the ATM (atm {name} on its control socket)")
         except BadRequest as exc:
             reply(exc.response(name))
             self.post(RemoteAudit(name, False, exc.error, **who))
