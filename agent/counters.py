@@ -10,7 +10,8 @@ figures started: the reset, its last replenishment, or before its first
 dispense), ``presented`` (to the customer), ``rejected`` (to the reject bin: at
 the pick, or purged from the stacker), ``retracted`` (taken back after being
 presented) and ``unknown`` (notes a dispense nobody answered may have moved). A
-replenishment starts its cassettes' figures again; the device counters run on.
+replenishment or a reconciliation (the notes were counted) starts its cassettes'
+figures again; the device counters run on.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ COMMAND_DEVICES = {
     "retract_cash": "dispenser",
     "purge_stacker": "dispenser",
     "replenish": "dispenser",
+    "reconcile": "dispenser",
     "eject_card": "card_reader",
     "capture_card": "card_reader",
     "store_notes": "acceptor",
@@ -180,11 +182,13 @@ class _Tally:
             self.device("acceptor")["notes_stored"] += _notes(data.get("result"))
         elif name == "return_notes" and ok:
             self.device("acceptor")["notes_returned"] += _notes(intent.data.get("notes"))
-        elif name == "replenish" and ok:
+        elif name in ("replenish", "reconcile") and ok:  # counted: the figures start again
+            replenished = data.get("replenished")  # one cassette (atm cash replenish), else all
             for cassette in data.get("after") or ():
                 cid = str(cassette.get("id"))
-                self.cassettes.pop(cid, None)
-                self.cassette(cid, row.ts)["initial"] = _notes(cassette.get("count"))
+                if replenished is None or cid in replenished:
+                    self.cassettes.pop(cid, None)
+                    self.cassette(cid, row.ts)["initial"] = _notes(cassette.get("count"))
 
     def recovery(self, row: Row) -> None:
         if row.intent in self.intents:

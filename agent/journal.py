@@ -274,7 +274,7 @@ class Journal:
             if entry.name == "dispense":
                 for cid, n in entry.data.get("picked", {}).items():
                     counts[cid] -= n
-            elif entry.name == "replenish" and entry.data.get("ok"):
+            elif entry.name in ("replenish", "reconcile") and entry.data.get("ok"):
                 counts = {c["id"]: c["count"] for c in entry.data["after"]}
         return counts
 
@@ -321,7 +321,7 @@ class Journal:
         if row[0] is None:
             return False
         later = self.db.execute(
-            "SELECT 1 FROM entries WHERE kind = 'outcome' AND name = 'replenish' AND seq > ?"
+            "SELECT 1 FROM entries WHERE kind = 'outcome' AND name IN ('replenish', 'reconcile') AND seq > ?"
             " AND json_extract(data, '$.ok')",
             (row[0],),
         ).fetchone()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from agent.mqtt.commands import MAX_NAME, Request
 from devices.fields import Field, FieldError, check_table, fields
 from devices.registry import DEVICE_KINDS
+from fsm.cash_service import RECONCILE_FIELDS, REPLENISH_FIELDS
 from fsm.events import RemoteAudit, RemoteRequest
 
 log = logging.getLogger("agent.remote")
@@ -29,10 +30,12 @@ COMMANDS: dict[str, dict[str, Field]] = {
     "in_service": {},
     "rebirth": {},
     "cash": {},
+    "replenish": REPLENISH_FIELDS,
+    "reconcile": RECONCILE_FIELDS,
 }
 # Commands an engineer at the ATM may give (the control socket) and the monitoring centre
 # may not (MQTT): they move cards or notes, or change the counts (ours).
-LOCAL_ONLY: frozenset[str] = frozenset()
+LOCAL_ONLY = frozenset({"replenish", "reconcile"})
 FIELD_ERRORS = {"unknown": "unknown_field", "missing": "missing_field", "bad": "bad_field"}
 MAX_BODY = 4096
 
@@ -89,9 +92,17 @@ class CommandHandler:
     a checked one when the loop has run it.
     """
 
-    def __init__(self, post: Callable[..., None], rebirth: Callable[[], None]):
+    def __init__(
+        self,
+        post: Callable[..., None],
+        rebirth: Callable[[], None],
+        facts: Callable[[], dict] | None = None,
+    ):
+        """``facts()``: what the agent adds to a ``status`` answer (its link, uptime,
+        versions), read on the loop thread as the answer goes out."""
         self.post = post
         self.rebirth = rebirth
+        self.facts = facts
         self.closed = False
 
     def close(self) -> None:
@@ -125,4 +136,20 @@ class CommandHandler:
             reply({"ok": True, "command": name})
             self.post(RemoteAudit(name, True, "", **who))
             return
+        if name == "status" and self.facts is not None:
+            reply = self._with_facts(reply)
         self.post(RemoteRequest(name, args, reply, **who))
+
+    def _with_facts(self, reply: Callable[[dict], None]) -> Callable[[dict], None]:
+        facts = self.facts
+        assert facts is not None
+
+        def answer(body: dict) -> None:
+            if body.get("ok", False):
+                try:
+                    body = {**body, **facts()}
+                except Exception as exc:  # a status must still answer
+                    log.error("status: the agent's facts could not be read: %r", exc)
+            reply(body)
+
+        return answer

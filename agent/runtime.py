@@ -11,6 +11,7 @@ decides the mode: a virtual clock for demos and tests, the real clock for
 from __future__ import annotations
 
 import logging
+import platform
 import threading
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,19 @@ def _check_brokers(brokers: list[str]) -> None:
             parse_broker_url(url)
 
 
+def versions(devices: DeviceSet) -> dict:
+    """The agent's version, Python's, and what each device reports of its firmware."""
+    from agent import __version__
+
+    firmware = {}
+    for kind, device in devices.items():
+        described = device.describe()
+        reported = described.get("rom_version") or described.get("firmware")
+        if reported:
+            firmware[kind] = reported
+    return {"agent": __version__, "python": platform.python_version(), "devices": firmware}
+
+
 class Agent:
     """One ATM on one clock."""
 
@@ -99,6 +113,7 @@ class Agent:
         self.workers = not clock.virtual if workers is None else workers
         self.scheduler = Scheduler(clock)
         self.started_at = clock.now()
+        self.started_wall = clock.utcnow()
         self.command_handler: CommandHandler | None = None  # the remote commands' (with a broker)
         self.recorder = recorder or Recorder(clock)
         self.inbox = Inbox()
@@ -185,7 +200,7 @@ class Agent:
         self._thread: threading.Thread | None = None
         self.atm.publish_birth()  # the first birth may go out before the loop runs
         if self.command_handler is None:  # no broker: the control socket's own handler
-            self.command_handler = CommandHandler(self.inbox.post, self.publisher.rebirth)
+            self.command_handler = CommandHandler(self.inbox.post, self.publisher.rebirth, self.status_facts)
         self.control: ControlServer | None = None
         self.control_path = "" if clock.virtual else control_socket_path(config.control["socket"], self.journal_path)
 
@@ -229,9 +244,20 @@ class Agent:
             birth={**self.telemetry.birth_facts, "service": "starting"},
             make_message=self.telemetry.message,
         )
-        self.command_handler = CommandHandler(self.inbox.post, link.rebirth)
+        self.command_handler = CommandHandler(self.inbox.post, link.rebirth, self.status_facts)
         link.on_command = self.command_handler
         return link
+
+    def status_facts(self) -> dict:
+        """What ``status`` adds from the agent: uptime, versions and the telemetry link."""
+        return {
+            "rig": Path(self.config.rig).stem if self.config.rig else "(config devices)",
+            "journal": self.journal_path,
+            "started": self.started_wall.isoformat(timespec="seconds"),
+            "uptime_s": round(self.clock.now() - self.started_at, 1),
+            "versions": versions(self.devices),
+            "link": self.publisher.link_status(),
+        }
 
     def _static_birth(self) -> dict:
         """The birth's facts that do not change while the agent runs."""

@@ -56,6 +56,11 @@ class Publisher(abc.ABC):
     def set_birth(self, facts: dict) -> None:  # noqa: B027 - an optional hook: by default not kept
         """The loop's latest snapshot for the birth message."""
 
+    def link_status(self) -> dict:
+        """The link as ``atm status`` shows it: the broker it is connected to, what waits
+        to be delivered and when a broker last acknowledged a message."""
+        return {"transport": "none", "connected": False, "broker": None, "backlog": None, "last_ack": None}
+
     failure: str | None = None  # why delivery has stopped for good (the agent then exits 1)
 
 
@@ -71,6 +76,9 @@ class MemoryPublisher(Publisher):
 
     def set_birth(self, facts: dict) -> None:
         self.birth = dict(facts)
+
+    def link_status(self) -> dict:
+        return {**super().link_status(), "transport": "memory (no broker configured)", "kept": len(self.messages)}
 
     def topics(self, suffix: str) -> list[dict]:
         return [m.payload for m in self.messages if m.topic.endswith("/" + suffix)]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from devices.commands import Completion
+from fsm.cash_service import CashService
 from fsm.events import MaintenanceRequested, RemoteAudit, RemoteRequest, ReplenishRequested
 from fsm.states import State
 
@@ -26,12 +27,15 @@ class OperatorCommands:
 
     def __init__(self, atm: ATM) -> None:
         self.atm = atm
+        cash = CashService(atm)
         self.handlers: dict[str, Callable[[dict[str, Any], Reply], dict[str, Any] | None]] = {
             "status": self.status,
             "cash": self.cash,
             "selftest": self.selftest,
             "out_of_service": self.out_of_service,
             "in_service": self.in_service,
+            "replenish": cash.replenish,
+            "reconcile": cash.reconcile,
         }
 
     # -- remote requests ---------------------------------------------------------
@@ -94,8 +98,25 @@ class OperatorCommands:
             "held": service.held,
             "hold_reason": service.hold_reason,
             "session_active": self.busy,
-            "cassettes": atm.cash_levels(),
-            "devices": {k: {"status": d.status.value, "faults": sorted(d.faults)} for k, d in atm.devices.items()},
+            "session": self._session(),
+            "cassettes": [
+                {**level, "low": c.low, "empty": c.empty}
+                for level, c in zip(atm.cash_levels(), atm.devices.dispenser.cassettes)
+            ],
+            "devices": {k: d.describe() for k, d in atm.devices.items()},
+        }
+
+    def _session(self) -> dict[str, Any] | None:
+        """The open session as an engineer may see it: its id, function and state, never its card."""
+        session = self.atm.session
+        if session is None:
+            return None
+        started = self.atm.clock.now() - session.started
+        return {
+            "id": session.id,
+            "function": session.function,
+            "state": str(self.atm.state),
+            "age_s": round(started, 1),
         }
 
     def cash(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:

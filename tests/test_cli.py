@@ -102,7 +102,11 @@ def test_status_reports_devices_service_and_cassettes():
     assert all(d["status"] == "online" for d in report["devices"].values())
     assert [c["count"] for c in report["cassettes"]] == [500, 1000]
     human = atm("status")
-    assert human.returncode == 0 and "cassette A: 500 x 10000 (ok, accurate)" in human.stdout
+    assert human.returncode == 0
+    lines = human.stdout.splitlines()
+    assert lines[0].startswith("ATM atm-0001 (not running; devices opened by this command): in_service")
+    assert lines[-3].split() == ["cassette", "denomination", "count", "status", "low", "empty", "accuracy"]
+    assert lines[-2].split() == ["A", "10000", "500", "ok", "50", "0", "accurate"]
 
 
 def test_a_camera_that_did_not_open_is_offline_and_opencv_stays_quiet(tmp_path):

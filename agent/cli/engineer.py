@@ -23,7 +23,7 @@ from fsm.clock import VirtualClock
 # -- atm status ----------------------------------------------------------------
 def status_report(cfg: configmod.Config) -> dict:
     """Open each device, self-test it and report, without starting sessions."""
-    from agent.runtime import Agent
+    from agent.runtime import Agent, versions
 
     agent = Agent(cfg, VirtualClock())
     agent.open(persist=False)
@@ -31,13 +31,17 @@ def status_report(cfg: configmod.Config) -> dict:
         for device in agent.devices.values():
             device.self_test()
         agent.atm.service.refresh(announce=False)
+        cassettes = agent.devices.dispenser.cassettes
         return {
             "atm_id": cfg.atm_id,
             "rig": cfg.rig or "(config devices)",
             "service": agent.atm.service.service,
             "functions": agent.atm.service.functions,
             "devices": {k: d.describe() for k, d in agent.devices.items()},
-            "cassettes": agent.atm.cash_levels(),
+            "cassettes": [
+                {**level, "low": c.low, "empty": c.empty} for level, c in zip(agent.atm.cash_levels(), cassettes)
+            ],
+            "versions": versions(agent.devices),
             "journal": cfg.journal_path,
         }
     finally:
@@ -45,31 +49,15 @@ def status_report(cfg: configmod.Config) -> dict:
 
 
 def cmd_status(args) -> int:
+    from agent.status_view import status_text
+
     cfg = load_config(args.config, rig=args.rig)
     live = ask_agent(cfg, "status", journal=args.journal)
-    report = {"agent": "running", **live} if live is not None else {"agent": "not running", **status_report(cfg)}
-    if args.json:
-        print(json.dumps(report, ensure_ascii=False, indent=2))
-        return 0
     if live is not None:
-        held = f", held: {live['hold_reason'] or 'by request'}" if live["held"] else ""
-        print(
-            f"ATM {cfg.atm_id} (running): {live['state']}, {live['service']}"
-            f" ({', '.join(live['functions']) or 'no functions'}){held}"
-            + (", a customer session is open" if live["session_active"] else "")
-        )
-        for kind, d in live["devices"].items():
-            print(f"  {kind:<12} {d['status']:<15}" + (f"  [{', '.join(d['faults'])}]" if d["faults"] else ""))
+        report = {"agent": "running", "atm_id": cfg.atm_id, **live}
     else:
-        print(
-            f"ATM {report['atm_id']} (not running; devices opened by this command):"
-            f" {report['service']} ({', '.join(report['functions']) or 'no functions'}) on rig {report['rig']}"
-        )
-        for kind, d in report["devices"].items():
-            faults = "; ".join(f"{f['code']}: {f['message']}" for f in d["faults"])
-            print(f"  {kind:<12} {d['status']:<15} {d['locator']}" + (f"  [{faults}]" if faults else ""))
-    for c in report["cassettes"]:
-        print(f"  cassette {c['id']}: {c['count']} x {c['denomination']} ({c['status']}, {c['accuracy']})")
+        report = {"agent": "not running", **status_report(cfg)}
+    print_report(report, args.json, status_text)
     return 0
 
 

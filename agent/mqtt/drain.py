@@ -51,6 +51,7 @@ class OutboxDrain:
         self.outbox = outbox
         self.status_topic = status_topic
         self.acked = self.refused = 0
+        self.last_ack: float | None = None  # wall time of the last acknowledged message
         self._live: collections.deque[Item] = collections.deque()
         self._inflight: dict[int, int] = {}  # mid -> outbox id
         self._held: dict[str, collections.deque[Item]] = {}
@@ -225,6 +226,7 @@ class OutboxDrain:
             log.warning("MQTT broker refused a message (%s); it stays in the outbox", reason_code)
             return
         self.acked += 1
+        self.last_ack = time.time()
         if message_id < 0:
             with self._memory:
                 self._unstored.pop(-message_id, None)

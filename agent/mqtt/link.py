@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from agent.mqtt.brokers import BrokerUrl, TlsFiles, parse_broker_url
 from agent.mqtt.commands import CommandChannel
@@ -117,6 +118,28 @@ class MqttLink(Publisher):
     @property
     def refused(self) -> int:
         return self.drain.refused
+
+    def link_status(self) -> dict:
+        """Any thread: the connected broker, the outbox's backlog, the last acknowledgement."""
+        try:
+            backlog: int | None = self.outbox.count()
+        except OutboxError as exc:
+            log.warning("link status: %s", exc)
+            backlog = None
+        last = self.drain.last_ack
+        connected = self.connected
+        return {
+            "transport": "mqtt",
+            "connected": connected,
+            "broker": str(self.current) if connected and self.current else None,
+            "brokers": [str(u) for u in self.urls],
+            "backlog": backlog,
+            "acked": self.drain.acked,
+            "refused": self.drain.refused,
+            "last_ack": _iso(last) if last is not None else None,
+            "failovers": self.failovers,
+            "restarts": self.restarts,
+        }
 
     # -- lifecycle ------------------------------------------------------------------
     @property
@@ -321,3 +344,7 @@ class MqttLink(Publisher):
                 self._connection = None
             else:
                 self._leave(connection, "stopped")
+
+
+def _iso(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")

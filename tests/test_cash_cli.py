@@ -1,0 +1,208 @@
+"""`atm status` (live), `atm cash replenish` and `atm cash reconcile`, as an engineer types them."""
+
+import json
+import os
+import sqlite3
+import time
+
+import pytest
+
+from agent.mqtt.commands import Request
+from agent.remote import CommandHandler
+from tests.helpers import RAW_PANS
+from tests.running import AtmRun, atm, one_line_refusal
+
+pytestmark = pytest.mark.timeout(240)
+
+SIM = {"card_reader": "ict3q8+emu://", "dispenser": "lcdm2000+emu://"}
+
+
+@pytest.fixture
+def agent(tmp_path):
+    run = AtmRun(tmp_path, SIM).start("--no-customers")
+    yield run
+    assert run.stop() == 0
+
+
+def counts(run) -> dict:
+    return {c["id"]: c["count"] for c in run.json("cash")["cassettes"]}
+
+
+def test_live_status_shows_session_link_uptime_versions_and_what_to_do_about_a_fault(tmp_path):
+    removed = {**SIM, "dispenser": "lcdm2000+emu://?fault=cassette_removed_upper"}
+    run = AtmRun(tmp_path, removed).start("--no-customers", "--local-broker")
+    try:
+        report = run.json("status")
+        assert report["agent"] == "running" and report["session"] is None and report["uptime_s"] >= 0
+        assert report["versions"]["agent"] and report["versions"]["devices"]["dispenser"]  # its ROM version
+        link = report["link"]
+        assert link["transport"] == "mqtt" and link["connected"] and link["broker"].startswith("mqtt://127.0.0.1:")
+        assert link["backlog"] == 0 and link["last_ack"]  # the birth and the status were acknowledged
+        (fault,) = report["devices"]["dispenser"]["faults"]
+        assert fault["code"] == "cassette_missing" and fault["message"] and fault["action"] == "maintenance"
+        assert [(c["id"], c["low"], c["empty"]) for c in report["cassettes"]] == [("A", 50, 0), ("B", 100, 0)]
+        text = run.ask("status").stdout
+        lines = text.splitlines()
+        assert lines[0].startswith("ATM atm-0001 (running, up ") and "agent " in lines[0]
+        assert lines[1] == "session: none"
+        assert lines[2].startswith(f"telemetry: connected to {link['broker']}; backlog 0; last ack 20")
+        fault_line = next(line for line in lines if "cassette_missing" in line)
+        assert fault["message"] in fault_line and "atm trace dispenser" in fault_line
+    finally:
+        assert run.stop() == 0
+
+
+def test_replenish_and_reconcile_through_the_agent_are_journalled_and_counted(agent):
+    assert agent.ask("service", "out", "--reason", "cash").returncode == 0
+    out = agent.ask("cash", "replenish", "A", "--count", "420", "--engineer", "Sato")
+    assert out.returncode == 0 and out.stdout.strip() == (
+        "cassette A: 500 -> 420 x 10000 (ok); journalled as a replenishment"
+    ), out.stderr
+    assert counts(agent) == {"A": 420, "B": 1000}
+    answer = agent.json("cash", "reconcile", "--counted", "A=418,B=1000")
+    assert answer["differences"] == [
+        {"id": "A", "journal": 420, "counted": 418, "difference": -2},
+        {"id": "B", "journal": 1000, "counted": 1000, "difference": 0},
+    ]
+    assert answer["count_was_unknown"] is False
+    assert counts(agent) == {"A": 418, "B": 1000}
+    figures = {c["id"]: c for c in agent.json("counters")["cassettes"]}
+    assert figures["A"]["initial"] == 418 and figures["A"]["count"] == 418
+    (reconcile,) = agent.rows("outcome", "reconcile")
+    assert reconcile[3]["differences"][0]["difference"] == -2
+    asked = [(d["command"], d["ok"], d.get("engineer")) for _, _, _, d in agent.rows("event", "remote_command")]
+    assert ("replenish", True, f"Sato (uid {os.getuid()})") in asked
+    assert agent.ask("service", "in").returncode == 0
+    assert agent.json("status")["service"] == "in_service"
+
+
+REFUSALS = [
+    (("cash", "replenish", "A", "--count", "10"), ["take the ATM out of service first"], False),
+    (("cash", "replenish", "Z", "--count", "10"), ["no cassette 'Z'", "cassettes: A, B"], True),
+    (("cash", "replenish", "A", "--count", "10001"), ["count", "outside 0..10000"], True),
+    (("cash", "replenish", "A", "--count", "-1"), ["count", "outside"], True),
+    (("cash", "replenish", "A"), ["--count N"], True),
+    (("cash", "replenish", "A", "--count", "5", "--denomination", "0"), ["denomination"], True),
+    (("cash", "replenish", "A", "--count", "5", "--counted", "A=1"), ["--counted goes with"], True),
+    (("cash", "reconcile"), ["--counted A=N,B=M"], True),
+    (("cash", "reconcile", "--counted", "A=5"), ["count every cassette: B missing"], True),
+    (("cash", "reconcile", "--counted", "A=5,B=5,C=5"), ["no cassette 'C'"], True),
+    (("cash", "reconcile", "--counted", "A=5,A=6,B=1"), ["named twice"], True),
+    (("cash", "reconcile", "--counted", "A=five,B=1"), ["is not CASSETTE=NOTES"], True),
+    (("cash", "reconcile", "--counted", "A=5,B=5", "--count", "3"), ["--count goes with"], True),
+    (("cash", "reconcile", "--counted", "A=5,B=5", "--engineer", ""), ["--engineer"], True),
+    (("cash", "replenish", "A", "--count", "5", "--engineer", "x" * 65), ["--engineer"], True),
+    (("cash", "A"), ["invalid choice"], True),
+]
+
+
+def test_cash_refusals_are_one_line_exit_2_and_change_nothing(agent):
+    before = counts(agent)
+    for args, words, held in REFUSALS:
+        if held:
+            agent.ask("service", "out")
+        proc = agent.ask(*args)
+        if "invalid choice" in words:  # argparse's own usage error: exit 2, usage and one line
+            assert proc.returncode == 2 and "invalid choice" in proc.stderr and "Traceback" not in proc.stderr
+        else:
+            one_line_refusal(proc, *words)
+        agent.ask("service", "in")
+    assert counts(agent) == before
+    assert not agent.rows("intent", "replenish") and not agent.rows("intent", "reconcile")
+
+
+def test_replenish_and_reconcile_are_refused_over_mqtt():
+    posted, replies = [], []
+    handler = CommandHandler(posted.append, lambda: None)
+    for name, body in (("replenish", {"cassette": "A", "count": 1}), ("reconcile", {"counted": {"A": 1}})):
+        handler(Request(name, json.dumps(body).encode(), replies.append, transport="mqtt", engineer=""))
+    assert [(r["ok"], r["error"]) for r in replies] == [(False, "not_permitted")] * 2
+    assert all("control socket" in r["reason"] for r in replies)
+    assert [(p.command, p.ok, p.error) for p in posted] == [("replenish", False, "not_permitted")] + [
+        ("reconcile", False, "not_permitted")
+    ]
+
+
+def test_with_no_agent_running_reconcile_opens_the_journal_itself_and_is_refused_while_one_runs(tmp_path):
+    run = AtmRun(tmp_path, SIM).start("--no-customers")
+    assert run.stop() == 0
+    done = run.ask("cash", "reconcile", "--counted", "A=499,B=1000", "--engineer", "Ito")
+    assert done.returncode == 0, done.stderr
+    assert "A             500      499          -1" in done.stdout
+    (outcome,) = run.rows("outcome", "reconcile")
+    asked = run.rows("event", "remote_command")[-1][3]
+    assert (asked["command"], asked["transport"], asked["engineer"]) == ("reconcile", "direct", "Ito")
+    assert outcome[3]["after"][0]["count"] == 499
+    again = AtmRun(tmp_path, SIM).start("--no-customers")  # the next agent starts from the counted notes
+    try:
+        assert counts(again) == {"A": 499, "B": 1000}
+    finally:
+        assert again.stop() == 0
+    missing = atm("cash", "reconcile", "--counted", "A=1,B=1", "--journal", str(tmp_path / "none.db"))
+    one_line_refusal(missing, "no such file")
+
+
+def wait_for_dispense_in_flight(run, timeout=60.0) -> int:
+    """The seq of a dispense intent with no outcome yet: notes are moving."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = _pending_dispense(run)
+        if pending is not None:
+            return pending
+        time.sleep(0.05)
+    raise AssertionError("no dispense was in flight")
+
+
+def _pending_dispense(run) -> int | None:
+    if not run.journal.exists():
+        return None
+    db = sqlite3.connect(f"file:{run.journal}?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute(
+            "SELECT seq FROM entries i WHERE kind = 'intent' AND name = 'dispense' AND NOT EXISTS"
+            " (SELECT 1 FROM entries o WHERE o.kind = 'outcome' AND o.intent = i.seq)"
+        ).fetchone()
+    finally:
+        db.close()
+    return row[0] if row else None
+
+
+def test_kill_9_mid_dispense_then_reconcile_clears_count_unknown_and_a_withdrawal_succeeds(tmp_path):
+    slow = AtmRun(tmp_path, {**SIM, "dispenser": "lcdm2000+emu://?note_ms=400"})
+    slow.start("--customers", "--seed", "7")
+    try:
+        wait_for_dispense_in_flight(slow)
+    finally:
+        slow.kill()
+    run = AtmRun(tmp_path, SIM).start("--customers", "--seed", "8")
+    try:
+        report = run.json("status")
+        codes = [f["code"] for f in report["devices"]["dispenser"]["faults"]]
+        assert "count_unknown" in codes and "withdrawal" not in report["functions"]
+        assert {c["accuracy"] for c in report["cassettes"]} == {"unknown"}
+        assert "atm cash reconcile --counted" in run.ask("status").stdout
+        assert run.ask("service", "out", "--reason", "count the cassettes").returncode == 0
+        one_line_refusal(run.ask("cash", "replenish", "A", "--count", "5"), "count every cassette first")
+        journal_counts = {c["id"]: c["count"] for c in report["cassettes"]}
+        counted = ",".join(f"{cid}={max(n - 3, 0)}" for cid, n in journal_counts.items())
+        answer = run.json("cash", "reconcile", "--counted", counted)
+        assert answer["count_was_unknown"] is True
+        assert [d["difference"] for d in answer["differences"]] == [-3, -3]
+        after = run.json("status")
+        assert "count_unknown" not in [f["code"] for f in after["devices"]["dispenser"]["faults"]]
+        assert {c["accuracy"] for c in after["cassettes"]} == {"accurate"}
+        (reconciled,) = run.rows("outcome", "reconcile")
+        assert run.ask("service", "in").returncode == 0
+        assert "withdrawal" in run.json("status")["functions"]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            ends = [d for seq, _, _, d in run.rows("event", "session_end") if seq > reconciled[0]]
+            if any(d["function"] == "withdrawal" and d["outcome"] == "completed" for d in ends):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("no withdrawal completed after the reconciliation")
+    finally:
+        assert run.stop() == 0
+    text = json.dumps([d for _, _, _, d in run.rows()])
+    assert not any(pan in text for pan in RAW_PANS)
