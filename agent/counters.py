@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fsm.operator import COUNTERS_RESET
 from fsm.ports import JournalRow
 
-RESET = "counters_reset"  # the event row `atm counters reset` writes
+RESET = COUNTERS_RESET  # the event row `atm counters reset` writes
 CUT_SHORT = ("unknown", "interrupted")  # an outcome's result when nobody knows what the command did
 
 DEVICE_COUNTERS = {

@@ -184,6 +184,12 @@ class Journal:
                 self.db.executemany(INSERT, self._buffer)
             self._buffer.clear()
 
+    def head(self) -> tuple[int, str]:
+        """(seq, time) of the newest row, after the buffered ones are written; (0, "") when empty."""
+        self.flush()
+        row = self.db.execute("SELECT seq, ts FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, "")
+
     def step(self, session: str | None, name: str, /, **data) -> None:
         self._buffer.append(self._row("step", name, session, data))
 

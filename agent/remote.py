@@ -32,10 +32,15 @@ COMMANDS: dict[str, dict[str, Field]] = {
     "cash": {},
     "replenish": REPLENISH_FIELDS,
     "reconcile": RECONCILE_FIELDS,
+    "counters_reset": fields(
+        Field("through", int, description="the newest journal row the counters cover", low=0, high=2**62),
+        Field("counters", dict, description="the counters the reset ends"),
+        Field("counts", dict, description="the cassette counts at the reset"),
+    ),
 }
 # Commands an engineer at the ATM may give (the control socket) and the monitoring centre
 # may not (MQTT): they move cards or notes, or change the counts (ours).
-LOCAL_ONLY = frozenset({"replenish", "reconcile"})
+LOCAL_ONLY = frozenset({"replenish", "reconcile", "counters_reset"})
 FIELD_ERRORS = {"unknown": "unknown_field", "missing": "missing_field", "bad": "bad_field"}
 MAX_BODY = 4096
 

@@ -7,6 +7,7 @@ so never while an agent runs on it.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -82,20 +83,38 @@ def counters_text(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def reset_figures(db: sqlite3.Connection, path: str) -> dict[str, Any]:
+    """What a ``counters_reset`` row records: the counters it ends, the cassette counts,
+    and the newest row they cover (``through``)."""
+    (through,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()
+    figures = derive(read_entries(db, path), read_cassettes(db))
+    counts = {c["id"]: c["count"] for c in figures["cassettes"] if c["count"] is not None}
+    return {"through": through, "counters": figures, "counts": counts}
+
+
 def reset_counters(path: str, engineer: str) -> dict[str, Any]:
-    """Append a ``counters_reset`` row with the engineer and the counters it ends; the
-    journal's lock is taken for it (``JournalBusy`` names the agent holding it)."""
+    """With no agent running: append a ``counters_reset`` row with the engineer and the
+    counters it ends; the journal's lock is taken for it (``JournalBusy`` names the agent
+    holding it)."""
     open_readonly(path).close()  # a journal, before the lock file or a schema is made
     journal = Journal(path, RealClock())
     try:
-        figures = derive(read_entries(journal.db, path), read_cassettes(journal.db))
-        counts = {c["id"]: c["count"] for c in figures["cassettes"] if c["count"] is not None}
-        journal.event(None, RESET, engineer=engineer, counters=figures, counts=counts)
-        journal.flush()
-        seq, ts = journal.db.execute("SELECT seq, ts FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        reset = reset_figures(journal.db, path)
+        journal.event(None, RESET, engineer=engineer, **reset)
+        seq, ts = journal.head()
     finally:
         journal.close()
-    return {"journal": path, "seq": seq, "ts": ts, "engineer": engineer, "counters": figures, "counts": counts}
+    return {"journal": path, "seq": seq, "ts": ts, "engineer": engineer, **reset}
+
+
+def reset_request(path: str) -> dict[str, Any]:
+    """The ``counters_reset`` request for the agent running on ``path``: the figures read
+    here, read-only (never on the agent's loop: a journal of years takes a while)."""
+    db = open_readonly(path)
+    try:
+        return reset_figures(db, path)
+    finally:
+        db.close()
 
 
 def reset_text(reset: dict[str, Any]) -> str:

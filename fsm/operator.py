@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from fsm.atm import ATM
 
 Reply = Callable[[dict[str, Any]], None]
+COUNTERS_RESET = "counters_reset"  # the event row that starts the service counters again
 
 
 class OperatorCommands:
@@ -36,7 +37,9 @@ class OperatorCommands:
             "in_service": self.in_service,
             "replenish": cash.replenish,
             "reconcile": cash.reconcile,
+            "counters_reset": self.counters_reset,
         }
+        self.asking: dict[str, str] = {}  # who asks for the command being run (transport, engineer)
 
     # -- remote requests ---------------------------------------------------------
     def remote(self, request: RemoteRequest) -> None:
@@ -59,6 +62,7 @@ class OperatorCommands:
             self._journal(command=command, args=args, ok=ok, **refused, **who)
             reply({"ok": True, "command": command, **result})
 
+        self.asking = who
         try:
             result = handler(args, answer)
         except Exception as exc:  # answer and journal, then let the loop's containment log it
@@ -135,6 +139,18 @@ class OperatorCommands:
 
         atm.flows.startup.self_test(kinds, done)
         return None
+
+    def counters_reset(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:
+        """Journal the reset with the counters it ends, read from the journal by the asker
+        (off this thread); refused if rows came since they were read."""
+        journal = self.atm.journal
+        seq, _ = journal.head()
+        if seq != args["through"]:
+            return {"ok": False, "error": "journal_moved", "reason": f"the journal has rows after {args['through']}"}
+        engineer = self.asking.get("engineer", "")
+        journal.event(None, COUNTERS_RESET, engineer=engineer, **args)
+        seq, ts = journal.head()
+        return {"seq": seq, "ts": ts, "engineer": engineer}
 
     def out_of_service(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:
         service = self.atm.service

@@ -9,7 +9,7 @@ import pytest
 
 from agent.mqtt.commands import Request
 from agent.remote import CommandHandler
-from tests.helpers import RAW_PANS
+from tests.helpers import RAW_PANS, make_agent
 from tests.running import AtmRun, atm, one_line_refusal
 
 pytestmark = pytest.mark.timeout(240)
@@ -206,3 +206,34 @@ def test_kill_9_mid_dispense_then_reconcile_clears_count_unknown_and_a_withdrawa
         assert run.stop() == 0
     text = json.dumps([d for _, _, _, d in run.rows()])
     assert not any(pan in text for pan in RAW_PANS)
+
+
+def test_counters_reset_goes_through_the_running_agent_and_the_counters_start_again(agent):
+    assert agent.ask("service", "out").returncode == 0
+    assert agent.ask("cash", "replenish", "A", "--count", "300").returncode == 0
+    before = agent.json("counters")
+    assert before["reset"] is None
+    reset = agent.json("counters", "reset", "--engineer", "Kato")
+    assert reset["engineer"] == f"Kato (uid {os.getuid()})" and reset["through"] < reset["seq"]
+    assert reset["counts"] == {"A": 300, "B": 1000}
+    rows = agent.rows("event", "counters_reset")
+    assert [(seq, d["engineer"], d["through"]) for seq, _, _, d in rows] == [
+        (reset["seq"], reset["engineer"], reset["through"])
+    ]
+    assert rows[0][3]["counters"]["devices"] == before["devices"]
+    after = agent.json("counters")
+    assert after["reset"]["seq"] == reset["seq"] and after["reset"]["engineer"] == reset["engineer"]
+    assert {c["id"]: c["initial"] for c in after["cassettes"]} == {"A": 300, "B": 1000}
+    asked = agent.rows("event", "remote_command")[-1][3]
+    assert (asked["command"], asked["transport"], asked["ok"]) == ("counters_reset", "control", True)
+
+
+def test_a_counters_reset_of_figures_the_journal_has_moved_past_is_refused():
+    agent = make_agent()  # the loop's side, on the virtual clock
+    answers = []
+    agent.atm.operator.remote_command("counters_reset", {"through": 0, "counters": {}, "counts": {}}, answers.append)
+    agent.atm.journal.event(None, "something")
+    stale = {"through": 0, "counters": {}, "counts": {}}
+    agent.atm.operator.remote_command("counters_reset", stale, answers.append)
+    assert answers[0]["ok"] is True and answers[1]["error"] == "journal_moved"
+    agent.close()

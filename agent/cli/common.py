@@ -35,6 +35,14 @@ class UsageError(Exception):
     """A bad command line; printed as one line."""
 
 
+class AgentRefused(UsageError):
+    """The running agent refused the command; ``error`` is its error code."""
+
+    def __init__(self, message: str, error: str):
+        super().__init__(message)
+        self.error = error
+
+
 def load_config(path: str | None, overrides: dict | None = None, rig: str | None = None) -> configmod.Config:
     """The config file (or the defaults) with a scenario's overrides on top.
 
@@ -116,7 +124,7 @@ def ask_agent(
     except ControlSilent as exc:
         raise UsageError(str(exc)) from None
     except ControlRefused as exc:
-        raise UsageError(f"{method}: {exc} ({exc.error})") from None
+        raise AgentRefused(f"{method}: {exc} ({exc.error})", exc.error) from None
 
 
 def journal_to_read(args) -> str:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from agent import config as configmod
 from agent.cli.common import (
     RIG_HELP,
+    AgentRefused,
     UsageError,
     ask_agent,
     control_path,
@@ -95,8 +96,11 @@ def cmd_faults(args) -> int:
     return 0
 
 
+RESET_TRIES = 3  # reads of the journal a reset may take while the agent writes to it
+
+
 def cmd_counters(args) -> int:
-    from agent.service import counters_report, counters_text, reset_counters, reset_text
+    from agent.service import counters_report, counters_text, reset_counters, reset_request, reset_text
 
     if args.action is None:
         if args.engineer is not None:
@@ -104,12 +108,26 @@ def cmd_counters(args) -> int:
         print_report(counters_report(journal_to_read(args)), args.json, counters_text)
         return 0
     engineer = engineer_name(args.engineer)
-    try:
-        reset = reset_counters(journal_to_read(args), engineer)
-    except JournalBusy as exc:
-        raise UsageError(f"counters reset: {exc}; reset the counters while the agent is stopped") from None
-    print_report(reset, args.json, reset_text)
-    return 0
+    path = journal_to_read(args)
+    cfg = load_config(args.config)
+    for _ in range(RESET_TRIES):
+        request = reset_request(path)  # read here: the agent's loop never reads a whole journal
+        try:
+            answer = ask_agent(cfg, "counters_reset", {**request, "engineer": engineer}, journal=args.journal)
+        except AgentRefused as exc:
+            if exc.error == "journal_moved":
+                continue  # the agent wrote a row meanwhile: read again
+            raise
+        if answer is None:
+            try:
+                reset = reset_counters(path, engineer)
+            except JournalBusy as exc:  # an agent that serves no control socket
+                raise UsageError(f"counters reset: {exc}, and it answers no control socket") from None
+        else:
+            reset = {"journal": path, **request, **answer}
+        print_report(reset, args.json, reset_text)
+        return 0
+    raise UsageError(f"counters reset: the agent kept writing to {path}; try again")
 
 
 def register(sub) -> None:
