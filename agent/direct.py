@@ -45,6 +45,11 @@ def run_direct(cfg: Config, journal: str, method: str, params: dict[str, Any], e
     answers: list[dict[str, Any]] = []
     try:
         agent.open()
+        _refuse_busy_ports(agent)
+    except BaseException:
+        agent.close()  # before the loop runs: nothing is journalled
+        raise
+    try:
         agent.atm.service.hold(f"{method} with no agent running")
         agent.atm.start()  # the journal's recovery and the self-tests, as an agent's start
         if _run(agent, lambda: agent.atm.state in (State.IDLE, State.OUT_OF_SERVICE)):
@@ -59,6 +64,15 @@ def run_direct(cfg: Config, journal: str, method: str, params: dict[str, Any], e
     if not answer.get("ok", False):
         raise DirectRefused(str(answer.get("reason", answer.get("error"))), str(answer.get("error", "refused")))
     return answer
+
+
+def _refuse_busy_ports(agent: Any) -> None:
+    """A port another process holds (an agent with another control socket, a terminal
+    program) is refused: two processes must never talk to one device."""
+    for kind, device in agent.devices.items():
+        fault = device.faults.get("port_busy")
+        if fault is not None:
+            raise DirectRefused(f"devices.{kind}: {fault.message}; nothing was done", "port_busy")
 
 
 def _run(agent: Any, done: Callable[[], bool]) -> bool:

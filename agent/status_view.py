@@ -21,6 +21,7 @@ ACTION_HINTS = {
     "softwareError": "atm logs; report it",
 }
 CODE_HINTS = {
+    "port_busy": "another process holds the port (fuser -v PORT): stop it, or ask the agent that holds it",
     "count_unknown": "count the cassettes, then atm cash reconcile --counted A=N,B=M",
 }
 

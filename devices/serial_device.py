@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from devices.base import Action, Device, Severity
-from devices.serial_link import SerialLink
+from devices.serial_link import PortBusy, SerialLink
 
 LINK_DOWN_POLL = 5.0  # seconds between polls of a device that does not answer
 REOPEN_FIRST, REOPEN_MAX = 1.0, 60.0  # seconds between attempts to open a port that would not open
@@ -15,10 +15,10 @@ REOPEN_FIRST, REOPEN_MAX = 1.0, 60.0  # seconds between attempts to open a port 
 class SerialDevice(Device):
     """Base for a device that talks over ``self.link``; comes first in the bases, before the interface.
 
-    A port that cannot be opened leaves the device offline with a
-    ``port_unavailable`` fault (the self-test tries again). ``poll_later`` runs a
-    status poll on the device context's scheduler, so polls happen on the loop
-    thread, one at a time.
+    A port that cannot be opened leaves the device offline with a ``port_unavailable``
+    fault, or ``port_busy`` when another process holds it (the self-test tries again).
+    ``poll_later`` runs a status poll on the device context's scheduler, so polls
+    happen on the loop thread, one at a time.
     """
 
     link: SerialLink
@@ -31,10 +31,12 @@ class SerialDevice(Device):
         try:
             self.link.open()
         except OSError as exc:
-            self.raise_fault("port_unavailable", str(exc), Severity.ERROR, Action.MAINTENANCE)
+            busy = isinstance(exc, PortBusy)
+            code = "port_busy" if busy else "port_unavailable"
+            self.raise_fault(code, str(exc), Severity.ERROR, Action.CONFIGURATION if busy else Action.MAINTENANCE)
             self._back_off()
             return
-        self.clear_fault("port_unavailable")
+        self.clear_faults(("port_unavailable", "port_busy"))
         self._reopen_backoff, self._reopen_at = 0.0, 0.0
         self.opened = True
         self.on_open()

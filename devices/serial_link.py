@@ -88,12 +88,8 @@ def pyserial_url(loc: Locator) -> str:
     return loc.path + ("?" + urlencode(passed) if passed else "")
 
 
-def _plain(exc: Exception) -> str:
-    """pyserial's message without its noise: a busy port says so."""
-    text = str(exc)
-    if "exclusively lock" in text:
-        return "in use by another process"
-    return text
+class PortBusy(OSError):
+    """Another process holds the port (its exclusive lock): this one must not share it."""
 
 
 class SerialLink:
@@ -130,7 +126,9 @@ class SerialLink:
             line = f"{s.baud} 8{s.parity}1{' RTS/CTS' if s.rtscts else ''}"
             raise OSError(f"cannot set {self.url} to {line}: {exc.args[-1]} (errno {exc.args[0]})") from None
         except (serial.SerialException, ValueError, OSError) as exc:
-            raise OSError(f"cannot open {self.url}: {_plain(exc)}") from None
+            if "exclusively lock" in str(exc):
+                raise PortBusy(f"cannot open {self.url}: in use by another process") from None
+            raise OSError(f"cannot open {self.url}: {exc}") from None
         self.port = port
 
     def close(self) -> None:

@@ -237,3 +237,27 @@ def test_a_counters_reset_of_figures_the_journal_has_moved_past_is_refused():
     agent.atm.operator.remote_command("counters_reset", stale, answers.append)
     assert answers[0]["ok"] is True and answers[1]["error"] == "journal_moved"
     agent.close()
+
+
+def test_with_no_agent_running_a_port_another_process_holds_is_refused_in_one_line(tmp_path):
+    import fcntl
+
+    from agent.journal import Journal
+    from fsm.clock import VirtualClock
+    from hw_mocks.lcdm_emulator import Lcdm2000Emulator
+
+    Journal(str(tmp_path / "journal.db"), VirtualClock()).close()
+    with Lcdm2000Emulator() as emu:
+        fd = os.open(emu.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as pyserial's exclusive open takes it
+        try:
+            run = AtmRun(tmp_path, {"dispenser": f"lcdm2000://{emu.port}"})
+            before = run.rows()
+            refused = run.ask("cash", "reconcile", "--counted", "A=1,B=1")
+            one_line_refusal(refused, f"devices.dispenser: cannot open {emu.port}: in use by another process")
+            assert run.rows() == before  # nothing journalled, nothing changed
+            status = run.json("status")  # only looks: the port is shown as held, and why
+            (fault,) = status["devices"]["dispenser"]["faults"]
+            assert (fault["code"], fault["action"]) == ("port_busy", "configuration")
+        finally:
+            os.close(fd)

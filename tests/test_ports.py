@@ -64,7 +64,7 @@ def test_a_busy_port_is_a_fault_naming_it(tmp_path):
         try:
             reader = reader_on(emu.port)
             assert reader.status is DeviceStatus.OFFLINE
-            assert reader.faults["port_unavailable"].message == f"cannot open {emu.port}: in use by another process"
+            assert reader.faults["port_busy"].message == f"cannot open {emu.port}: in use by another process"
             rig = write_rig(tmp_path, all_sim(card_reader=f"ict3q8://{emu.port}"))
             cfg = tmp_path / "atm.toml"
             cfg.write_text('[security]\ncard_key = "00112233445566778899aabbccddeeff"\n')
@@ -72,7 +72,7 @@ def test_a_busy_port_is_a_fault_naming_it(tmp_path):
             assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
             card_reader = json.loads(out.stdout)["devices"]["card_reader"]
             assert card_reader["status"] == "offline"
-            assert [f["code"] for f in card_reader["faults"]] == ["port_unavailable"]
+            assert [(f["code"], f["action"]) for f in card_reader["faults"]] == [("port_busy", "configuration")]
         finally:
             os.close(fd)
         reader = reader_on(emu.port)  # free again

@@ -104,8 +104,11 @@ def test_status_on_a_rig_whose_ports_are_missing_reports_them_offline(tmp_path):
     out = run_cli("status", "--config", str(cfg), "--rig", str(rig))
     assert out.returncode == 0, out.stderr
     assert "out_of_service" in out.stdout
-    for line in ("dispenser    offline", "card_reader  offline", "port_unavailable: cannot open /dev/ttyNOPE0"):
-        assert line in out.stdout
+    lines = [line.split(None, 2) for line in out.stdout.splitlines()]
+    assert ["dispenser", "offline", "lcdm2000:///dev/ttyNOPE0"] in lines
+    assert ["card_reader", "offline", "ict3q8:///dev/ttyNOPE1"] in lines
+    fault = next(line for line in out.stdout.splitlines() if "port_unavailable" in line and "ttyNOPE0" in line)
+    assert "cannot open /dev/ttyNOPE0" in fault
 
 
 def test_demo_refuses_a_rig_with_real_devices(tmp_path):
