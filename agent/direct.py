@@ -8,6 +8,7 @@ customers) and the journal's lock held, so what it journals is what an agent wou
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def run_direct(cfg: Config, journal: str, method: str, params: dict[str, Any], e
     except BadRequest as exc:
         raise DirectRefused(exc.reason, exc.error) from None
     cfg.journal_path = journal
-    clock = VirtualClock()
+    clock = VirtualClock(epoch=datetime.now(UTC))  # the journal's times are the wall clock's
     agent = Agent(cfg, clock, brokers=[])
     answers: list[dict[str, Any]] = []
     try:

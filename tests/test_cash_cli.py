@@ -4,6 +4,7 @@ import json
 import os
 import sqlite3
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -133,6 +134,10 @@ def test_with_no_agent_running_reconcile_opens_the_journal_itself(tmp_path):
     asked = run.rows("event", "remote_command")[-1][3]
     assert (asked["command"], asked["transport"], asked["engineer"]) == ("reconcile", "direct", "Ito")
     assert outcome[3]["after"][0]["count"] == 499
+    journalled = [
+        ts for (ts,) in sqlite3.connect(run.journal).execute("SELECT ts FROM entries ORDER BY seq DESC LIMIT 3")
+    ]
+    assert all(ts[:10] == datetime.now(UTC).date().isoformat() for ts in journalled)  # the wall clock's times
     again = AtmRun(tmp_path, SIM).start("--no-customers")  # the next agent starts from the counted notes
     try:
         assert counts(again) == {"A": 499, "B": 1000}
