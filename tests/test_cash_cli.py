@@ -266,3 +266,42 @@ def test_with_no_agent_running_a_port_another_process_holds_is_refused_in_one_li
             assert (fault["code"], fault["action"]) == ("port_busy", "configuration")
         finally:
             os.close(fd)
+
+
+def test_live_figures_are_what_the_agent_has_done(tmp_path):
+    """After simulated customers: status and counters agree with the journal's own rows."""
+    run = AtmRun(tmp_path, SIM).start("--customers", "--seed", "5")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ends = run.rows("event", "session_end")
+            if sum(1 for *_, d in ends if d["function"] == "withdrawal" and d["notes_dispensed"]) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("no two withdrawals paid out")
+        assert run.ask("service", "out").returncode == 0
+        while run.json("status")["session"] is not None or run.json("status")["state"] != "out_of_service":
+            time.sleep(0.1)
+        status, counters = run.json("status"), run.json("counters")
+        rows = run.rows()
+    finally:
+        assert run.stop() == 0
+    picked = {"A": 0, "B": 0}
+    for _, kind, name, data in rows:
+        if kind == "outcome" and name == "dispense":
+            for cid, n in data.get("picked", {}).items():
+                picked[cid] += n
+    assert {c["id"]: c["count"] for c in status["cassettes"]} == {"A": 500 - picked["A"], "B": 1000 - picked["B"]}
+    sessions = [d for _, _, name, d in rows if name == "session_end"]
+    paid = sum(d["notes_dispensed"] or 0 for d in sessions if d["function"] == "withdrawal")
+    dispenser = counters["devices"]["dispenser"]
+    assert dispenser["notes_dispensed"] == paid > 0
+    assert dispenser["dispenses"] == sum(1 for _, k, n, _ in rows if k == "outcome" and n == "dispense")
+    cards = counters["devices"]["card_reader"]
+    assert cards["cards_inserted"] >= len(sessions) and cards["cards_retained"] == sum(
+        1 for d in sessions if d["card_retained"]
+    )
+    for c in counters["cassettes"]:  # every note that left a cassette was presented or rejected
+        assert (c["initial"] - c["count"], c["unknown"]) == (c["presented"] + c["rejected"], 0), c
+        assert c["count"] == status["cassettes"][[x["id"] for x in status["cassettes"]].index(c["id"])]["count"]
