@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 
+from agent import exercise
 from agent.mqtt.commands import MAX_NAME, Request
 from devices.fields import Field, FieldError, check_table, fields
 from devices.registry import DEVICE_KINDS
@@ -29,10 +30,11 @@ COMMANDS: dict[str, dict[str, Field]] = {
     "in_service": {},
     "rebirth": {},
     "cash": {},
+    "exercise": exercise.FIELDS,
 }
 # Commands an engineer at the ATM may give (the control socket) and the monitoring centre
 # may not (MQTT): they move cards or notes, or change the counts (ours).
-LOCAL_ONLY: frozenset[str] = frozenset()
+LOCAL_ONLY: frozenset[str] = frozenset({"exercise"})
 FIELD_ERRORS = {"unknown": "unknown_field", "missing": "missing_field", "bad": "bad_field"}
 MAX_BODY = 4096
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from devices.commands import Completion
 from fsm.events import MaintenanceRequested, RemoteAudit, RemoteRequest, ReplenishRequested
+from fsm.exercise import Exercises
 from fsm.states import State
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class OperatorCommands:
             "selftest": self.selftest,
             "out_of_service": self.out_of_service,
             "in_service": self.in_service,
+            "exercise": Exercises(atm).handle,
         }
 
     # -- remote requests ---------------------------------------------------------
@@ -52,7 +54,7 @@ class OperatorCommands:
         def answer(result: dict[str, Any]) -> None:
             ok = result.get("ok", True)
             refused = {} if ok else {"error": result.get("error", "")}
-            self._journal(command=command, args=args, ok=ok, **refused, **who)
+            self._journal(command=command, args=args, ok=ok, **refused, **_outcome(result), **who)
             reply({"ok": True, "command": command, **result})
 
         try:
@@ -170,6 +172,11 @@ class OperatorCommands:
             atm.follow_service()
 
         atm.commands.send("dispenser", "self_test", dispenser.self_test, then=tested)
+
+
+def _outcome(result: dict[str, Any]) -> dict[str, Any]:
+    """What the answer's row keeps of its result: an exercise's ``outcome``."""
+    return {"outcome": result["outcome"]} if "outcome" in result else {}
 
 
 def _who(transport: str, engineer: str) -> dict[str, str]:
