@@ -40,6 +40,10 @@ COMMAND_DEVICES = {
     "purge_stacker": "dispenser",
     "replenish": "dispenser",
     "reconcile": "dispenser",
+    "test_dispense": "dispenser",  # an engineer's `atm exercise dispenser test-dispense`
+    "exercise_purge": "dispenser",
+    "exercise_eject": "card_reader",
+    "exercise_capture": "card_reader",
     "eject_card": "card_reader",
     "capture_card": "card_reader",
     "store_notes": "acceptor",
@@ -147,6 +151,7 @@ class _Tally:
         self.intents[row.seq] = row
         if row.name == "dispense":
             self.device("dispenser")["dispenses"] += 1
+        if row.name in ("dispense", "test_dispense"):
             for cid, count in _per_cassette(row.data.get("counts")).items():
                 cassette = self.cassette(cid, self.since)
                 if cassette["initial"] is None:  # nothing had left it yet in this period
@@ -164,6 +169,10 @@ class _Tally:
             self.device("dispenser")["notes_rejected"] += sum(rejected.values())
             self.add("rejected", rejected)
             self.stacked[session] = {c: n - rejected.get(c, 0) for c, n in picked.items() if n > rejected.get(c, 0)}
+        elif name == "test_dispense":  # every note it picked went to the reject bin
+            rejected = _per_cassette(data.get("rejected"))
+            self.device("dispenser")["notes_rejected"] += sum(rejected.values())
+            self.add("rejected", rejected)
         elif name == "present_cash" and ok:
             notes = _notes(data.get("result"))
             self.device("dispenser")["notes_dispensed"] += notes
@@ -205,7 +214,7 @@ class _Tally:
         device = command_device(intent.name)
         if device is not None:
             self.device(device)["power_losses"] += 1
-        if intent.name == "dispense":  # what it picked, if anything, nobody counted
+        if intent.name in ("dispense", "test_dispense"):  # what it picked, if anything, nobody counted
             picked = _per_cassette((outcome or {}).get("picked"))
             plan = _per_cassette(intent.data.get("plan"))
             self.add("unknown", {c: n - picked.get(c, 0) for c, n in plan.items() if n > picked.get(c, 0)})

@@ -277,7 +277,7 @@ class Journal:
         """
         counts = {c.id: c.count for c in initial}
         for entry in self.entries(kind="outcome"):
-            if entry.name == "dispense":
+            if entry.name in ("dispense", "test_dispense"):
                 for cid, n in entry.data.get("picked", {}).items():
                     counts[cid] -= n
             elif entry.name in ("replenish", "reconcile") and entry.data.get("ok"):
@@ -320,7 +320,7 @@ class Journal:
         reloads the cassettes)."""
         self.flush()
         row = self.db.execute(
-            "SELECT MAX(seq) FROM entries WHERE (name = 'dispense' AND (kind = 'recovery'"
+            "SELECT MAX(seq) FROM entries WHERE (name IN ('dispense', 'test_dispense') AND (kind = 'recovery'"
             " OR (kind = 'outcome' AND json_extract(data, '$.reconcile') = 'required')))"
             " OR (kind = 'recovery' AND name = 'session' AND json_extract(data, '$.reconcile'))"
         ).fetchone()

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 
+from agent import exercise
 from agent.mqtt.commands import MAX_NAME, Request
 from devices.fields import Field, FieldError, check_table, fields
 from devices.registry import DEVICE_KINDS
@@ -37,10 +38,11 @@ COMMANDS: dict[str, dict[str, Field]] = {
         Field("counters", dict, description="the counters the reset ends"),
         Field("counts", dict, description="the cassette counts at the reset"),
     ),
+    "exercise": exercise.FIELDS,
 }
 # Commands an engineer at the ATM may give (the control socket) and the monitoring centre
 # may not (MQTT): they move cards or notes, or change the counts (ours).
-LOCAL_ONLY = frozenset({"replenish", "reconcile", "counters_reset"})
+LOCAL_ONLY = frozenset({"exercise", "replenish", "reconcile", "counters_reset"})
 FIELD_ERRORS = {"unknown": "unknown_field", "missing": "missing_field", "bad": "bad_field"}
 MAX_BODY = 4096
 

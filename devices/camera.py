@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,21 @@ class Camera(Device):
     @abc.abstractmethod
     def snapshot(self) -> Any:
         """Return one BGR frame (numpy array); raise DeviceError when offline."""
+
+    def save_snapshot(self, path: str) -> dict[str, Any]:
+        """Write one frame to ``path``, a new PNG or JPEG file (by its suffix; an existing
+        file is never replaced: OSError). Returns the path, its bytes, width and height."""
+        import cv2
+
+        frame = self.snapshot()
+        ok, data = cv2.imencode(os.path.splitext(path)[1].lower(), frame)
+        if not ok:
+            raise ValueError(f"{path}: OpenCV cannot encode an image for this suffix")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data.tobytes())
+        height, width = frame.shape[:2]
+        return {"path": path, "bytes": int(data.size), "width": int(width), "height": int(height)}
 
 
 class OpenCVCamera(Camera):

@@ -11,6 +11,8 @@ import enum
 from devices.base import Device
 from devices.carddata import CardData
 
+LED_COLOURS = ("off", "green", "red", "orange")  # the slot's LED (the ICT3Q8's colours)
+
 
 class CardPosition(str, enum.Enum):
     NONE = "none"
@@ -41,6 +43,10 @@ class CardReader(Device):
     @abc.abstractmethod
     def capture(self) -> None:
         """Retain the card in the capture bin."""
+
+    @abc.abstractmethod
+    def set_led(self, colour: str) -> None:
+        """Light the slot's LED in one of :data:`LED_COLOURS` (``off`` puts it out)."""
 
     @property
     @abc.abstractmethod

@@ -142,6 +142,11 @@ class CashDispenser(Device):
         result carries the fault code and the partial counts."""
 
     @abc.abstractmethod
+    def test_dispense(self, cassette_id: str, notes: int) -> DispenseResult:
+        """Pick ``notes`` from one cassette straight into the reject bin (an engineer's check):
+        ``picked`` and ``rejected`` both count them; the cassette's count goes down."""
+
+    @abc.abstractmethod
     def present(self) -> int:
         """Move the stacked notes to the gate; return how many."""
 

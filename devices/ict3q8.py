@@ -18,7 +18,7 @@ from typing import Any
 
 from devices import ict3q8_codec as codec
 from devices.base import Action, DeviceContext, DeviceError, DeviceStatus, Severity
-from devices.card_reader import CardPosition, CardReader
+from devices.card_reader import LED_COLOURS, CardPosition, CardReader
 from devices.carddata import CardData, CardDataError
 from devices.locator import Locator
 from devices.serial_device import SerialDevice
@@ -61,7 +61,7 @@ PASSING = {
     "bad_reply",
 }
 INIT_MODES = {"eject": 0x30, "capture": 0x31, "keep": 0x32}
-LEDS = {"off": 0x30, "green": 0x31, "red": 0x32, "orange": 0x33}
+LEDS = dict(zip(LED_COLOURS, (0x30, 0x31, 0x32, 0x33), strict=True))
 _POSITIONS = {"none": CardPosition.NONE, "gate": CardPosition.GATE, "inside": CardPosition.INSIDE}
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from devices.commands import Completion
 from fsm.cash_service import CashService
 from fsm.events import MaintenanceRequested, RemoteAudit, RemoteRequest, ReplenishRequested
+from fsm.exercise import Exercises
 from fsm.states import State
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class OperatorCommands:
             "replenish": cash.replenish,
             "reconcile": cash.reconcile,
             "counters_reset": self.counters_reset,
+            "exercise": Exercises(atm).handle,
         }
         self.asking: dict[str, str] = {}  # who asks for the command being run (transport, engineer)
 
@@ -59,7 +61,7 @@ class OperatorCommands:
         def answer(result: dict[str, Any]) -> None:
             ok = result.get("ok", True)
             refused = {} if ok else {"error": result.get("error", "")}
-            self._journal(command=command, args=args, ok=ok, **refused, **who)
+            self._journal(command=command, args=args, ok=ok, **refused, **_outcome(result), **who)
             reply({"ok": True, "command": command, **result})
 
         self.asking = who
@@ -207,6 +209,11 @@ class OperatorCommands:
             atm.follow_service()
 
         atm.commands.send("dispenser", "self_test", dispenser.self_test, then=tested)
+
+
+def _outcome(result: dict[str, Any]) -> dict[str, Any]:
+    """What the answer's row keeps of its result: an exercise's ``outcome``."""
+    return {"outcome": result["outcome"]} if "outcome" in result else {}
 
 
 def _who(transport: str, engineer: str) -> dict[str, str]:

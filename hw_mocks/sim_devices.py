@@ -12,7 +12,7 @@ import numpy as np
 from devices.acceptor import CashAcceptor
 from devices.base import Action, DeviceContext, DeviceError, Severity
 from devices.camera import Camera
-from devices.card_reader import CardPosition, CardReader
+from devices.card_reader import LED_COLOURS, CardPosition, CardReader
 from devices.carddata import CardData
 from devices.chip import ChipReader
 from devices.dispenser import CashDispenser, DispenseResult
@@ -33,6 +33,7 @@ class SimCardReader(FaultInjection, CardReader):
         self.card: SimCard | None = None
         self._position = CardPosition.NONE
         self.captured: list[SimCard] = History()
+        self.led = "off"
 
     @property
     def position(self) -> CardPosition:
@@ -72,6 +73,11 @@ class SimCardReader(FaultInjection, CardReader):
             self.captured.append(self.card)
         self.card, self._position = None, CardPosition.NONE
         self.emit("captured")
+
+    def set_led(self, colour: str) -> None:
+        if colour not in LED_COLOURS:
+            raise ValueError(f"LED colour {colour!r} is not one of {', '.join(LED_COLOURS)}")
+        self.led = colour
 
     def self_test(self):
         if "jam" in self.injected:
@@ -171,6 +177,19 @@ class SimDispenser(FaultInjection, CashDispenser):
             self.reject_bin += rejected
             self.stacker += n
         self._apply(result)
+        self._update_near_end()
+        return result
+
+    def test_dispense(self, cassette_id: str, notes: int) -> DispenseResult:
+        """Notes picked straight into the reject bin; a jam stops it half-way, as a dispense."""
+        cas = self.cassette(cassette_id)
+        picked = min(notes // 2 if "jam" in self.injected else notes, cas.count)
+        result = DispenseResult(requested={}, picked={cassette_id: picked}, rejected={cassette_id: picked})
+        if "jam" in self.injected:
+            result.fault_code = "jam"
+            self.raise_fault("jam", "notes jammed at the check sensors", Severity.ERROR, Action.RESET)
+        self._apply(result)
+        self.reject_bin += picked
         self._update_near_end()
         return result
 

@@ -12,6 +12,7 @@ from agent.mqtt.commands import Request
 from agent.remote import CommandHandler
 from tests.helpers import RAW_PANS, make_agent
 from tests.running import AtmRun, atm, one_line_refusal
+from tests.test_schemas import assert_valid
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -35,6 +36,8 @@ def test_live_status_shows_session_link_uptime_versions_and_what_to_do_about_a_f
     try:
         report = run.json("status")
         assert report["agent"] == "running" and report["session"] is None and report["uptime_s"] >= 0
+        answer = {k: v for k, v in report.items() if k not in ("agent", "atm_id")}  # what the CLI adds
+        assert_valid("command-response.schema.json#/$defs/status", answer, "the status answer")
         assert report["versions"]["agent"] and report["versions"]["devices"]["dispenser"]  # its ROM version
         link = report["link"]
         assert link["transport"] == "mqtt" and link["connected"] and link["broker"].startswith("mqtt://127.0.0.1:")
@@ -61,6 +64,9 @@ def test_replenish_and_reconcile_through_the_agent_are_journalled_and_counted(ag
     ), out.stderr
     assert counts(agent) == {"A": 420, "B": 1000}
     answer = agent.json("cash", "reconcile", "--counted", "A=418,B=1000")
+    assert_valid("command-response.schema.json#/$defs/reconcile", answer, "the reconcile answer")
+    replenished = agent.json("cash", "replenish", "B", "--count", "1000")
+    assert_valid("command-response.schema.json#/$defs/replenish", replenished, "the replenish answer")
     assert answer["differences"] == [
         {"id": "A", "journal": 420, "counted": 418, "difference": -2},
         {"id": "B", "journal": 1000, "counted": 1000, "difference": 0},

@@ -107,7 +107,7 @@ def control_path(cfg: configmod.Config, journal: str | None = None) -> str:
 
 
 def ask_agent(
-    cfg: configmod.Config, method: str, params: dict | None = None, journal: str | None = None
+    cfg: configmod.Config, method: str, params: dict | None = None, journal: str | None = None, timeout: float = 5.0
 ) -> dict | None:
     """The running agent's answer, or None when no agent runs for this config (no socket,
     or a stale one). A refusal, or an agent that is there and does not answer, is a usage
@@ -118,7 +118,7 @@ def ask_agent(
     if not path:
         return None
     try:
-        return call(path, method, params, timeout=5.0)
+        return call(path, method, params, timeout=timeout)
     except ControlUnavailable:
         return None
     except ControlSilent as exc:
