@@ -20,7 +20,21 @@ from devices.registry import DEVICE_KINDS
 from fsm.events import RemoteAudit, RemoteRequest
 
 log = logging.getLogger("agent.remote")
+MAX_LINES = 1000  # recent lines a stream may ask for: what a ring keeps (ours)
 
+# Streams (atm trace, atm logs): served by the control socket itself, never by the loop,
+# which only journals them (ours).
+STREAM_COMMANDS: dict[str, dict[str, Field]] = {
+    "trace": fields(
+        Field("device", str, description="the serial device to trace", choices=DEVICE_KINDS),
+        Field("lines", int, 20, "recent frames to send first", low=1, high=MAX_LINES),
+        Field("follow", bool, False, "then send each new frame until the client hangs up"),
+    ),
+    "logs": fields(
+        Field("lines", int, 50, "recent lines to send first", low=1, high=MAX_LINES),
+        Field("follow", bool, False, "then send each new line until the client hangs up"),
+    ),
+}
 # name -> the fields its JSON body may have
 COMMANDS: dict[str, dict[str, Field]] = {
     "status": {},
@@ -29,10 +43,11 @@ COMMANDS: dict[str, dict[str, Field]] = {
     "in_service": {},
     "rebirth": {},
     "cash": {},
+    **STREAM_COMMANDS,
 }
 # Commands an engineer at the ATM may give (the control socket) and the monitoring centre
-# may not (MQTT): they move cards or notes, or change the counts (ours).
-LOCAL_ONLY: frozenset[str] = frozenset()
+# may not (MQTT): they move cards or notes, or change the counts, or stream (ours).
+LOCAL_ONLY: frozenset[str] = frozenset(STREAM_COMMANDS)
 FIELD_ERRORS = {"unknown": "unknown_field", "missing": "missing_field", "bad": "bad_field"}
 MAX_BODY = 4096
 
@@ -120,9 +135,30 @@ class CommandHandler:
             reply({"ok": False, "command": name, "error": "internal", "reason": "the request could not be checked"})
             self.post(RemoteAudit(name, False, "internal", **who))
             return
+        if name in STREAM_COMMANDS:
+            return self._stream(request, name, args, who)
         if name == "rebirth":
             self.rebirth()
             reply({"ok": True, "command": name})
             self.post(RemoteAudit(name, True, "", **who))
             return
         self.post(RemoteRequest(name, args, reply, **who))
+
+    def _stream(self, request: Request, name: str, args: dict, who: dict) -> None:
+        """Opened and answered by the transport (``request.stream``), on its thread; a device
+        that cannot be traced is refused (BadRequest); journalled either way."""
+        try:
+            if request.stream is None:
+                raise BadRequest("not_permitted", f"{name} streams only on the control socket")
+            request.stream(name, args)
+        except BadRequest as exc:
+            request.reply(exc.response(name))
+            self.post(RemoteAudit(name, False, exc.error, **who))
+            return
+        except Exception as exc:  # a defect of ours: refused and journalled all the same
+            log.error("stream %r could not be opened: %r", name, exc)
+            reason = "the stream could not be opened"
+            request.reply({"ok": False, "command": name, "error": "internal", "reason": reason})
+            self.post(RemoteAudit(name, False, "internal", **who))
+            return
+        self.post(RemoteAudit(name, True, "", **who))

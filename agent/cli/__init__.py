@@ -11,7 +11,7 @@ import os
 import sqlite3
 import sys
 
-from agent.cli import engineer, run, tools
+from agent.cli import engineer, run, streams, tools
 from agent.cli.common import UsageError
 from agent.config import ConfigError
 from agent.errors import PromptError
@@ -20,7 +20,7 @@ from agent.outbox import OutboxError
 from agent.rig import RigError
 from devices.registry import LocatorError
 
-COMMANDS = (run, engineer, tools)  # in the order `atm --help` lists them
+COMMANDS = (run, engineer, streams, tools)  # in the order `atm --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
