@@ -196,7 +196,7 @@ def test_a_followers_queue_is_bounded_and_says_where_it_lost_entries():
     ("args", "words"),
     [
         (("trace", "toaster"), "unknown device 'toaster' (devices: card_reader, chip, dispenser"),
-        (("trace", "speaker"), "speaker (sim://) is not a serial device; the serial devices are: card_reader, dispenser"),
+        (("trace", "speaker"), "speaker (sim://) is not a serial device; the serial devices are: card_reader, dispen"),
         (("trace", "chip"), "chip (sim://) is not a serial device"),
         (("trace", "dispenser", "--lines", "0"), "--lines: '0' is not a number of lines from 1 to 1000"),
         (("trace", "dispenser", "--lines", "1000000"), "--lines: '1000000' is not a number of lines"),
