@@ -30,6 +30,7 @@ from devices.dispenser import Cassette  # noqa: E402
 from devices.lcdm import Lcdm2000Dispenser  # noqa: E402
 from devices.registry import create_device  # noqa: E402
 from devices.serial_trace import FrameTrace  # noqa: E402
+from hw_mocks.serial_rigs import EmulatedLcdm2000  # noqa: E402
 
 BLOCK = 100  # dispenses per block
 BLOCKS = 6  # blocks per mode, interleaved
@@ -61,7 +62,7 @@ def trace_alone(rounds: int) -> float:
 def dispense_path() -> dict[str, float]:
     """Median ms of one dispense through the driver, per mode."""
     device = create_device("dispenser", "lcdm2000+emu://", DeviceContext())
-    assert isinstance(device, Lcdm2000Dispenser)
+    assert isinstance(device, EmulatedLcdm2000)
     big = 10 * BLOCK * BLOCKS
     device.load_cassettes([Cassette("A", 10_000, big, low=1), Cassette("B", 1_000, big, low=1)])
     device.open()
