@@ -53,6 +53,9 @@ def _stream(args, method: str, params: dict[str, Any], nobody: str) -> Iterator[
         raise UsageError(f"{method}: {exc} ({exc.error})") from None
 
 
+NOUNS = {"trace": "frames", "logs": "lines"}
+
+
 def _print_stream(stream: Iterator[tuple[str, dict[str, Any]]], method: str, as_json: bool, text) -> int:
     for kind, body in stream:
         if kind == "result":
@@ -62,7 +65,8 @@ def _print_stream(stream: Iterator[tuple[str, dict[str, Any]]], method: str, as_
                 return 0
         elif kind == "dropped":
             count = body.get("count", 0)
-            say(json.dumps({"dropped": count}) if as_json else f"-- {count} lines dropped: this end read too slowly --")
+            lost = f"-- {count} {NOUNS[method]} dropped: this end read too slowly --"
+            say(json.dumps({"dropped": count}) if as_json else lost)
         elif kind == method:
             say(json.dumps(body, ensure_ascii=False) if as_json else text(body))
     say(f"atm: the agent closed the {method} stream (it stopped)", sys.stderr)
