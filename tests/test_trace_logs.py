@@ -19,6 +19,8 @@ import pytest
 from agent.control import protocol
 from agent.control.client import call
 from agent.control.streams import Follower
+from agent.mqtt.commands import Request
+from agent.remote import CommandHandler
 from devices.ring import Ring
 from hw_mocks.cards import CARDS
 
@@ -192,6 +194,18 @@ def test_a_followers_queue_is_bounded_and_says_where_it_lost_entries():
     assert follower.take(10) == [] and ring.followers == 0
 
 
+def test_the_monitoring_centre_may_not_stream_and_is_journalled():
+    posted, answers, opened = [], [], []
+    handler = CommandHandler(posted.append, rebirth=lambda: None)
+    for name, body in (("trace", b'{"device": "dispenser", "follow": true}'), ("logs", b"{}")):
+        handler(Request(name, body, answers.append, stream=lambda *a: opened.append(a)))  # MQTT's
+    assert [a["error"] for a in answers] == ["not_permitted", "not_permitted"] and not opened
+    assert [(p.command, p.ok, p.error, p.transport) for p in posted] == [
+        ("trace", False, "not_permitted", "mqtt"),
+        ("logs", False, "not_permitted", "mqtt"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -281,11 +295,16 @@ def test_a_card_reads_trace_and_the_agents_lines_hold_no_card_number(tmp_path):
             return [f for f in frames if f["frame"].get("command") == "read_track" and f["frame"]["kind"] == "reply"]
 
         replies = wait_for(read_track, 20)
+        follower = agent.follow("logs", "--lines", "1000")  # until the agent stops
         for args in (("trace", "card_reader", "--lines", "1000"), ("logs", "--lines", "1000")):
             outputs.append(agent.atm(*args).stdout)
         outputs.append(agent.atm("logs", "--lines", "1000", "--json").stdout)
     finally:
         outputs.append(agent.stop())
+    followed, said = follower.communicate(timeout=10)
+    assert follower.returncode == 1 and said == "atm: the agent closed the logs stream (it stopped)\n"
+    assert "state   " in followed
+    outputs.append(followed)
     track = replies[0]
     assert track["frame"]["data"].endswith(" bytes of track data>") and track["frame"]["position"] == "inside"
     assert track["hex"].startswith("f2 00 ") and track["hex"].endswith(" bytes of track data and CRC not shown>")
