@@ -21,7 +21,10 @@ from agent.control.client import call
 from agent.control.streams import Follower
 from agent.mqtt.commands import Request
 from agent.remote import CommandHandler
+from devices import ict3q8_codec
+from devices.ict3q8 import FRAMING
 from devices.ring import Ring
+from devices.serial_trace import FrameTrace
 from hw_mocks.cards import CARDS
 
 ATM = os.path.join(os.path.dirname(sys.executable), "atm")
@@ -194,6 +197,36 @@ def test_a_followers_queue_is_bounded_and_says_where_it_lost_entries():
     assert follower.take(10) == [] and ring.followers == 0
 
 
+def test_the_card_readers_bytes_show_only_as_whole_valid_frames_and_never_its_track():
+    pan = CARDS["domestic"].pan
+    reply = ict3q8_codec.encode_reply(
+        ict3q8_codec.Reply(ict3q8_codec.READ_TRACK, 0x32, True, "inside", data=CARDS["domestic"].track2.encode())
+    )
+    trace = FrameTrace(FRAMING)
+    trace.sent(ict3q8_codec.encode_command(ict3q8_codec.READ_TRACK, 0x32))
+    trace.received(b"\x06" + reply[:1])
+    trace.received(reply[1:])  # whole: one entry, its track hidden
+    trace.received(reply[:20])  # cut short (the host NAKs next)
+    trace.sent(b"\x15")
+    trace.received(reply[:-1] + bytes([reply[-1] ^ 1]))  # a damaged CRC
+    trace.received(pan.encode())  # line noise that happens to be digits
+    trace.sent(b"\x15")
+    kinds = [(e["direction"][:4], e["frame"]["kind"], e["bytes"]) for e in trace.ring.recent(10)]
+    assert kinds == [
+        ("host", "command", 8),
+        ("devi", "ack", 1),
+        ("devi", "reply", len(reply)),
+        ("devi", "incomplete", 20),
+        ("host", "nak", 1),
+        ("devi", "bad", len(reply)),
+        ("devi", "noise", len(pan)),
+        ("host", "nak", 1),
+    ]
+    text = json.dumps(trace.ring.recent(10))
+    for form in card_number_forms():
+        assert form not in text
+
+
 def test_the_monitoring_centre_may_not_stream_and_is_journalled():
     posted, answers, opened = [], [], []
     handler = CommandHandler(posted.append, rebirth=lambda: None)
@@ -210,7 +243,7 @@ def test_the_monitoring_centre_may_not_stream_and_is_journalled():
     ("args", "words"),
     [
         (("trace", "toaster"), "unknown device 'toaster' (devices: card_reader, chip, dispenser"),
-        (("trace", "speaker"), "speaker (sim://) is not a serial device; the serial devices are: card_reader, dispen"),
+        (("trace", "speaker"), "speaker (sim://) is not a serial device; the serial devices are: card_reader, "),
         (("trace", "chip"), "chip (sim://) is not a serial device"),
         (("trace", "dispenser", "--lines", "0"), "--lines: '0' is not a number of lines from 1 to 1000"),
         (("trace", "dispenser", "--lines", "1000000"), "--lines: '1000000' is not a number of lines"),
