@@ -64,6 +64,11 @@ def _describe(r: dict) -> str:
     return f"{kind:<7} {to_json(rest)}"
 
 
+def describe(record: dict) -> str:
+    """A record's readable line, without its time."""
+    return _describe(record)
+
+
 def human_line(record: dict, wall: bool = False) -> str:
     """One readable line; ``wall`` prints the time of day instead of clock seconds."""
     if wall:

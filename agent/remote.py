@@ -22,7 +22,21 @@ from fsm.cash_service import RECONCILE_FIELDS, REPLENISH_FIELDS
 from fsm.events import RemoteAudit, RemoteRequest
 
 log = logging.getLogger("agent.remote")
+MAX_LINES = 1000  # recent lines a stream may ask for: what a ring keeps (ours)
 
+# Streams (atm trace, atm logs): served by the control socket itself, never by the loop,
+# which only journals them (ours).
+STREAM_COMMANDS: dict[str, dict[str, Field]] = {
+    "trace": fields(
+        Field("device", str, description="the serial device to trace", choices=DEVICE_KINDS),
+        Field("lines", int, 20, "recent frames to send first", low=1, high=MAX_LINES),
+        Field("follow", bool, False, "then send each new frame until the client hangs up"),
+    ),
+    "logs": fields(
+        Field("lines", int, 50, "recent lines to send first", low=1, high=MAX_LINES),
+        Field("follow", bool, False, "then send each new line until the client hangs up"),
+    ),
+}
 # name -> the fields its JSON body may have
 COMMANDS: dict[str, dict[str, Field]] = {
     "status": {},
@@ -31,6 +45,10 @@ COMMANDS: dict[str, dict[str, Field]] = {
     "in_service": {},
     "rebirth": {},
     "cash": {},
+    "emulator": fields(
+        Field("device", str, description="an emulated device (a +emu locator)", choices=DEVICE_KINDS),
+        Field("line", str, description="an emulator console command (atm emulate's)", length=(1, 200)),
+    ),
     "replenish": REPLENISH_FIELDS,
     "reconcile": RECONCILE_FIELDS,
     "counters_reset": fields(
@@ -39,10 +57,11 @@ COMMANDS: dict[str, dict[str, Field]] = {
         Field("counts", dict, description="the cassette counts at the reset"),
     ),
     "exercise": exercise.FIELDS,
+    **STREAM_COMMANDS,
 }
 # Commands an engineer at the ATM may give (the control socket) and the monitoring centre
-# may not (MQTT): they move cards or notes, or change the counts (ours).
-LOCAL_ONLY = frozenset({"exercise", "replenish", "reconcile", "counters_reset"})
+# may not (MQTT): they move cards or notes, or change the counts, or stream (ours).
+LOCAL_ONLY = frozenset({"emulator", "exercise", "replenish", "reconcile", "counters_reset", *STREAM_COMMANDS})
 FIELD_ERRORS = {"unknown": "unknown_field", "missing": "missing_field", "bad": "bad_field"}
 MAX_BODY = 4096
 
@@ -104,13 +123,21 @@ class CommandHandler:
         post: Callable[..., None],
         rebirth: Callable[[], None],
         facts: Callable[[], dict] | None = None,
+        inline: dict[str, Callable[[dict], dict]] | None = None,
     ):
         """``facts()``: what the agent adds to a ``status`` answer (its link, uptime,
-        versions), read on the loop thread as the answer goes out."""
+        versions), read on the loop thread as the answer goes out. ``inline``: commands
+        answered here, on the transport's thread, without the state machine (``rebirth``,
+        and ``emulator``, which only touches an emulator); each answers or raises BadRequest."""
         self.post = post
         self.rebirth = rebirth
         self.facts = facts
+        self.inline: dict[str, Callable[[dict], dict]] = {"rebirth": self._rebirth, **(inline or {})}
         self.closed = False
+
+    def _rebirth(self, args: dict) -> dict:
+        self.rebirth()
+        return {}
 
     def close(self) -> None:
         """The agent is stopping: requests from now on are answered ``unavailable`` and not
@@ -138,14 +165,28 @@ class CommandHandler:
             reply({"ok": False, "command": name, "error": "internal", "reason": "the request could not be checked"})
             self.post(RemoteAudit(name, False, "internal", **who))
             return
-        if name == "rebirth":
-            self.rebirth()
-            reply({"ok": True, "command": name})
-            self.post(RemoteAudit(name, True, "", **who))
-            return
+        if name in STREAM_COMMANDS:
+            return self._stream(request, name, args, who)
+        if name in self.inline:
+            return self._inline(request, name, args, who)
         if name == "status" and self.facts is not None:
             reply = self._with_facts(reply)
         self.post(RemoteRequest(name, args, reply, **who))
+
+    def _inline(self, request: Request, name: str, args: dict, who: dict) -> None:
+        try:
+            answer = self.inline[name](args)
+        except BadRequest as exc:
+            request.reply(exc.response(name))
+            self.post(RemoteAudit(name, False, exc.error, **who))
+            return
+        except Exception as exc:  # a defect of ours: refused and journalled all the same
+            log.error("request %r failed: %r", name, exc)
+            request.reply({"ok": False, "command": name, "error": "internal", "reason": "the command failed"})
+            self.post(RemoteAudit(name, False, "internal", **who))
+            return
+        request.reply({"ok": True, "command": name, **answer})
+        self.post(RemoteAudit(name, True, "", **who))
 
     def _with_facts(self, reply: Callable[[dict], None]) -> Callable[[dict], None]:
         facts = self.facts
@@ -160,3 +201,22 @@ class CommandHandler:
             reply(body)
 
         return answer
+
+    def _stream(self, request: Request, name: str, args: dict, who: dict) -> None:
+        """Opened and answered by the transport (``request.stream``), on its thread; a device
+        that cannot be traced is refused (BadRequest); journalled either way."""
+        try:
+            if request.stream is None:
+                raise BadRequest("not_permitted", f"{name} streams only on the control socket")
+            request.stream(name, args)
+        except BadRequest as exc:
+            request.reply(exc.response(name))
+            self.post(RemoteAudit(name, False, exc.error, **who))
+            return
+        except Exception as exc:  # a defect of ours: refused and journalled all the same
+            log.error("stream %r could not be opened: %r", name, exc)
+            reason = "the stream could not be opened"
+            request.reply({"ok": False, "command": name, "error": "internal", "reason": reason})
+            self.post(RemoteAudit(name, False, "internal", **who))
+            return
+        self.post(RemoteAudit(name, True, "", **who))

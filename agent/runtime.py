@@ -19,9 +19,11 @@ from typing import Any
 from agent.config import Config, ConfigError, missing_folder
 from agent.control import control_socket_path
 from agent.control.server import ControlServer
+from agent.control.streams import Streams
 from agent.help_videos import HelpVideos
 from agent.host import create_host
 from agent.journal import Journal
+from agent.logbook import LogBook
 from agent.outbox import Outbox, OutboxError
 from agent.output import Recorder
 from agent.prompts import Catalogue, PromptCache
@@ -31,6 +33,7 @@ from devices.base import Device, DeviceContext
 from devices.commands import Activity, CommandQueue, WorkerScheduler
 from devices.deviceset import DeviceSet
 from devices.registry import LocatorError, create_device
+from devices.serial_trace import FrameTrace
 from fsm import events as ev
 from fsm.atm import ATM, Settings
 from fsm.clock import Scheduler
@@ -69,6 +72,12 @@ class VoiceLibrary:
 # its own thread, aplay in a child process, a keypad buffer, a sensor sampled in memory).
 QUEUED_KINDS = ("card_reader", "chip", "dispenser", "acceptor", "camera")
 STOP_TIMEOUT = 30.0  # seconds a stopping agent waits for the open session to close
+
+
+def _frames(device: Device) -> FrameTrace | None:
+    """The frame trace of a serial device's link; None for any other device."""
+    link = getattr(device, "link", None)
+    return getattr(link, "frames", None)
 
 
 def _check_brokers(brokers: list[str]) -> None:
@@ -200,16 +209,26 @@ class Agent:
         self._thread: threading.Thread | None = None
         self.atm.publish_birth()  # the first birth may go out before the loop runs
         if self.command_handler is None:  # no broker: the control socket's own handler
-            self.command_handler = CommandHandler(self.inbox.post, self.publisher.rebirth, self.status_facts)
+            self.command_handler = CommandHandler(
+                self.inbox.post, self.publisher.rebirth, self.status_facts, self._inline_commands()
+            )
         self.control: ControlServer | None = None
+        self.logbook: LogBook | None = None
         self.control_path = "" if clock.virtual else control_socket_path(config.control["socket"], self.journal_path)
 
     def serve_control(self) -> None:
-        """Serve the control socket (``atm run``); ControlError when it cannot be."""
+        """Serve the control socket (``atm run``), and keep the log and the serial traces
+        it streams; ControlError when it cannot be."""
         if self.control_path and self.control is None:
             assert self.command_handler is not None
-            self.control = ControlServer(self.control_path, self.command_handler, self.config.control["group"])
+            self.logbook = LogBook(self.recorder)
+            frames = {kind: _frames(d) for kind, d in self.devices.items()}
+            traces = {kind: trace.ring for kind, trace in frames.items() if trace is not None}
+            streams = Streams(traces, self.logbook.ring, dict(self.config.devices))
+            group = self.config.control["group"]
+            self.control = ControlServer(self.control_path, self.command_handler, group, streams)
             self.control.start()
+            self.logbook.start()
 
     def _check_cassettes(self) -> None:
         """The configured cassettes fit the dispenser (e.g. ``upper=A`` names one)."""
@@ -244,9 +263,15 @@ class Agent:
             birth={**self.telemetry.birth_facts, "service": "starting"},
             make_message=self.telemetry.message,
         )
-        self.command_handler = CommandHandler(self.inbox.post, link.rebirth, self.status_facts)
+        self.command_handler = CommandHandler(self.inbox.post, link.rebirth, self.status_facts, self._inline_commands())
         link.on_command = self.command_handler
         return link
+
+    def _inline_commands(self) -> dict:
+        """Commands the control socket answers without the state machine."""
+        from agent.emulator_console import emulator_console
+
+        return {"emulator": lambda args: emulator_console(self.devices, args)}
 
     def status_facts(self) -> dict:
         """What ``status`` adds from the agent: uptime, versions and the telemetry link."""
@@ -372,6 +397,8 @@ class Agent:
             self.command_handler.close()  # nothing would run or journal a request from now on
         if self.control is not None:
             self.control.stop()
+        if self.logbook is not None:
+            self.logbook.stop()
         self.loop.post(ev.StopRequested("shutdown", done=self.loop.stop))
         if self._thread is None:
             self.loop.run_until_idle(max_time=self.clock.now())  # virtual clock: now, without moving time

@@ -14,6 +14,7 @@ machine listens to: ``inserted``, ``at_gate``, ``taken``, ``captured``.
 from __future__ import annotations
 
 import threading
+from functools import partial
 from typing import Any
 
 from devices import ict3q8_codec as codec
@@ -23,6 +24,7 @@ from devices.carddata import CardData, CardDataError
 from devices.locator import Locator
 from devices.serial_device import SerialDevice
 from devices.serial_link import LineSettings, LinkFailure, ProtocolError, SerialLink, exchange, link_error
+from devices.serial_trace import Framing
 
 W, E = Severity.WARNING, Severity.ERROR
 # error code -> (fault code, severity, action, message)
@@ -60,6 +62,7 @@ PASSING = {
     "no_response",
     "bad_reply",
 }
+FRAMING = Framing(codec.frame_size, partial(codec.describe_frame, meanings={e: f[0] for e, f in ERRORS.items()}))
 INIT_MODES = {"eject": 0x30, "capture": 0x31, "keep": 0x32}
 LEDS = dict(zip(LED_COLOURS, (0x30, 0x31, 0x32, 0x33), strict=True))
 _POSITIONS = {"none": CardPosition.NONE, "gate": CardPosition.GATE, "inside": CardPosition.INSIDE}
@@ -72,7 +75,7 @@ class Ict3q8CardReader(SerialDevice, CardReader):
         super().__init__(ctx, locator)
         self.poll_interval = self.loc.number("poll", float, 0.01, 10.0, 0.2)
         self.init_mode = INIT_MODES[self.loc.choice("init", tuple(INIT_MODES), "eject")]
-        self.link = SerialLink("ICT3Q8", self.loc, self.line, codec.redact)
+        self.link = SerialLink("ICT3Q8", self.loc, self.line, codec.redact, FRAMING)
         self.lock = threading.RLock()
         self._position = CardPosition.NONE
         self.entry_enabled = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from devices.serial_link import ProtocolError, byte_value, frame_bytes
+from devices.serial_trace import noise_size
 
 STX, ACK, NAK = 0xF2, 0x06, 0x15
 COMMAND, POSITIVE, NEGATIVE = 0x43, 0x50, 0x4E
@@ -139,3 +140,75 @@ def redact(chunk: bytes) -> str:
     keep = at + 5  # 'P' CM PM st1 st0
     hidden = max(0, len(chunk) - keep - 2)  # keep the CRC visible
     return f"{chunk[:keep].hex(' ')} <{hidden} bytes of track data> {chunk[keep + hidden :].hex(' ')}".strip()
+
+
+# the trace (devices/serial_trace.py) -------------------------------------------------
+COMMAND_NAMES = {
+    INITIALISE: "initialise",
+    STATUS: "status",
+    MOVE: "move",
+    LED: "led",
+    READ_TRACK: "read_track",
+    ENTRY: "entry",
+    IC: "ic",
+}
+HEAD = 8  # bytes of a positive reply before its data: F2 LEN(2) 'P' CM PM st1 st0
+
+
+def frame_size(buffer: bytes) -> int:
+    """The length of the reader's first frame in ``buffer`` (0: more bytes needed to tell);
+    a byte no frame starts with begins a run of noise."""
+    first = buffer[0]
+    if first in (ACK, NAK):
+        return 1
+    if first == STX:
+        if len(buffer) < 3:
+            return 0
+        try:
+            return frame_length(buffer[:3])
+        except ProtocolError:
+            pass
+    return noise_size(buffer, bytes([STX, ACK, NAK]))
+
+
+def describe_frame(
+    frame: bytes, from_device: bool, complete: bool, meanings: dict[str, str] | None = None
+) -> tuple[str, dict[str, object]]:
+    """The trace's hex and decoded fields of one frame, with the track data hidden: a
+    track read's data and CRC are shown as their length only, and bytes from the reader
+    that are not a whole valid frame (noise, a cut or damaged frame: they may hold track
+    data) as their length only (ours). ``meanings``: an error code's fault name."""
+    if frame in (bytes([ACK]), bytes([NAK])):
+        return frame.hex(" "), {"kind": "ack" if frame[0] == ACK else "nak"}
+    if not from_device:
+        return frame.hex(" "), _command_fields(frame)
+    hidden = f"<{len(frame)} bytes not shown>"
+    if not complete:
+        return hidden, {"kind": "incomplete", "problem": f"{len(frame)} bytes, then the host went on"}
+    try:
+        reply = decode_reply(frame)
+    except ProtocolError:
+        return hidden, {"kind": "bad" if frame[0] == STX else "noise", "problem": "not a valid reply frame"}
+    fields: dict[str, object] = {"kind": "reply", "command": COMMAND_NAMES.get(reply.cm, f"{reply.cm:02X}")}
+    fields["pm"] = f"{reply.pm:02X}"
+    if not reply.positive:
+        return frame.hex(" "), {**fields, "error": reply.error, "meaning": (meanings or {}).get(reply.error, "")}
+    fields["position"] = reply.position
+    if reply.cm == IC:  # its data is the chip's ATR
+        return frame.hex(" "), {**fields, **({"atr": reply.data.hex(" ")} if reply.data else {})}
+    if reply.data:  # a track, or data of a command we do not know: its length only
+        what = "track data" if reply.cm == READ_TRACK else "data"
+        fields["data"] = f"<{len(reply.data)} bytes of {what}>"
+        return f"{frame[:HEAD].hex(' ')} <{len(frame) - HEAD} bytes of {what} and CRC not shown>", fields
+    return frame.hex(" "), fields
+
+
+def _command_fields(frame: bytes) -> dict[str, object]:
+    try:
+        cm, pm, data = decode_command(frame)
+    except ProtocolError as exc:
+        return {"kind": "bad", "problem": str(exc)}
+    fields: dict[str, object] = {"kind": "command", "command": COMMAND_NAMES.get(cm, f"{cm:02X}"), "pm": f"{pm:02X}"}
+    if data:
+        fields["data"] = data.hex(" ")
+    return fields

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from typing import Any, Literal, overload
 
 from devices import lcdm_codec as codec
@@ -23,6 +24,7 @@ from devices.dispenser import CashDispenser, Cassette, DispenseResult
 from devices.locator import Locator
 from devices.serial_device import SerialDevice
 from devices.serial_link import LineSettings, LinkFailure, ProtocolError, SerialLink, exchange, link_error
+from devices.serial_trace import Framing
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,12 @@ class Lcdm2000Dispenser(SerialDevice, CashDispenser):
                 raise loc.error(f"option {position}= is empty (a configured cassette id)")
         if len(set(self.slots.values())) < len(self.slots):
             raise loc.error(f"options {' and '.join(self.slots)} name the same cassette")
-        self.link = SerialLink(self.model.name, loc, self.line)
+        meanings = {error: fault[0] for error, fault in ERRORS.items()}
+        framing = Framing(
+            partial(codec.frame_size, model=self.model),
+            partial(codec.describe_frame, model=self.model, meanings=meanings),
+        )
+        self.link = SerialLink(self.model.name, loc, self.line, framing=framing)
         self.lock = threading.Lock()
         self.at_gate = 0  # notes delivered through the exit, waiting in the throat
         self.sensors: frozenset[str] = frozenset()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import reduce
 
 from devices.serial_link import ProtocolError, byte_value, frame_bytes
+from devices.serial_trace import noise_size
 
 EOT, SOH, STX, ETX, ACK, NAK = 0x04, 0x01, 0x02, 0x03, 0x06, 0x15
 
@@ -276,3 +277,74 @@ def split_replies(data: bytes, model: Model = LCDM2000) -> list[Reply]:
         replies.append(decode_reply(data[i : i + size], model))
         i += size
     return replies
+
+
+# the trace (devices/serial_trace.py) -------------------------------------------------
+COMMAND_NAMES = {PURGE: "purge", STATUS: "status", ROM_VERSION: "rom_version"}
+REPLY_MEANINGS = {GOOD: "good", NORMAL_STOP: "normal_stop"}
+
+
+def command_name(command: int, model: Model = LCDM2000) -> str:
+    if command in model.dispense.values():
+        return "dispense"
+    if command in model.test_dispense.values():
+        return "test_dispense"
+    return COMMAND_NAMES.get(command, f"0x{command:02X}")
+
+
+def frame_size(buffer: bytes, model: Model = LCDM2000) -> int:
+    """The length of the device's first frame in ``buffer`` (0: more bytes needed to tell);
+    a byte no frame starts with begins a run of noise."""
+    first = buffer[0]
+    if first in (ACK, NAK):
+        return 1
+    if first == SOH:
+        if len(buffer) < 4:
+            return 0
+        if buffer[3] in model.lengths:
+            return model.lengths[buffer[3]]
+    return noise_size(buffer, bytes([SOH, ACK, NAK]))
+
+
+def describe_frame(
+    frame: bytes, from_device: bool, complete: bool, model: Model = LCDM2000, meanings: dict[int, str] | None = None
+) -> tuple[str, dict[str, object]]:
+    """The trace's hex and decoded fields of one frame (nothing here is secret);
+    ``meanings``: an error code's fault name, for the replies."""
+    text = frame.hex(" ")
+    if frame in (bytes([ACK]), bytes([NAK])):
+        return text, {"kind": "ack" if frame[0] == ACK else "nak"}
+    if not complete:
+        return text, {"kind": "incomplete", "problem": f"{len(frame)} bytes, then the host went on"}
+    try:
+        fields = _reply_fields(frame, model, meanings or {}) if from_device else _command_fields(frame, model)
+    except ProtocolError as exc:
+        kind = "noise" if frame[0] not in (EOT, SOH) else "bad"
+        return text, {"kind": kind, "problem": str(exc)}
+    return text, fields
+
+
+def _command_fields(frame: bytes, model: Model) -> dict[str, object]:
+    command, data = decode_command(frame, model)
+    fields: dict[str, object] = {"kind": "command", "command": command_name(command, model)}
+    positions = model.dispense_positions(command)
+    if positions:
+        fields["notes"] = {p: model.decode_count(data[2 * i : 2 * i + 2]) for i, p in enumerate(positions)}
+    return fields
+
+
+def _reply_fields(frame: bytes, model: Model, meanings: dict[int, str]) -> dict[str, object]:
+    reply = decode_reply(frame, model)
+    fields: dict[str, object] = {"kind": "reply", "command": command_name(reply.command, model)}
+    if reply.command == ROM_VERSION:
+        return {**fields, "version": reply.version}
+    fields["error"] = f"0x{reply.error:02X}"
+    fields["meaning"] = REPLY_MEANINGS.get(reply.error) or meanings.get(reply.error, "unknown_error")
+    if reply.command == STATUS:
+        fields["sensors"] = sorted(reply.sensors)
+    if reply.counts:
+        fields["counts"] = {
+            c.position: {"check": c.check, "exit": c.exit, "rejects": c.rejects, "near_end": c.near_end}
+            for c in reply.counts
+        }
+    return fields

@@ -23,6 +23,7 @@ import serial
 
 from devices.base import Action, Device, DeviceError, Severity
 from devices.locator import Locator
+from devices.serial_trace import FrameTrace, Framing
 
 log = logging.getLogger("atm.serial")
 
@@ -95,7 +96,16 @@ class PortBusy(OSError):
 class SerialLink:
     """One serial port: exact reads with deadlines, writes, and the trace."""
 
-    def __init__(self, device: str, loc: Locator, defaults: LineSettings, redact: Callable[[bytes], str] | None = None):
+    def __init__(
+        self,
+        device: str,
+        loc: Locator,
+        defaults: LineSettings,
+        redact: Callable[[bytes], str] | None = None,
+        framing: Framing | None = None,
+    ):
+        """``redact``: the ``trace=1`` log's hex of a chunk; ``framing``: how the model's
+        frames are cut and shown in ``frames``, the always-on trace (none without one)."""
         if not loc.path:
             raise loc.error("no serial port named after the scheme (e.g. lcdm2000:///dev/ttyUSB0)")
         self.settings = read_line_settings(loc, defaults)
@@ -103,6 +113,7 @@ class SerialLink:
         self.url = pyserial_url(loc)
         self.device = device
         self.redact = redact
+        self.frames = FrameTrace(framing) if framing is not None else None
         self.port: serial.SerialBase | None = None
 
     def _open_port(self) -> serial.SerialBase:
@@ -145,6 +156,8 @@ class SerialLink:
         port = self._open_port()
         port.write(data)
         port.flush()
+        if self.frames is not None:
+            self.frames.sent(data)
 
     def read(self, n: int, timeout: float) -> bytes:
         """Up to ``n`` bytes; fewer only when ``timeout`` seconds pass first."""
@@ -156,6 +169,8 @@ class SerialLink:
             if time.monotonic() >= deadline:
                 break
         self._trace("<", bytes(out))
+        if self.frames is not None and out:
+            self.frames.received(bytes(out))
         return bytes(out)
 
     def discard_input(self) -> None:

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import sys
 
-from agent.cli import cash, engineer, exercise, run, tools
+from agent.cli import cash, engineer, exercise, run, streams, tools
 from agent.cli.common import UsageError
 from agent.config import ConfigError
 from agent.errors import PromptError
@@ -20,7 +20,7 @@ from agent.outbox import OutboxError
 from agent.rig import RigError
 from devices.registry import LocatorError
 
-COMMANDS = (run, engineer, exercise, cash, tools)  # in the order `atm --help` lists them
+COMMANDS = (run, engineer, exercise, cash, streams, tools)  # in the order `atm --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,11 +1,12 @@
-"""``atm prompts``, ``atm emulate`` and ``atm diagram``."""
+"""``atm prompts``, ``atm emulate``, ``atm emulator`` and ``atm diagram``."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
-from agent.cli.common import UsageError, load_config
+from agent.cli.common import RIG_HELP, UsageError, ask_agent, load_config
 
 
 # -- atm prompts ---------------------------------------------------------------
@@ -37,6 +38,18 @@ def cmd_emulate(args) -> int:
         raise UsageError(str(exc)) from None
 
 
+def cmd_emulator(args) -> int:
+    """One console command to an emulator inside the running agent (a ``+emu`` device)."""
+    cfg = load_config(args.config, rig=args.rig)
+    answer = ask_agent(cfg, "emulator", {"device": args.device, "line": " ".join(args.words)}, journal=args.journal)
+    if answer is None:
+        raise UsageError(
+            f"no agent is running for ATM {cfg.atm_id}; `atm emulate` serves an emulator of its own on a pty"
+        )
+    print(json.dumps(answer, ensure_ascii=False) if args.json else f"{args.device}: {answer['answer'] or 'ok'}")
+    return 0
+
+
 # -- atm diagram ---------------------------------------------------------------
 def cmd_diagram(args) -> int:
     """The state diagram from fsm.states, to stdout or ``-o FILE``."""
@@ -65,6 +78,17 @@ def register(sub) -> None:
     emulate.add_argument("--fault", action="append", metavar="NAME", help="start with this fault present")
     emulate.add_argument("--timing", action="store_true", help="keep real baud-rate timing")
     emulate.set_defaults(func=cmd_emulate)
+
+    emulator = sub.add_parser(
+        "emulator", help="a console command to an emulated device of the running agent (e.g. clear-jam)"
+    )
+    emulator.add_argument("device", help="an emulated device: card_reader or dispenser on the sim rig")
+    emulator.add_argument("words", nargs="+", metavar="COMMAND", help="as atm emulate's console: help lists them")
+    emulator.add_argument("--config", help="TOML config file")
+    emulator.add_argument("--rig", metavar="RIG", help=RIG_HELP)
+    emulator.add_argument("--journal", metavar="FILE", help="the running agent's journal, if atm run was given one")
+    emulator.add_argument("--json", action="store_true")
+    emulator.set_defaults(func=cmd_emulator)
 
     from agent.diagram import FORMATS
 

@@ -3,6 +3,9 @@
 A request is ``{"jsonrpc": "2.0", "id": N, "method": NAME, "params": {...}}``; the reply
 carries the same id and either ``result`` (the command's answer, as the MQTT reply has
 it) or ``error`` (``code``, ``message``, and ``data.error``: the command's error code).
+A stream (``trace``, ``logs`` with ``follow``) goes on with notifications, ``{"jsonrpc":
+"2.0", "method": "trace"|"logs", "params": {"entry": {...}}}`` and ``{..., "method":
+"dropped", "params": {"count": N}}``, until the client hangs up (ours).
 """
 
 from __future__ import annotations
@@ -93,6 +96,11 @@ def error_line(request_id: Any, code: int, message: str, error: str = "") -> byt
     if error:
         body["data"] = {"error": error}
     return _line({"jsonrpc": "2.0", "id": request_id, "error": body})
+
+
+def notification_line(method: str, params: dict[str, Any]) -> bytes:
+    """A line of a stream, from the agent: a JSON-RPC notification (no id)."""
+    return _line({"jsonrpc": "2.0", "method": method, "params": params})
 
 
 def request_line(request_id: int, method: str, params: dict[str, Any]) -> bytes:

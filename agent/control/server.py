@@ -4,7 +4,9 @@ One ``selectors`` loop accepts connections, checks each peer's credentials
 (``SO_PEERCRED``) and reads request lines; each request goes to ``handler`` (the same
 :class:`agent.remote.CommandHandler` the MQTT link uses), whose answer may come later
 from the state machine's thread: it is queued and written by this thread, so neither a
-slow client nor a full socket ever holds the loop.
+slow client nor a full socket ever holds the loop. A stream (``trace``, ``logs``) is
+served here, from the rings of :mod:`agent.control.streams`: a following connection gets
+each new entry as its socket takes it, and a count of what it read too slowly to get.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.control.protocol import INVALID_REQUEST, MAX_LINE, RpcError, error_line, parse_line, reply_line
+from agent.control.protocol import (
+    INVALID_REQUEST,
+    MAX_LINE,
+    RpcError,
+    error_line,
+    notification_line,
+    parse_line,
+    reply_line,
+)
+from agent.control.streams import Follower, Streams
 from agent.mqtt.commands import Request
 
 log = logging.getLogger("agent.control")
@@ -35,6 +46,7 @@ MAX_PATH = 107  # bytes of a Unix socket's path (sun_path holds 108, with its NU
 ANSWER_WITHIN = 120.0  # seconds a request may wait for the agent's answer (a self-test is slow)
 IDLE_FOR = 300.0  # seconds a connection may stay without a request before it is closed
 REFUSED_FOR = 2.0  # seconds a refused connection is kept to read its request (then closed)
+BATCH = 64  # stream entries queued for a follower's socket at a time (ours)
 
 
 class ControlError(OSError):
@@ -78,20 +90,22 @@ class _Client:
         self.closing = False  # no more requests: close once the answers are written
         self.registered = False  # in the selector
         self.refused = False  # told why it may not use the socket; what it sends is discarded
+        self.follower: Follower | None = None  # following a stream: no more requests
 
     @property
     def busy(self) -> bool:
-        return bool(self.pending_since) or bool(self.outbuf)
+        return bool(self.pending_since) or bool(self.outbuf) or self.follower is not None
 
 
 class ControlServer:
     """Serves ``path``; ``handler(request)`` gets each checked request (a :class:`Request`
     with ``transport="control"`` and the engineer)."""
 
-    def __init__(self, path: str, handler: Callable[[Request], None], group: str = ""):
+    def __init__(self, path: str, handler: Callable[[Request], None], group: str = "", streams: Streams | None = None):
         self.path = path
         self.handler = handler
         self.group = group
+        self.streams = streams
         self.refused = 0  # connections refused for their credentials
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
@@ -205,6 +219,8 @@ class ControlServer:
                     client.pending_since, client.closing = 0.0, True
                     client.outbuf.append(error_line(None, -32603, f"no answer within {ANSWER_WITHIN:g} s", "internal"))
                 idle = not client.busy and now - client.active > (REFUSED_FOR if client.refused else IDLE_FOR)
+                stalled = client.follower and client.outbuf and now - client.active > IDLE_FOR  # took nothing
+                idle = idle or bool(stalled)
             if idle:
                 self._drop(client)
             else:
@@ -257,6 +273,8 @@ class ControlServer:
             return
         except OSError:
             data = b""
+        if client.follower is not None:  # a follower only hangs up; what it sends is discarded
+            return None if data else self._drop(client)
         if not data:  # the client is done sending: answer what it asked, then close
             client.closing, client.refused = True, False
             return self._pump(client)
@@ -273,6 +291,8 @@ class ControlServer:
         only while idle; close a closing client once it is idle."""
         if client.refused:  # its answer is the refusal; wait for its end of file
             return self._watch(client, read=True, write=bool(client.outbuf))
+        if client.follower is not None:
+            return self._feed(client)
         while not client.busy and b"\n" in client.inbuf:
             line, client.inbuf = client.inbuf.split(b"\n", 1)
             if line.strip():
@@ -300,6 +320,9 @@ class ControlServer:
                     client.pending_since = 0.0
             self._wake()
 
+        def stream(name: str, args: dict) -> None:  # this thread, from the handler
+            self._open_stream(client, call.id, name, args)
+
         client.pending_since = client.active = time.monotonic()
         request = Request(
             call.method,
@@ -307,8 +330,32 @@ class ControlServer:
             reply,
             transport="control",
             engineer=f"{engineer} (uid {client.peer.uid})" if engineer != client.peer.user else engineer,
+            stream=stream if self.streams is not None else None,
         )
         self.handler(request)
+
+    def _open_stream(self, client: _Client, request_id: object, name: str, args: dict) -> None:
+        """Answer a checked stream request with the recent entries and, with ``follow``,
+        follow its ring; BadRequest (answered by the handler) for a device not traced."""
+        assert self.streams is not None
+        answer, follower = self.streams.open(name, args, self._wake)
+        with self._lock:
+            client.outbuf.append(reply_line(request_id, answer))
+            client.pending_since = 0.0
+            client.follower = follower
+
+    def _feed(self, client: _Client) -> None:
+        """A follower's next entries, once its socket took the last ones; read only for its hang-up."""
+        assert client.follower is not None
+        if not client.outbuf:
+            method = client.follower.method
+            for item in client.follower.take(BATCH):
+                if isinstance(item, int):
+                    line = notification_line("dropped", {"count": item})
+                else:
+                    line = notification_line(method, {"entry": item})
+                self._send(client, line)
+        self._watch(client, read=True, write=bool(client.outbuf))
 
     def _send(self, client: _Client, line: bytes) -> None:
         """Queue a line for the client (this thread), to be written when it can take it."""
@@ -326,6 +373,7 @@ class ControlServer:
                 except OSError:
                     client.outbuf.clear()
                     break
+                client.active = time.monotonic()
                 if sent < len(line):
                     client.outbuf[0] = line[sent:]
                     return
@@ -351,6 +399,8 @@ class ControlServer:
             pass  # dropped meanwhile
 
     def _drop(self, client: _Client) -> None:
+        if client.follower is not None:
+            client.follower.close()
         if self._clients.get(client.conn.fileno()) is client:
             del self._clients[client.conn.fileno()]
         if client.registered:

@@ -33,6 +33,8 @@ class Request:
     refusal: tuple[str, str] | None = None
     transport: str = "mqtt"  # or "control": the local socket
     engineer: str = ""  # who asked, on the control socket (from the peer's credentials)
+    # the transport's way to open and answer a stream (``stream(name, args)``): the socket's
+    stream: Callable[[str, dict], None] | None = None
 
 
 def response_topic_problem(prefix: str, topic: object) -> str:
