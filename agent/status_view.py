@@ -43,9 +43,10 @@ def status_text(report: dict[str, Any]) -> str:
 def _headline(report: dict[str, Any]) -> str:
     functions = ", ".join(report["functions"]) or "no functions"
     if report["agent"] != "running":
+        counts = "the journal's" if report.get("counts_from") == "journal" else "the config's (no journal yet)"
         return (
             f"ATM {report['atm_id']} (not running; devices opened by this command):"
-            f" {report['service']} ({functions}) on rig {report['rig']}"
+            f" {report['service']} ({functions}) on rig {report['rig']}; cassette counts: {counts}"
         )
     held = f", held: {report['hold_reason'] or 'by request'}" if report["held"] else ""
     versions = report.get("versions") or {}

@@ -3,6 +3,8 @@
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -144,6 +146,17 @@ def test_with_no_agent_running_reconcile_opens_the_journal_itself(tmp_path):
         ts for (ts,) in sqlite3.connect(run.journal).execute("SELECT ts FROM entries ORDER BY seq DESC LIMIT 3")
     ]
     assert all(ts[:10] == datetime.now(UTC).date().isoformat() for ts in journalled)  # the wall clock's times
+    looked = run.json("status")  # no agent: the devices opened here, the journal's counts only read
+    assert looked["agent"] == "not running" and looked["counts_from"] == "journal"
+    assert {c["id"]: c["count"] for c in looked["cassettes"]} == {"A": 499, "B": 1000}
+    holder = subprocess.Popen(  # an agent starting meanwhile: `atm status` never takes the journal's lock
+        [sys.executable, "-c", f"from agent.journal import JournalLock; JournalLock({str(run.journal)!r}); input()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        assert run.ask("status").returncode == 0
+    finally:
+        holder.communicate(b"\n", timeout=10)
     again = AtmRun(tmp_path, SIM).start("--no-customers")  # the next agent starts from the counted notes
     try:
         assert counts(again) == {"A": 499, "B": 1000}

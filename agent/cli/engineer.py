@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from agent import config as configmod
 from agent.cli.common import (
@@ -13,6 +15,7 @@ from agent.cli.common import (
     ask_agent,
     control_path,
     engineer_name,
+    journal_of,
     journal_to_read,
     load_config,
     print_report,
@@ -22,13 +25,20 @@ from fsm.clock import VirtualClock
 
 
 # -- atm status ----------------------------------------------------------------
-def status_report(cfg: configmod.Config) -> dict:
-    """Open each device, self-test it and report, without starting sessions."""
+def status_report(cfg: configmod.Config, journal: str) -> dict:
+    """Open each device, self-test it and report, without starting sessions. The journal is
+    only read (its cassette counts), never opened: an ``atm run`` starting meanwhile must
+    get it, and a look changes nothing."""
     from agent.runtime import Agent, versions
 
+    kept = _kept_cassettes(journal)
+    cfg.journal_path = ""  # in memory
     agent = Agent(cfg, VirtualClock())
     agent.open(persist=False)
     try:
+        dispenser = agent.devices.dispenser
+        if kept:
+            dispenser.load_cassettes([replace(c, **kept[c.id]) if c.id in kept else c for c in dispenser.cassettes])
         for device in agent.devices.values():
             device.self_test()
         agent.atm.service.refresh(announce=False)
@@ -43,10 +53,24 @@ def status_report(cfg: configmod.Config) -> dict:
                 {**level, "low": c.low, "empty": c.empty} for level, c in zip(agent.atm.cash_levels(), cassettes)
             ],
             "versions": versions(agent.devices),
-            "journal": cfg.journal_path,
+            "journal": journal,
+            "counts_from": "journal" if kept else "config",
         }
     finally:
         agent.close()
+
+
+def _kept_cassettes(journal: str) -> dict[str, dict]:
+    """{cassette: its count and denomination} as the journal keeps them; {} without one."""
+    from agent.journal_reader import open_readonly, read_cassettes
+
+    if not Path(journal).is_file():
+        return {}
+    db = open_readonly(journal)
+    try:
+        return {c["id"]: {"count": c["count"], "denomination": c["denomination"]} for c in read_cassettes(db)}
+    finally:
+        db.close()
 
 
 def cmd_status(args) -> int:
@@ -57,7 +81,7 @@ def cmd_status(args) -> int:
     if live is not None:
         report = {"agent": "running", "atm_id": cfg.atm_id, **live}
     else:
-        report = {"agent": "not running", **status_report(cfg)}
+        report = {"agent": "not running", **status_report(cfg, journal_of(cfg, args.journal))}
     print_report(report, args.json, status_text)
     return 0
 
