@@ -174,8 +174,13 @@ class CommandHandler:
         self.post(RemoteRequest(name, args, reply, **who))
 
     def _inline(self, request: Request, name: str, args: dict, who: dict) -> None:
+        self._run_here(request, name, who, lambda: self.inline[name](args))
+
+    def _run_here(self, request: Request, name: str, who: dict, run: Callable[[], dict | None]) -> None:
+        """Run a command on this thread: ``run()`` answers (a dict), or has answered itself
+        (None: a stream), or raises BadRequest; journalled either way."""
         try:
-            answer = self.inline[name](args)
+            answer = run()
         except BadRequest as exc:
             request.reply(exc.response(name))
             self.post(RemoteAudit(name, False, exc.error, **who))
@@ -185,7 +190,8 @@ class CommandHandler:
             request.reply({"ok": False, "command": name, "error": "internal", "reason": "the command failed"})
             self.post(RemoteAudit(name, False, "internal", **who))
             return
-        request.reply({"ok": True, "command": name, **answer})
+        if answer is not None:
+            request.reply({"ok": True, "command": name, **answer})
         self.post(RemoteAudit(name, True, "", **who))
 
     def _with_facts(self, reply: Callable[[dict], None]) -> Callable[[dict], None]:
@@ -205,18 +211,10 @@ class CommandHandler:
     def _stream(self, request: Request, name: str, args: dict, who: dict) -> None:
         """Opened and answered by the transport (``request.stream``), on its thread; a device
         that cannot be traced is refused (BadRequest); journalled either way."""
-        try:
+
+        def open_stream() -> None:
             if request.stream is None:
                 raise BadRequest("not_permitted", f"{name} streams only on the control socket")
             request.stream(name, args)
-        except BadRequest as exc:
-            request.reply(exc.response(name))
-            self.post(RemoteAudit(name, False, exc.error, **who))
-            return
-        except Exception as exc:  # a defect of ours: refused and journalled all the same
-            log.error("stream %r could not be opened: %r", name, exc)
-            reason = "the stream could not be opened"
-            request.reply({"ok": False, "command": name, "error": "internal", "reason": reason})
-            self.post(RemoteAudit(name, False, "internal", **who))
-            return
-        self.post(RemoteAudit(name, True, "", **who))
+
+        self._run_here(request, name, who, open_stream)

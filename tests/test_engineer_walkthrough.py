@@ -3,10 +3,10 @@ customer's withdrawal on the sim rig (the real LCDM-2000 driver on its emulator)
 engineer finds it, takes the ATM out of service, clears it, tests it and puts it back."""
 
 import json
-import time
 
 import pytest
 
+from hw_mocks.servers.wait import wait_for
 from tests.helpers import RAW_PANS
 from tests.running import AtmRun
 
@@ -14,13 +14,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def wait(what, check, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"no {what} within {timeout:g} s")
+    return wait_for(check, timeout=timeout, interval=0.2, message=what)
 
 
 def fault_codes(status: dict, device: str) -> list[str]:

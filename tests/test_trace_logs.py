@@ -26,6 +26,7 @@ from devices.ict3q8 import FRAMING
 from devices.ring import Ring
 from devices.serial_trace import FrameTrace
 from hw_mocks.cards import CARDS
+from hw_mocks.servers.wait import wait_for as shared_wait_for
 
 ATM = os.path.join(os.path.dirname(sys.executable), "atm")
 STATUS_COMMAND = "04 50 02 46 03 13"  # LCDM-2000 status (EOT ID STX 'F' ETX BCC)
@@ -93,13 +94,7 @@ def json_lines(text: str) -> list[dict]:
 
 
 def wait_for(test, seconds: float = 10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = test()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("not in time")
+    return shared_wait_for(test, timeout=seconds, interval=0.1, message="the entry")
 
 
 def test_trace_shows_the_dispensers_status_polls_decoded(agent):
