@@ -324,3 +324,32 @@ def test_live_figures_are_what_the_agent_has_done(tmp_path):
     for c in counters["cassettes"]:  # every note that left a cassette was presented or rejected
         assert (c["initial"] - c["count"], c["unknown"]) == (c["presented"] + c["rejected"], 0), c
         assert c["count"] == status["cassettes"][[x["id"] for x in status["cassettes"]].index(c["id"])]["count"]
+
+
+def test_a_storm_of_stop_signals_never_hangs_the_agents_main_thread():
+    """SIGTERM from systemd and again from an impatient engineer: the handler only sets a flag
+    (an Event's set() in a handler could wait forever for the lock its own thread holds in
+    wait(): an agent seen hung that way, every thread idle)."""
+    code = (
+        "import os, signal, threading\n"
+        "from agent.cli.run import StopSignal\n"
+        "stop = StopSignal()\n"
+        "threading.Thread(target=lambda: [os.kill(os.getpid(), signal.SIGTERM) for _ in range(3000)]).start()\n"
+        "for _ in range(300):\n"
+        "    stop.wait(0.001)\n"
+        "    stop.requested = False\n"
+        "print('stopped')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "stopped\n", proc.stderr
+
+
+def test_two_quick_sigterms_stop_atm_run_cleanly(tmp_path):
+    import signal
+
+    run = AtmRun(tmp_path, SIM).start("--no-customers")
+    run.proc.send_signal(signal.SIGTERM)
+    run.proc.send_signal(signal.SIGTERM)
+    out, err = run.proc.communicate(timeout=30)
+    assert run.proc.returncode == 0 and out.rstrip().endswith("stopped"), err
+    run.proc = None

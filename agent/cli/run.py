@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 
 from agent import config as configmod
 from agent.cli.common import RIG_HELP, UsageError, duration, load_config, make_agent, printer, say
@@ -47,6 +48,7 @@ def cmd_demo(args) -> int:
 
 
 # -- atm run -------------------------------------------------------------------
+STOP_POLL = 0.05  # seconds between looks at the stop flag
 CROWD_DEVICES = ("card_reader", "chip", "keypad", "proximity", "acceptor", "dispenser")  # what customers touch
 
 
@@ -100,6 +102,28 @@ def _local_broker():
         raise UsageError(f"--local-broker: mosquitto did not start: {exc}") from None
 
 
+class StopSignal:
+    """SIGINT and SIGTERM as a flag the main thread looks at. Never an Event: its ``set()``
+    takes a lock the main thread may hold in ``wait()`` when the signal comes, and the
+    handler, run on that thread, would then wait for itself forever (an agent that never
+    stops)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, less once a stop is asked for; True when it is."""
+        deadline = time.monotonic() + seconds
+        while not self.requested and time.monotonic() < deadline:
+            time.sleep(STOP_POLL)
+        return self.requested
+
+
 def _run(args, cfg, customers: str, watch: str = "") -> int:
     from hw_mocks.crowd import Crowd
 
@@ -122,9 +146,7 @@ def _run(args, cfg, customers: str, watch: str = "") -> int:
     say(f"telemetry: {', '.join(brokers) if brokers else 'no broker configured (--mqtt URL); kept in memory'}")
     if watch:
         say(f"watch: {watch}   (a local mosquitto for this run; it stops with the agent)")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignal()
     ready = threading.Event()
     recorder.sinks.append(
         lambda r: (
