@@ -1,92 +1,94 @@
-"""An engineer's command run with no agent running: this process opens the devices itself.
+"""An engineer's command with no agent running: this process writes the journal itself.
 
-The command runs through the same :class:`fsm.operator.OperatorCommands` as on the
-control socket, on a virtual clock's loop, with the ATM out of service (no agent, no
-customers) and the journal's lock held, so what it journals is what an agent would.
+One set of rules for every such command (``atm cash replenish|reconcile``, and the
+``atm exercise`` actions that need no agent):
+
+- the journal must exist (a mistyped path is refused, never made);
+- its lock is taken, so an agent cannot start on it meanwhile (and one running without
+  a control socket refuses the command, naming its PID);
+- nothing in it may be interrupted (an intent without its outcome, a session without
+  its end): the agent's start-up recovers those, so the engineer starts it first;
+- the command leaves the rows an agent would write, and one ``remote_command`` row with
+  ``transport: "direct"`` and the engineer; times are the wall clock's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+import json
 from pathlib import Path
 from typing import Any
 
 from agent.config import Config
-from agent.journal import JournalError
-from fsm.clock import VirtualClock
-from fsm.states import State
-
-TURN = 0.5  # virtual seconds a turn of the loop may cover
-MAX_TURNS = 240  # turns (two virtual minutes) a command may take before it is given up
+from agent.journal import Journal, JournalError
+from fsm.cash_service import CashRefused, plan_change
+from fsm.clock import RealClock
 
 
 class DirectRefused(Exception):
-    """The command was refused; ``error`` is its error code."""
+    """The command was refused; ``error`` is its error code. Nothing was written."""
 
     def __init__(self, message: str, error: str):
         super().__init__(message)
         self.error = error
 
 
-def run_direct(cfg: Config, journal: str, method: str, params: dict[str, Any], engineer: str) -> dict[str, Any]:
-    """Run ``method`` on this config's devices and ``journal`` (which must exist); its answer."""
-    from agent.remote import BadRequest, parse_request
-    from agent.runtime import Agent
+class EngineerJournal:
+    """The journal, opened for one engineer's command (a context manager)."""
 
-    if not Path(journal).is_file():
-        raise JournalError(f"journal {journal}: no such file (nothing to change: has an agent run here?)")
+    def __init__(self, path: str):
+        if not Path(path).is_file():
+            raise JournalError(f"journal {path}: no such file (nothing to change: has an agent run here?)")
+        self.journal = Journal(path, RealClock())
+        if self.journal.pending_intents() or self.journal.open_sessions():
+            self.journal.close()
+            raise JournalError(
+                f"journal {path}: a session or command was interrupted; start the agent (atm run) so that it"
+                " recovers it first"
+            )
+
+    def __enter__(self) -> EngineerJournal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.journal.close()
+
+    def command_row(self, command: str, args: dict[str, Any], engineer: str, **outcome: Any) -> None:
+        """The ``remote_command`` row an agent writes for a request, as this process's."""
+        self.journal.event(
+            None,
+            "remote_command",
+            command=command,
+            args=args,
+            ok=True,
+            **outcome,
+            transport="direct",
+            engineer=engineer,
+        )
+        self.journal.flush()
+
+
+def checked(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The request's arguments as the agent checks them; DirectRefused if bad."""
+    from agent.remote import BadRequest, parse_request
+
     try:
-        args = parse_request(method, _json(params))
+        return parse_request(method, json.dumps(params).encode())
     except BadRequest as exc:
         raise DirectRefused(exc.reason, exc.error) from None
-    cfg.journal_path = journal
-    clock = VirtualClock(epoch=datetime.now(UTC))  # the journal's times are the wall clock's
-    agent = Agent(cfg, clock, brokers=[])
-    answers: list[dict[str, Any]] = []
-    try:
-        agent.open()
-        _refuse_busy_ports(agent)
-    except BaseException:
-        agent.close()  # before the loop runs: nothing is journalled
-        raise
-    try:
-        agent.atm.service.hold(f"{method} with no agent running")
-        agent.atm.start()  # the journal's recovery and the self-tests, as an agent's start
-        if _run(agent, lambda: agent.atm.state in (State.IDLE, State.OUT_OF_SERVICE)):
-            who = {"transport": "direct", "engineer": engineer}
-            agent.atm.operator.remote_command(method, args, answers.append, who)
-            _run(agent, lambda: bool(answers))
-    finally:
-        agent.stop()
-    if not answers:
-        raise DirectRefused(f"{method}: the devices did not answer", "timeout")
-    answer = answers[0]
-    if not answer.get("ok", False):
-        raise DirectRefused(str(answer.get("reason", answer.get("error"))), str(answer.get("error", "refused")))
-    return answer
 
 
-def _refuse_busy_ports(agent: Any) -> None:
-    """A port another process holds (an agent with another control socket, a terminal
-    program) is refused: two processes must never talk to one device."""
-    for kind, device in agent.devices.items():
-        fault = device.faults.get("port_busy")
-        if fault is not None:
-            raise DirectRefused(f"devices.{kind}: {fault.message}; nothing was done", "port_busy")
-
-
-def _run(agent: Any, done: Callable[[], bool]) -> bool:
-    """Turn the virtual clock's loop until ``done()``; False if it never is."""
-    for _ in range(MAX_TURNS):
-        if done():
-            return True
-        agent.loop.run_until_idle(max_time=agent.clock.now() + TURN)
-        agent.clock.advance(TURN)
-    return done()
-
-
-def _json(params: dict[str, Any]) -> bytes:
-    import json
-
-    return json.dumps(params).encode()
+def cash_direct(cfg: Config, path: str, method: str, params: dict[str, Any], engineer: str) -> dict[str, Any]:
+    """``replenish`` or ``reconcile`` on a stopped ATM's journal: the same change, and the same
+    rows, as the agent's (:func:`fsm.cash_service.plan_change`); no device is opened."""
+    args = checked(method, params)
+    with EngineerJournal(path) as held:
+        journal = held.journal
+        cassettes = journal.load_cassettes() or cfg.cassettes
+        try:
+            change = plan_change(method, cassettes, args, counts_unknown=journal.counts_unreconciled())
+        except CashRefused as exc:
+            raise DirectRefused(exc.reason, exc.error) from None
+        intent = journal.intent(None, change.name, **change.intent)
+        journal.outcome(intent, None, change.name, cassettes=change.after, **change.outcome)
+        held.command_row(method, args, engineer)
+    return {"ok": True, "command": method, "agent": "not running", **change.answer}

@@ -92,13 +92,13 @@ def parse_request(name: str, payload: bytes) -> dict:
     if not isinstance(body, dict):
         raise BadRequest("malformed", "the body must be a JSON object")
     try:
-        check_table(body, COMMANDS[name], noun=f"field of {name}")
+        checked = check_table(body, COMMANDS[name], noun=f"field of {name}")
     except FieldError as exc:
         raise BadRequest(FIELD_ERRORS[exc.reason], str(exc)) from None
     for key, value in body.items():
         if isinstance(value, str) and not _is_text(value):
             raise BadRequest("bad_field", f"{key}: not Unicode text (a lone surrogate escape)")
-    return body
+    return checked  # with the declared defaults of the fields not given
 
 
 def _is_text(value: str) -> bool:
@@ -124,14 +124,18 @@ class CommandHandler:
         rebirth: Callable[[], None],
         facts: Callable[[], dict] | None = None,
         inline: dict[str, Callable[[dict], dict]] | None = None,
+        link: Callable[[], dict] | None = None,
     ):
         """``facts()``: what the agent adds to a ``status`` answer (its link, uptime,
         versions), read on the loop thread as the answer goes out. ``inline``: commands
         answered here, on the transport's thread, without the state machine (``rebirth``,
-        and ``emulator``, which only touches an emulator); each answers or raises BadRequest."""
+        and ``emulator``, which only touches an emulator); each answers or raises BadRequest.
+        ``link()``: the telemetry link's status for a ``status`` answer, read here, on the
+        transport's thread (it counts the outbox: never on the loop)."""
         self.post = post
         self.rebirth = rebirth
         self.facts = facts
+        self.link = link
         self.inline: dict[str, Callable[[dict], dict]] = {"rebirth": self._rebirth, **(inline or {})}
         self.closed = False
 
@@ -197,16 +201,25 @@ class CommandHandler:
     def _with_facts(self, reply: Callable[[dict], None]) -> Callable[[dict], None]:
         facts = self.facts
         assert facts is not None
+        link = self._read(self.link)
 
-        def answer(body: dict) -> None:
+        def answer(body: dict) -> None:  # on the loop
             if body.get("ok", False):
-                try:
-                    body = {**body, **facts()}
-                except Exception as exc:  # a status must still answer
-                    log.error("status: the agent's facts could not be read: %r", exc)
+                body = {**body, **self._read(facts), **({"link": link} if link else {})}
             reply(body)
 
         return answer
+
+    @staticmethod
+    def _read(facts: Callable[[], dict] | None) -> dict:
+        """What ``facts()`` says, or {}: a status must answer all the same."""
+        if facts is None:
+            return {}
+        try:
+            return facts()
+        except Exception as exc:
+            log.error("status: the agent's facts could not be read: %r", exc)
+            return {}
 
     def _stream(self, request: Request, name: str, args: dict, who: dict) -> None:
         """Opened and answered by the transport (``request.stream``), on its thread; a device

@@ -210,7 +210,11 @@ class Agent:
         self.atm.publish_birth()  # the first birth may go out before the loop runs
         if self.command_handler is None:  # no broker: the control socket's own handler
             self.command_handler = CommandHandler(
-                self.inbox.post, self.publisher.rebirth, self.status_facts, self._inline_commands()
+                self.inbox.post,
+                self.publisher.rebirth,
+                self.status_facts,
+                self._inline_commands(),
+                link=self.publisher.link_status,
             )
         self.control: ControlServer | None = None
         self.logbook: LogBook | None = None
@@ -263,7 +267,9 @@ class Agent:
             birth={**self.telemetry.birth_facts, "service": "starting"},
             make_message=self.telemetry.message,
         )
-        self.command_handler = CommandHandler(self.inbox.post, link.rebirth, self.status_facts, self._inline_commands())
+        self.command_handler = CommandHandler(
+            self.inbox.post, link.rebirth, self.status_facts, self._inline_commands(), link=link.link_status
+        )
         link.on_command = self.command_handler
         return link
 
@@ -274,14 +280,14 @@ class Agent:
         return {"emulator": lambda args: emulator_console(self.devices, args)}
 
     def status_facts(self) -> dict:
-        """What ``status`` adds from the agent: uptime, versions and the telemetry link."""
+        """What ``status`` adds from the agent, on the loop: uptime and versions (the link's
+        status is read on the transport's thread: ``CommandHandler.link``)."""
         return {
             "rig": Path(self.config.rig).stem if self.config.rig else "(config devices)",
             "journal": self.journal_path,
             "started": self.started_wall.isoformat(timespec="seconds"),
             "uptime_s": round(self.clock.now() - self.started_at, 1),
             "versions": versions(self.devices),
-            "link": self.publisher.link_status(),
         }
 
     def _static_birth(self) -> dict:

@@ -24,8 +24,8 @@ from devices.base import Action
 from devices.card_reader import LED_COLOURS
 from devices.commands import Completion
 from devices.dispenser import DispenseResult
+from fsm.engineer_gate import when_quiet
 from fsm.screens import SCREENS
-from fsm.states import State
 
 if TYPE_CHECKING:
     from fsm.atm import ATM
@@ -51,13 +51,8 @@ READING_INTERVAL = 0.25  # seconds between two proximity readings (ours)
 SNAPSHOT_SUFFIXES = (".png", ".jpg", ".jpeg")
 COLOURS = LED_COLOURS
 SCREEN_NAMES = tuple(SCREENS)
-# What moves notes or a card: refused unless an agent runs it (journalled intent/outcome).
-MOVES = frozenset({("card_reader", "eject"), ("card_reader", "capture"), ("dispenser", "test-dispense")})
 
 UNCOUNTED = "a test dispense got no answer; count and replenish the cassettes"
-NOT_HELD = "take the ATM out of service first (atm service out)"
-IN_SESSION = "a customer session is running"
-STARTING = "the ATM is still starting up"
 
 
 def combination_problem(args: Mapping[str, Any]) -> str | None:
@@ -128,29 +123,17 @@ class Exercises:
     def __init__(self, atm: ATM) -> None:
         self.atm = atm
 
-    def refusal(self) -> str | None:
-        """Why no exercise may run now; None when one may."""
-        atm = self.atm
-        if not atm.service.held:
-            return NOT_HELD
-        if atm.state == State.STARTING:
-            return STARTING
-        if atm.operator.busy:
-            return IN_SESSION
-        return None
-
     def handle(self, args: dict[str, Any], answer: Reply) -> dict[str, Any] | None:
-        refusal = self.refusal()
-        if refusal is not None:
-            return {"ok": False, "error": "not_permitted", "reason": refusal}
         problem = combination_problem(args) or self.value_problem(args)
         if problem is not None:
             return {"ok": False, "error": "bad_field", "reason": problem}
+        return when_quiet(self.atm, answer, lambda: self._start(args, answer))
+
+    def _start(self, args: dict[str, Any], answer: Reply) -> None:
         device, action = args["device"], args["action"]
         run: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], None]
         run = getattr(self, f"{device}_{action.replace('-', '_')}")
         run(args, lambda outcome: answer({"device": device, "action": action, "outcome": outcome}))
-        return None
 
     def value_problem(self, args: Mapping[str, Any]) -> str | None:
         """What the ATM's own figures refuse: a cassette, a language, a prompt, a path."""

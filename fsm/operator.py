@@ -149,6 +149,9 @@ class OperatorCommands:
         seq, _ = journal.head()
         if seq != args["through"]:
             return {"ok": False, "error": "journal_moved", "reason": f"the journal has rows after {args['through']}"}
+        counts = {c.id: c.count for c in self.atm.devices.dispenser.cassettes}
+        if args["counts"] != counts:  # figures read from another journal, or made up
+            return {"ok": False, "error": "bad_field", "reason": f"counts: the cassettes hold {counts}"}
         engineer = self.asking.get("engineer", "")
         journal.event(None, COUNTERS_RESET, engineer=engineer, **args)
         seq, ts = journal.head()
@@ -161,10 +164,19 @@ class OperatorCommands:
         service.hold(args.get("reason", ""))
         return {"effective": self._apply()}
 
-    def in_service(self, args: dict[str, Any], answer: Reply) -> dict[str, Any]:
+    def in_service(self, args: dict[str, Any], answer: Reply) -> dict[str, Any] | None:
         service = self.atm.service
         if not service.held:
             return {"ok": False, "error": "not_permitted", "reason": "not out of service by request"}
+        if self.atm.commands.busy and not self.busy:  # an engineer's exercise: no customer before it ends
+
+            def later() -> None:
+                result = self.in_service(args, answer)
+                if result is not None:
+                    answer(result)
+
+            self.atm.commands.when_idle(later)
+            return None
         service.release()
         effective = self._apply()
         return {"effective": effective, "service": service.service}

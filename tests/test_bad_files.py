@@ -129,5 +129,6 @@ def test_a_chip_reader_without_pcscd_is_a_fault_not_a_traceback(tmp_path):
     path.write_text(f'[devices]\nchip = "pcsc://0"\n{SECRET}')
     proc = atm("status", "--config", str(path))
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
-    chip = next(line for line in proc.stdout.splitlines() if line.split()[0] == "chip")
-    assert "pcsc://0" in chip and "pcscd" in chip, proc.stdout
+    lines = proc.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[:1] == ["chip"])
+    assert "pcsc://0" in lines[at] and "pcscd" in lines[at + 1], proc.stdout  # the device, then its fault

@@ -252,14 +252,21 @@ def test_counters_reset_goes_through_the_running_agent_and_the_counters_start_ag
     assert (asked["command"], asked["transport"], asked["ok"]) == ("counters_reset", "control", True)
 
 
-def test_a_counters_reset_of_figures_the_journal_has_moved_past_is_refused():
+def test_a_counters_reset_of_figures_the_journal_has_moved_past_or_of_made_up_counts_is_refused():
     agent = make_agent()  # the loop's side, on the virtual clock
+    counts = {c.id: c.count for c in agent.devices.dispenser.cassettes}
     answers = []
-    agent.atm.operator.remote_command("counters_reset", {"through": 0, "counters": {}, "counts": {}}, answers.append)
+    agent.atm.operator.remote_command(
+        "counters_reset", {"through": 0, "counters": {}, "counts": counts}, answers.append
+    )
     agent.atm.journal.event(None, "something")
-    stale = {"through": 0, "counters": {}, "counts": {}}
+    stale = {"through": 0, "counters": {}, "counts": counts}
     agent.atm.operator.remote_command("counters_reset", stale, answers.append)
-    assert answers[0]["ok"] is True and answers[1]["error"] == "journal_moved"
+    (seq, _) = agent.atm.journal.head()
+    made_up = {"through": seq, "counters": {}, "counts": {**counts, "A": 1}}
+    agent.atm.operator.remote_command("counters_reset", made_up, answers.append)
+    assert answers[0]["ok"] is True and answers[1]["error"] == "journal_moved" and answers[2]["error"] == "bad_field"
+    assert [e.name for e in agent.atm.journal.entries(kind="event")].count("counters_reset") == 1
     agent.close()
 
 
@@ -268,24 +275,25 @@ def test_with_no_agent_running_a_port_another_process_holds_is_refused_in_one_li
 
     from agent.journal import Journal
     from fsm.clock import VirtualClock
-    from hw_mocks.lcdm_emulator import Lcdm2000Emulator
+    from hw_mocks.ict3q8_emulator import Ict3q8Emulator
 
     Journal(str(tmp_path / "journal.db"), VirtualClock()).close()
-    with Lcdm2000Emulator() as emu:
+    with Ict3q8Emulator(initialised=True) as emu:
         fd = os.open(emu.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as pyserial's exclusive open takes it
         try:
-            run = AtmRun(tmp_path, {"dispenser": f"lcdm2000://{emu.port}"})
+            secret = '[security]\ncard_key = "00112233445566778899aabbccddeeff"\n'
+            run = AtmRun(tmp_path, {"card_reader": f"ict3q8://{emu.port}"}, extra=secret)
             before = run.rows()
-            refused = run.ask("cash", "reconcile", "--counted", "A=1,B=1")
-            one_line_refusal(refused, f"devices.dispenser: cannot open {emu.port}: in use by another process")
+            refused = run.ask("exercise", "card_reader", "led", "green")
+            one_line_refusal(refused, f"cannot open {emu.port}: in use by another process")
             assert run.rows() == before  # nothing journalled, nothing changed
+            assert emu.led == "off"
             status = run.json("status")  # only looks: the port is shown as held, and why
-            (fault,) = status["devices"]["dispenser"]["faults"]
+            (fault,) = status["devices"]["card_reader"]["faults"]
             assert (fault["code"], fault["action"]) == ("port_busy", "configuration")
         finally:
             os.close(fd)
-
 
 def test_live_figures_are_what_the_agent_has_done(tmp_path):
     """After simulated customers: status and counters agree with the journal's own rows."""

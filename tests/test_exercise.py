@@ -17,6 +17,7 @@ import pytest
 from agent.mqtt.commands import Request
 from agent.remote import CommandHandler
 from fsm import exercise as ex
+from fsm.engineer_gate import IN_SESSION
 from fsm.states import State
 from tests.helpers import RAW_PANS, make_agent
 
@@ -114,7 +115,7 @@ def test_refused_during_a_customer_session_on_the_loop():
     operator.remote_command("out_of_service", {}, answers.append, {"transport": "control", "engineer": "Sato"})
     sim.atm.machine.set_state(State.PIN_ENTRY.value)
     operator.remote_command("exercise", {"device": "dispenser", "action": "purge"}, answers.append, {})
-    assert answers[-1] == {"ok": False, "command": "exercise", "error": "not_permitted", "reason": ex.IN_SESSION}
+    assert answers[-1] == {"ok": False, "command": "exercise", "error": "not_permitted", "reason": IN_SESSION}
     sim.atm.machine.set_state(State.OUT_OF_SERVICE.value)
     operator.remote_command("exercise", {"device": "card_reader", "action": "led", "colour": "red"}, answers.append, {})
     sim.loop.run_until_idle(max_time=sim.clock.now() + 1)
@@ -282,7 +283,14 @@ def stopped(tmp_path):
     return str(config), str(tmp_path / "j.db")
 
 
-def test_without_an_agent_a_signal_opens_only_that_device_and_is_journalled(stopped):
+def test_without_an_agent_a_signal_opens_the_device_itself_and_is_journalled(stopped):
+    from agent.journal import Journal
+    from fsm.clock import VirtualClock
+
+    missing = exercise(stopped, "card_reader", "led", "green")
+    one_line_refusal(missing, "no such file")  # a mistyped journal is refused, never made
+    assert not os.path.exists(stopped[1])
+    Journal(stopped[1], VirtualClock()).close()  # an agent ran here once
     proc = exercise(stopped, "card_reader", "led", "green", engineer="Sato")
     assert proc.returncode == 0 and proc.stdout.strip() == "card_reader led: the LED is green", proc.stderr
     row = last_exercise(stopped[1])

@@ -19,6 +19,7 @@ from agent.cli.common import (
 )
 from agent.service import table
 
+ANSWER_WITHIN = 60.0  # seconds: the change, then the dispenser's self-test (behind any command of its own)
 COUNTED = re.compile(r"([A-Za-z0-9]{1,8})=(\d{1,5})")
 
 
@@ -60,7 +61,8 @@ def cmd_cash(args) -> int:
             raise UsageError("atm cash reconcile --counted A=N,B=M (every cassette)")
         params = {"counted": parse_counted(args.counted)}
     engineer = engineer_name(args.engineer)
-    answer = ask_agent(cfg, args.action, {**params, "engineer": engineer}, journal=args.journal)
+    # the agent answers once the dispenser's self-test after the change has run
+    answer = ask_agent(cfg, args.action, {**params, "engineer": engineer}, journal=args.journal, timeout=ANSWER_WITHIN)
     if answer is None:
         answer = _direct(cfg, args, params, engineer)
     print_report(answer, args.json, replenish_text if args.action == "replenish" else reconcile_text)
@@ -76,10 +78,10 @@ def _levels(args, cfg) -> int:
 
 
 def _direct(cfg, args, params: dict, engineer: str) -> dict:
-    from agent.direct import DirectRefused, run_direct
+    from agent.direct import DirectRefused, cash_direct
 
     try:
-        return run_direct(cfg, journal_of(cfg, args.journal), args.action, params, engineer)
+        return cash_direct(cfg, journal_of(cfg, args.journal), args.action, params, engineer)
     except DirectRefused as exc:
         raise UsageError(f"{args.action}: {exc} ({exc.error})") from None
 

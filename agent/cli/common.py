@@ -121,8 +121,8 @@ def ask_agent(
         return call(path, method, params, timeout=timeout)
     except ControlUnavailable:
         return None
-    except ControlSilent as exc:
-        raise UsageError(str(exc)) from None
+    except ControlSilent as exc:  # it may have taken the command and not finished it yet
+        raise UsageError(f"{method}: {exc}; it may still be carrying it out (atm status, atm logs)") from None
     except ControlRefused as exc:
         raise AgentRefused(f"{method}: {exc} ({exc.error})", exc.error) from None
 

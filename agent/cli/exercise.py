@@ -67,7 +67,7 @@ def cmd_exercise(args) -> int:
     params = request(args)
     engineer = engineer_name(args.engineer)
     cfg = load_config(args.config, rig=args.rig)
-    wait = 10.0 + params.get("seconds", 0)
+    wait = 60.0 + params.get("seconds", 0)  # a 20-note test dispense takes ~13 s, behind any queued command
     who = {"engineer": engineer} if args.engineer is not None else {}
     answer = ask_agent(cfg, "exercise", {**params, **who}, journal=args.journal, timeout=wait)
     if answer is None:
@@ -83,8 +83,7 @@ def cmd_exercise(args) -> int:
 def run_direct(cfg, journal_path: str, params: dict[str, Any], engineer: str, socket: str) -> dict[str, Any]:
     """Open only that device, do the action, journal it (the journal's lock is the agent's
     own: a running agent without a socket is refused by it)."""
-    from agent.journal import Journal
-    from fsm.clock import RealClock
+    from agent.direct import EngineerJournal
 
     device, action = params["device"], params["action"]
     if (device, action) not in DIRECT:
@@ -94,27 +93,9 @@ def run_direct(cfg, journal_path: str, params: dict[str, Any], engineer: str, so
         )
     if "path" in params and (problem := ex.snapshot_path_problem(params["path"])):
         raise UsageError(f"exercise: {problem}")
-    journal = Journal(journal_path, RealClock())
-    try:
-        if journal.pending_intents() or journal.open_sessions():
-            raise UsageError(
-                f"journal {journal_path}: a session or command was interrupted; start the agent (atm run)"
-                " so that it recovers it before any exercise"
-            )
+    with EngineerJournal(journal_path) as held:
         outcome = _direct_outcome(cfg, params)
-        journal.event(
-            None,
-            "remote_command",
-            command="exercise",
-            args=params,
-            ok=True,
-            outcome=outcome,
-            transport="direct",
-            engineer=engineer,
-        )
-        journal.flush()
-    finally:
-        journal.close()
+        held.command_row("exercise", params, engineer, outcome=outcome)
     return {
         "ok": True,
         "command": "exercise",
@@ -133,7 +114,10 @@ def _direct_outcome(cfg, params: dict[str, Any]) -> dict[str, Any]:
 
     kind = params["device"]
     scheduler = Scheduler(RealClock())
-    device = create_device(kind, cfg.devices[kind], DeviceContext(scheduler=scheduler))
+    locator = cfg.devices[kind]
+    if locator.startswith("ict3q8"):  # opening it initialises it: a card inside stays where it is
+        locator = with_option(locator, "init", "keep")
+    device = create_device(kind, locator, DeviceContext(scheduler=scheduler))
     device.open()
     try:
         held = device.faults.get("port_busy") or device.faults.get("port_unavailable")
@@ -147,6 +131,13 @@ def _direct_outcome(cfg, params: dict[str, Any]) -> dict[str, Any]:
         return ex.device_outcome(done[0], describe)
     finally:
         device.close()
+
+
+def with_option(locator: str, name: str, value: str) -> str:
+    """``locator`` with ``name=value`` in its query (replacing one given)."""
+    base, _, query = locator.partition("?")
+    kept = [part for part in query.split("&") if part and part.split("=")[0] != name]
+    return f"{base}?{'&'.join([*kept, f'{name}={value}'])}"
 
 
 def _direct_action(device, params: dict[str, Any], key: bytes) -> tuple[Callable[[], Any], Callable[[Any], dict]]:

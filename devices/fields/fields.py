@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
+ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()  # optional, and left out when not given
 TYPE_WORDS = {str: "str", int: "int", float: "int or float", bool: "bool", list: "array", dict: "table"}
 MAX_TEXT = 4096  # characters of a text field unless it says otherwise
 
@@ -131,6 +132,8 @@ def check_table(raw: Any, spec: dict[str, Field], where: str = "", noun: str = "
             out[key] = field.value(raw[key], name(key))
         elif field.default is REQUIRED:
             raise FieldError(name(key), field._explain(f"missing {noun}"), "missing")
+        elif field.default is ABSENT:
+            continue
         else:
             default = field.default
             out[key] = float(default) if field.type is float and isinstance(default, int) else default
