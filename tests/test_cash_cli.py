@@ -295,6 +295,7 @@ def test_with_no_agent_running_a_port_another_process_holds_is_refused_in_one_li
         finally:
             os.close(fd)
 
+
 def test_live_figures_are_what_the_agent_has_done(tmp_path):
     """After simulated customers: status and counters agree with the journal's own rows."""
     run = AtmRun(tmp_path, SIM).start("--customers", "--seed", "5")
