@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fsm.operator import COUNTERS_RESET
-from fsm.ports import JournalRow
+from fsm.ports import COUNTERS_RESET, JournalRow
 
 RESET = COUNTERS_RESET  # the event row `atm counters reset` writes
 CUT_SHORT = ("unknown", "interrupted")  # an outcome's result when nobody knows what the command did

@@ -39,7 +39,7 @@ def to_json(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
-def _describe(r: dict) -> str:
+def describe(r: dict) -> str:
     kind = r["type"]
     if kind == "state":
         return f"state   {r['previous']} -> {r['state']}  ({r['trigger']})"
@@ -64,17 +64,12 @@ def _describe(r: dict) -> str:
     return f"{kind:<7} {to_json(rest)}"
 
 
-def describe(record: dict) -> str:
-    """A record's readable line, without its time."""
-    return _describe(record)
-
-
 def human_line(record: dict, wall: bool = False) -> str:
     """One readable line; ``wall`` prints the time of day instead of clock seconds."""
     if wall:
         now = datetime.now()
-        return f"{now:%H:%M:%S}.{now.microsecond // 1000:03d}  {_describe(record)}"
-    return f"{record['t']:10.3f}  {_describe(record)}"
+        return f"{now:%H:%M:%S}.{now.microsecond // 1000:03d}  {describe(record)}"
+    return f"{record['t']:10.3f}  {describe(record)}"
 
 
 def rounded(record: dict) -> dict:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import TypedDict
 
 from agent import exercise
+from agent.control.protocol import MAX_LINES
 from agent.mqtt.commands import MAX_NAME, Request
 from devices.fields import Field, FieldError, check_table, fields
 from devices.registry import DEVICE_KINDS
@@ -22,7 +24,6 @@ from fsm.cash_service import RECONCILE_FIELDS, REPLENISH_FIELDS
 from fsm.events import RemoteAudit, RemoteRequest
 
 log = logging.getLogger("agent.remote")
-MAX_LINES = 1000  # recent lines a stream may ask for: what a ring keeps (ours)
 
 # Streams (atm trace, atm logs): served by the control socket itself, never by the loop,
 # which only journals them (ours).
@@ -64,6 +65,13 @@ COMMANDS: dict[str, dict[str, Field]] = {
 LOCAL_ONLY = frozenset({"emulator", "exercise", "replenish", "reconcile", "counters_reset", *STREAM_COMMANDS})
 FIELD_ERRORS = {"unknown": "unknown_field", "missing": "missing_field", "bad": "bad_field"}
 MAX_BODY = 4096
+
+
+class Who(TypedDict):
+    """Who asked: the transport (mqtt, control) and, on the socket, the engineer."""
+
+    transport: str
+    engineer: str
 
 
 class BadRequest(ValueError):
@@ -150,7 +158,7 @@ class CommandHandler:
 
     def __call__(self, request: Request) -> None:
         name, reply = request.name[:MAX_NAME], request.reply
-        who = {"transport": request.transport, "engineer": request.engineer}
+        who = Who(transport=request.transport, engineer=request.engineer)
         if self.closed:
             log.warning("request %r refused: the agent is stopping", name)
             return reply({"ok": False, "command": name, "error": "unavailable", "reason": "the agent is stopping"})
@@ -177,10 +185,10 @@ class CommandHandler:
             reply = self._with_facts(reply)
         self.post(RemoteRequest(name, args, reply, **who))
 
-    def _inline(self, request: Request, name: str, args: dict, who: dict) -> None:
-        self._run_here(request, name, who, lambda: self.inline[name](args))
+    def _inline(self, request: Request, name: str, args: dict, who: Who) -> None:
+        self._run_here(request, name, args, who, lambda: self.inline[name](args))
 
-    def _run_here(self, request: Request, name: str, who: dict, run: Callable[[], dict | None]) -> None:
+    def _run_here(self, request: Request, name: str, args: dict, who: Who, run: Callable[[], dict | None]) -> None:
         """Run a command on this thread: ``run()`` answers (a dict), or has answered itself
         (None: a stream), or raises BadRequest; journalled either way."""
         try:
@@ -196,7 +204,7 @@ class CommandHandler:
             return
         if answer is not None:
             request.reply({"ok": True, "command": name, **answer})
-        self.post(RemoteAudit(name, True, "", **who))
+        self.post(RemoteAudit(name, True, "", **who, args=args))
 
     def _with_facts(self, reply: Callable[[dict], None]) -> Callable[[dict], None]:
         facts = self.facts
@@ -221,7 +229,7 @@ class CommandHandler:
             log.error("status: the agent's facts could not be read: %r", exc)
             return {}
 
-    def _stream(self, request: Request, name: str, args: dict, who: dict) -> None:
+    def _stream(self, request: Request, name: str, args: dict, who: Who) -> None:
         """Opened and answered by the transport (``request.stream``), on its thread; a device
         that cannot be traced is refused (BadRequest); journalled either way."""
 
@@ -230,4 +238,4 @@ class CommandHandler:
                 raise BadRequest("not_permitted", f"{name} streams only on the control socket")
             request.stream(name, args)
 
-        self._run_here(request, name, who, open_stream)
+        self._run_here(request, name, args, who, open_stream)

@@ -40,7 +40,7 @@ class Camera(Device):
         ok, data = cv2.imencode(os.path.splitext(path)[1].lower(), frame)
         if not ok:
             raise ValueError(f"{path}: OpenCV cannot encode an image for this suffix")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)  # the customer area: not for all to see
         with os.fdopen(fd, "wb") as out:
             out.write(data.tobytes())
         height, width = frame.shape[:2]

@@ -155,3 +155,4 @@ class RemoteAudit:
     error: str
     transport: str = "mqtt"
     engineer: str = ""
+    args: Mapping[str, Any] | None = None  # what was asked, when it was checked

@@ -15,13 +15,13 @@ from devices.commands import Completion
 from fsm.cash_service import CashService
 from fsm.events import MaintenanceRequested, RemoteAudit, RemoteRequest, ReplenishRequested
 from fsm.exercise import Exercises
+from fsm.ports import COUNTERS_RESET
 from fsm.states import State
 
 if TYPE_CHECKING:
     from fsm.atm import ATM
 
 Reply = Callable[[dict[str, Any]], None]
-COUNTERS_RESET = "counters_reset"  # the event row that starts the service counters again
 
 
 class OperatorCommands:
@@ -83,7 +83,8 @@ class OperatorCommands:
         """A request answered on the network thread: only journalled here."""
         refused = {} if event.ok else {"error": event.error}
         who = _who(event.transport, event.engineer)
-        self._journal(command=event.command, ok=event.ok, **refused, **who)
+        asked = {"args": dict(event.args)} if event.args is not None else {}
+        self._journal(command=event.command, **asked, ok=event.ok, **refused, **who)
 
     def _journal(self, **row: Any) -> None:
         """One ``remote_command`` row, written at once: who did what to the ATM is evidence."""

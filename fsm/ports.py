@@ -10,6 +10,8 @@ import abc
 from collections.abc import Callable
 from typing import Any, Protocol
 
+COUNTERS_RESET = "counters_reset"  # the event row that starts the service counters again
+
 
 class JournalRow(Protocol):
     """One journal row, as the journal gives it (``agent.journal.Entry``)."""

@@ -127,7 +127,7 @@ def test_bad_requests_get_an_error_and_change_nothing(running, command, body, er
 
 
 def test_parse_request_checks_fields():
-    assert parse_request("selftest", b"") == {}
+    assert parse_request("selftest", b"") == {"device": "all"}  # the declared default
     with pytest.raises(BadRequest, match="200 characters"):
         parse_request("out_of_service", json.dumps({"reason": "x" * 201}).encode())
     with pytest.raises(BadRequest, match="bytes"):

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from agent.cli.common import UsageError, control_path, load_config, say
+from agent.control.protocol import MAX_LINES
 from devices.registry import DEVICE_KINDS
 
-MAX_LINES = 1000  # what the agent keeps of a trace (agent.remote.MAX_LINES)
 HEX_WIDTH = 32  # the hex column (a longer frame's hex pushes its fields along)
 
 

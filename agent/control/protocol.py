@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_LINE = 64 * 1024  # bytes of one request line (ours)
+MAX_LINES = 1000  # recent lines a stream (trace, logs) may ask for: what a ring keeps (ours)
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
