@@ -283,6 +283,7 @@ class Agent:
         """What ``status`` adds from the agent, on the loop: uptime and versions (the link's
         status is read on the transport's thread: ``CommandHandler.link``)."""
         return {
+            "atm_id": self.config.atm_id,
             "rig": Path(self.config.rig).stem if self.config.rig else "(config devices)",
             "journal": self.journal_path,
             "started": self.started_wall.isoformat(timespec="seconds"),

@@ -194,7 +194,8 @@ def describe_frame(
     if not reply.positive:
         return frame.hex(" "), {**fields, "error": reply.error, "meaning": (meanings or {}).get(reply.error, "")}
     fields["position"] = reply.position
-    if reply.cm == IC:  # its data is the chip's ATR
+    if reply.cm == IC and reply.pm == 0x30:  # activate: its data is the chip's ATR (other IC replies may hold
+        # a chip's records, the card number among them: their length only, below)
         return frame.hex(" "), {**fields, **({"atr": reply.data.hex(" ")} if reply.data else {})}
     if reply.data:  # a track, or data of a command we do not know: its length only
         what = "track data" if reply.cm == READ_TRACK else "data"

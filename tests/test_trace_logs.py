@@ -222,6 +222,23 @@ def test_the_card_readers_bytes_show_only_as_whole_valid_frames_and_never_its_tr
         assert form not in text
 
 
+def test_a_chips_data_through_the_reader_shows_only_its_atr():
+    """Only the activation's reply (pm 30) is an ATR; any other IC reply may hold the chip's
+    records, the card number among them: its length only."""
+    pan = CARDS["domestic"].pan
+    trace = FrameTrace(FRAMING)
+    atr = bytes.fromhex("3b 02 14 50")
+    trace.received(ict3q8_codec.encode_reply(ict3q8_codec.Reply(ict3q8_codec.IC, 0x30, True, "inside", data=atr)))
+    record = b"\x70\x13\x5a\x08" + bytes.fromhex(pan[:16])  # a READ RECORD answer with its PAN (tag 5A)
+    trace.received(ict3q8_codec.encode_reply(ict3q8_codec.Reply(ict3q8_codec.IC, 0x39, True, "inside", data=record)))
+    activated, exchanged = trace.ring.recent(2)
+    assert activated["frame"]["atr"] == atr.hex(" ")
+    assert exchanged["frame"]["data"] == f"<{len(record)} bytes of data>"
+    text = json.dumps([activated, exchanged])
+    for form in card_number_forms():
+        assert form not in text
+
+
 def test_the_monitoring_centre_may_not_stream_and_is_journalled():
     posted, answers, opened = [], [], []
     handler = CommandHandler(posted.append, rebirth=lambda: None)

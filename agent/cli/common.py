@@ -106,6 +106,9 @@ def control_path(cfg: configmod.Config, journal: str | None = None) -> str:
     return control_socket_path(cfg.control["socket"], journal_of(cfg, journal))
 
 
+LOOKS = frozenset({"status", "cash", "trace", "logs"})  # commands that change nothing
+
+
 def ask_agent(
     cfg: configmod.Config, method: str, params: dict | None = None, journal: str | None = None, timeout: float = 5.0
 ) -> dict | None:
@@ -121,7 +124,10 @@ def ask_agent(
         return call(path, method, params, timeout=timeout)
     except ControlUnavailable:
         return None
-    except ControlSilent as exc:  # it may have taken the command and not finished it yet
+    except ControlSilent as exc:
+        if method in LOOKS:
+            raise UsageError(str(exc)) from None
+        # it may have taken the command and not finished it yet
         raise UsageError(f"{method}: {exc}; it may still be carrying it out (atm status, atm logs)") from None
     except ControlRefused as exc:
         raise AgentRefused(f"{method}: {exc} ({exc.error})", exc.error) from None

@@ -79,7 +79,7 @@ def cmd_status(args) -> int:
     cfg = load_config(args.config, rig=args.rig)
     live = ask_agent(cfg, "status", journal=args.journal)
     if live is not None:
-        report = {"agent": "running", "atm_id": cfg.atm_id, **live}
+        report = {"agent": "running", **live}
     else:
         report = {"agent": "not running", **status_report(cfg, journal_of(cfg, args.journal))}
     print_report(report, args.json, status_text)
