@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from devices.base import Action
 from devices.card_reader import LED_COLOURS
-from devices.commands import Completion
 from devices.dispenser import DispenseResult
 from fsm.engineer_gate import when_quiet
 from fsm.screens import SCREENS
 
 if TYPE_CHECKING:
+    from devices.commands import Completion
     from fsm.atm import ATM
 
 Reply = Callable[[dict[str, Any]], None]

@@ -17,7 +17,6 @@ from agent.cli.common import (
     load_config,
     print_report,
 )
-from agent.service import table
 
 ANSWER_WITHIN = 60.0  # seconds: the change, then the dispenser's self-test (behind any command of its own)
 COUNTED = re.compile(r"([A-Za-z0-9]{1,8})=(\d{1,5})")
@@ -87,6 +86,8 @@ def _direct(cfg, args, params: dict, engineer: str) -> dict:
 
 
 def _cassettes(cassettes: list[dict]) -> str:
+    from agent.service import table
+
     keys = ("id", "denomination", "count", "status", "accuracy")
     return table(("cassette", "denomination", "count", "status", "accuracy"), [[c[k] for k in keys] for c in cassettes])
 
@@ -100,6 +101,8 @@ def replenish_text(answer: dict) -> str:
 
 
 def reconcile_text(answer: dict) -> str:
+    from agent.service import table
+
     rows = [[d["id"], d["journal"], d["counted"], d["difference"]] for d in answer["differences"]]
     head = "reconciled: " + (
         "the counts were unknown (an interrupted dispense); they are the counted ones now"
