@@ -70,17 +70,22 @@ def _row(raw: tuple, path: str) -> dict[str, Any]:
     return {"seq": seq, "ts": ts, "session": session, "kind": kind, "name": name, "intent": intent, "data": value}
 
 
-def _type_clause(db: sqlite3.Connection, path: str, type_: str | None) -> tuple[str, list[str]]:
-    """The SQL condition for ``--type``; a type that is no kind and no row's name is refused."""
+def _type_clause(type_: str | None) -> tuple[str, list[str]]:
+    """The SQL condition for ``--type``: a row kind, else a row name."""
     if type_ is None:
         return "", []
-    if type_ in KINDS:
-        return " AND kind = ?", [type_]
+    return (" AND kind = ?", [type_]) if type_ in KINDS else (" AND name = ?", [type_])
+
+
+def _check_type(db: sqlite3.Connection, path: str, type_: str | None) -> None:
+    """Refuse a type that is no kind and no row's name: asked only when nothing matched, as
+    it may read the whole journal (no index on names: they would cost more than they save)."""
+    if type_ is None or type_ in KINDS:
+        return
     if db.execute("SELECT 1 FROM entries WHERE name = ? LIMIT 1", (type_,)).fetchone() is None:
         raise JournalError(
             f"--type: {type_!r} is neither a row kind ({', '.join(KINDS)}) nor the name of any row in {path}"
         )
-    return " AND name = ?", [type_]
 
 
 def _summary(session: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,7 +126,7 @@ def run(db: sqlite3.Connection, path: str, q: Query) -> dict[str, Any]:
         raise JournalError(f"--from ({start}) is not before --to ({end}): the window is empty")
     db.execute("BEGIN")
     try:
-        type_sql, type_args = _type_clause(db, path, q.type)
+        type_sql, type_args = _type_clause(q.type)
         if q.by_session:
             names = chosen_sessions(db, q, start, end)
             shown = None
@@ -142,6 +147,8 @@ def run(db: sqlite3.Connection, path: str, q: Query) -> dict[str, Any]:
         else:
             picked = [r for r in shown if r["session"] is not None]
             loose = [r for r in shown if r["session"] is None]
+        if not picked and not loose:
+            _check_type(db, path, q.type)
     finally:
         db.execute("COMMIT")
     by_session: dict[str, list[dict[str, Any]]] = {}

@@ -75,7 +75,7 @@ def query_text(report: dict[str, Any]) -> str:
     """Each session's card and summary, then its rows; the rows of no session last."""
     sessions, other = report["sessions"], report["other_rows"]
     head = (
-        f"journal {report['journal']}: {len(sessions)} sessions, {report['rows']} rows,"
+        f"journal {report['journal']}: {_count(len(sessions), 'session')}, {_count(report['rows'], 'row')},"
         f" {report['from']} (incl.) to {report['to']} (excl.)"
     )
     lines = [head]
@@ -90,6 +90,10 @@ def query_text(report: dict[str, Any]) -> str:
     if not sessions and not other:
         lines += ["", "no rows match"]
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _rows_table(rows: list[dict[str, Any]]) -> str:
