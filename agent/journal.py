@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_intent ON entries(intent) WHERE intent IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_session_end ON entries(seq) WHERE name = 'session_end';
+-- for `atm journal query` (docs/journal-queries.md): a time window, a session, and a card
+-- by token or last 4 digits (its card_read row only: one small entry a session)
+CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
+CREATE INDEX IF NOT EXISTS entries_session ON entries(session) WHERE session IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_card_token ON entries(json_extract(data, '$.token'), ts) WHERE name = 'card_read';
+CREATE INDEX IF NOT EXISTS entries_card_last4 ON entries(json_extract(data, '$.last4'), ts) WHERE name = 'card_read';
 CREATE TABLE IF NOT EXISTS cassettes (
     id           TEXT PRIMARY KEY,
     denomination INTEGER NOT NULL,

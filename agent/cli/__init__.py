@@ -10,9 +10,10 @@ import logging
 import os
 import sqlite3
 import sys
+from typing import NoReturn
 
-from agent.cli import cash, engineer, exercise, run, streams, tools
-from agent.cli.common import UsageError
+from agent.cli import cash, engineer, exercise, journal, run, streams, tools
+from agent.cli.common import UsageError, withhold_card_numbers
 from agent.config import ConfigError
 from agent.errors import PromptError
 from agent.journal import JournalError
@@ -20,11 +21,18 @@ from agent.outbox import OutboxError
 from agent.rig import RigError
 from devices.registry import LocatorError
 
-COMMANDS = (run, engineer, exercise, cash, streams, tools)  # in the order `atm --help` lists them
+COMMANDS = (run, engineer, exercise, cash, journal, streams, tools)  # in the order `atm --help` lists them
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse echoes what was typed wrong, which may be a card number: never in its errors."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(withhold_card_numbers(message))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="atm", description="ATM firmware simulator and edge agent")
+    parser = Parser(prog="atm", description="ATM firmware simulator and edge agent")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
@@ -42,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, JournalError, LocatorError, OutboxError, PromptError, RigError, UsageError) as exc:
-        print(f"atm: error: {exc}", file=sys.stderr)
+        print(f"atm: error: {withhold_card_numbers(str(exc))}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:
-        print(f"atm: error: journal: {exc}", file=sys.stderr)
+        print(f"atm: error: journal: {withhold_card_numbers(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -29,6 +30,15 @@ def say(text: str, stream=None) -> None:
     with _print_lock:
         stream.write(text + "\n")
         stream.flush()
+
+
+CARD_NUMBER_LIKE = re.compile(r"\d{12,}")
+
+
+def withhold_card_numbers(text: str) -> str:
+    """``text`` with every run of 12 or more digits replaced: an error message may echo what
+    was typed, and it may be a card number (say, ``--from`` given one by mistake)."""
+    return CARD_NUMBER_LIKE.sub("[digits withheld]", text)
 
 
 class UsageError(Exception):
