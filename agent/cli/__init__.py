@@ -11,16 +11,17 @@ import os
 import sqlite3
 import sys
 
-from agent.cli import cash, engineer, exercise, run, streams, tools
+from agent.cli import cash, engineer, exercise, journal, run, streams, tools
 from agent.cli.common import UsageError
 from agent.config import ConfigError
 from agent.errors import PromptError
 from agent.journal import JournalError
+from agent.journal_signing import SigningKeyError
 from agent.outbox import OutboxError
 from agent.rig import RigError
 from devices.registry import LocatorError
 
-COMMANDS = (run, engineer, exercise, cash, streams, tools)  # in the order `atm --help` lists them
+COMMANDS = (run, engineer, exercise, cash, journal, streams, tools)  # in the order `atm --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ConfigError, JournalError, LocatorError, OutboxError, PromptError, RigError, UsageError) as exc:
+    except (
+        ConfigError,
+        JournalError,
+        LocatorError,
+        OutboxError,
+        PromptError,
+        RigError,
+        SigningKeyError,
+        UsageError,
+    ) as exc:
         print(f"atm: error: {exc}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:

@@ -7,7 +7,9 @@ or the one named with ``--journal FILE``, whether or not an agent runs on it.
 
 from __future__ import annotations
 
-SUBCOMMANDS: tuple = ()  # modules with register(journal_sub), in the order --help lists them
+from agent.cli import journal_verify
+
+SUBCOMMANDS: tuple = (journal_verify,)  # modules with register(journal_sub), in the order --help lists them
 
 
 def register(sub) -> None:
