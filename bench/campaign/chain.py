@@ -98,14 +98,14 @@ def run_chain_campaign(
     for n in range(kills):
         proc = _start(journal, rng.randrange(1 << 30))
         if rng.random() < startup_share:
-            time.sleep(rng.uniform(0.0, 0.25))
+            time.sleep(rng.uniform(0.0, 0.2))
             report.during_startup += 1
         else:
             reason = _wait_ready(proc)
             if reason:
                 report.failures.append(f"start before kill {n}: {reason}")
                 continue
-            time.sleep(rng.uniform(0.0, 0.15))
+            time.sleep(rng.uniform(0.0, 0.1))
         if proc.poll() is not None:
             _out, err = proc.communicate(timeout=10)
             report.failures.append(f"kill {n}: exited by itself ({proc.returncode}): {err.strip()[-300:]}")
