@@ -404,7 +404,11 @@ def test_no_card_number_in_any_output(tmp_path):
     journal = tmp_path / "journal.db"
     run = run_visits([Visit("withdrawal", amount=30_000), Visit("balance")], journal=str(journal))
     run.agent.stop()
-    outputs = [verify_text(journal), verify_text(journal, "--json"), atm("journal", "public-key", "--journal", str(journal))]
+    outputs = [
+        verify_text(journal),
+        verify_text(journal, "--json"),
+        atm("journal", "public-key", "--journal", str(journal)),
+    ]
     outputs.append(atm("journal", "public-key", "--journal", str(journal), "--json"))
     sql(journal, "UPDATE entries SET ts = 'x' WHERE seq = 3")
     outputs += [verify_text(journal), verify_text(journal, "--json")]
