@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from agent.journal import Journal  # noqa: E402
 from agent.journal_chain import GENESIS, link  # noqa: E402
-from agent.journal_verify import verify  # noqa: E402
 from agent.journal_signing import Ed25519PrivateKey, Signer  # noqa: E402
+from agent.journal_verify import verify  # noqa: E402
 from devices.dispenser import Cassette  # noqa: E402
 from fsm.clock import VirtualClock  # noqa: E402
 
@@ -95,7 +95,7 @@ def generated_journal(path: str, rows: int) -> None:
             "step",
             "card_read",
             None,
-            '{"masked":"411111******1111","token":"%032x","n":%d}' % (seq, seq),
+            f'{{"masked":"411111******1111","token":"{seq:032x}","n":{seq}}}',
         )
         head = link(head, seq, *row)
         batch.append((seq, *row, head))

@@ -273,7 +273,7 @@ def _old_journal(tmp_path: Path) -> Path:
     db.executescript(OLD_SCHEMA)
     db.executemany(
         "INSERT INTO entries (ts, session, kind, name, intent, data) VALUES (?, ?, ?, ?, ?, ?)",
-        [("2025-06-01T10:00:00.000+00:00", f"s{i // 5}", "step", "card_read", None, '{"n":%d}' % i) for i in range(40)],
+        [("2025-06-01T10:00:00.000+00:00", f"s{i // 5}", "step", "card_read", None, f'{{"n":{i}}}') for i in range(40)],
     )
     db.commit()
     db.close()
