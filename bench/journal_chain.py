@@ -124,7 +124,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=ROOT / "var" if (ROOT / "var").is_dir() else None) as folder:
         for synchronous in ("FULL", "OFF"):
             # alternate, twice, so that the disk's moods fall on both
-            runs = {"without": [], "with": []}
+            runs: dict[str, list[tuple[float, int]]] = {"without": [], "with": []}
             for round_ in range(2):
                 for label, make in (("without", lambda p: Before(p, clock)), ("with", lambda p: Journal(p, clock))):
                     name = f"{label}-{synchronous}-{round_}.db"
