@@ -145,6 +145,22 @@ SECTIONS: dict[str, dict[str, Field]] = {
             " /var/lib/atm/journal.db once installed; in memory elsewhere)",
             length=(0, 4096),
         ),
+        Field(
+            "checkpoint_rows",
+            int,
+            500,
+            "rows between two signed checkpoints of the hash chain, at most",
+            low=1,
+            high=1_000_000,
+        ),
+        Field(
+            "checkpoint_seconds",
+            float,
+            60.0,
+            "seconds a written row waits for its signed checkpoint, at most (checked as rows are written)",
+            low=1,
+            high=DAY,
+        ),
     ),
     "security": fields(
         Field(
@@ -154,6 +170,12 @@ SECTIONS: dict[str, dict[str, Field]] = {
             "the card token secret",
             length=(1, 1024),
             check=lambda v: None if _hex_key(v) else "must be at least 16 bytes written in hex",
+        ),
+        _path(
+            "signing_key",
+            "",
+            "the Ed25519 key file that signs the journal's checkpoints ('' for <journal>-signing.key;"
+            " made with mode 0600 when absent)",
         ),
     ),
     "control": fields(
@@ -242,6 +264,8 @@ class Config:
     source: str = "<defaults>"
     rig: str = ""  # the rig file the devices came from ('' for none)
     host: str = "sim://"  # the bank host backend
+    signing_key: str = ""  # the checkpoints' key file ('' for next to the journal)
+    checkpoints: dict[str, Any] = field(default_factory=lambda: {"rows": 500, "seconds": 60.0})
 
 
 def _cassettes(raw: Any) -> list[Cassette]:
@@ -320,6 +344,8 @@ def _from_dict(raw: dict, source: str, base_dir: Path | None, rig: str | None) -
         source=source,
         rig=rig_file,
         host=s["atm"]["host"],
+        signing_key=s["security"]["signing_key"],
+        checkpoints={"rows": s["journal"]["checkpoint_rows"], "seconds": s["journal"]["checkpoint_seconds"]},
     )
 
 

@@ -6,6 +6,12 @@ row after it; the outcome row updates the cassette counts in the same
 transaction. After a crash, an intent with no outcome is exactly the command
 whose result must be reconciled. Card numbers never reach the journal: only
 masked numbers and tokens do.
+
+Every row carries ``hash``, the link of a SHA-256 chain over all rows before it
+(agent/journal_chain.py), computed here and written in the row's own transaction; every
+``checkpoint_rows`` rows or ``checkpoint_seconds`` seconds (and at ``close()``) a
+checkpoint (row count, chain head, time) signed with the ATM's Ed25519 key goes in the
+``checkpoints`` table in that same transaction (docs/journal.md).
 """
 
 from __future__ import annotations
@@ -14,8 +20,13 @@ import fcntl
 import json
 import os
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from agent import journal_signing as signing
+from agent.journal_chain import GENESIS, link, rehash_all
+from agent.journal_signing import Checkpoint, Signer
 from devices.dispenser import Cassette
 
 SCHEMA = """
@@ -26,7 +37,8 @@ CREATE TABLE IF NOT EXISTS entries (
     kind    TEXT NOT NULL CHECK (kind IN ('step', 'intent', 'outcome', 'fault', 'event', 'recovery')),
     name    TEXT NOT NULL,
     intent  INTEGER REFERENCES entries(seq),
-    data    TEXT NOT NULL
+    data    TEXT NOT NULL,
+    hash    BLOB  -- the chain's link (journal_chain.py); NULL only before the migration
 );
 CREATE INDEX IF NOT EXISTS entries_intent ON entries(intent) WHERE intent IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_session_end ON entries(seq) WHERE name = 'session_end';
@@ -43,7 +55,17 @@ CREATE TABLE IF NOT EXISTS cassettes (
     low          INTEGER NOT NULL,
     empty        INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq        INTEGER PRIMARY KEY,  -- the rows it covers: 1..seq
+    ts         TEXT NOT NULL,
+    head       TEXT NOT NULL,        -- the hash of row seq, hex
+    key_id     TEXT NOT NULL,
+    public_key TEXT NOT NULL,        -- raw Ed25519, hex
+    signature  TEXT NOT NULL         -- over journal_signing.checkpoint_message, hex
+);
 """
+CHECKPOINT_ROWS = 500  # default: a checkpoint at least every this many rows (ours)
+CHECKPOINT_SECONDS = 60.0  # default: and within this many seconds of a row (ours)
 
 
 @dataclass(frozen=True)
@@ -74,7 +96,8 @@ def _encode(data: dict) -> str:
     return text
 
 
-INSERT = "INSERT INTO entries (ts, session, kind, name, intent, data) VALUES (?, ?, ?, ?, ?, ?)"
+INSERT = "INSERT INTO entries (seq, ts, session, kind, name, intent, data, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_CHECKPOINT = "INSERT INTO checkpoints (seq, ts, head, key_id, public_key, signature) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 class JournalError(ValueError):
@@ -120,11 +143,26 @@ class Journal:
     intent or outcome (or ``flush()``), in one transaction: money and card
     movements are always on disk before the command is sent; at most the
     plain steps since the last of them can be lost in a power cut.
+
+    ``signing_key``: the checkpoints' key file ('' for ``<journal>-signing.key``; a
+    key made for the run with an in-memory journal). ``on_checkpoint`` is told each
+    checkpoint once it is committed (the agent sends it as telemetry).
     """
 
-    def __init__(self, path: str, clock):
+    def __init__(
+        self,
+        path: str,
+        clock,
+        signing_key: str = "",
+        checkpoint_rows: int = CHECKPOINT_ROWS,
+        checkpoint_seconds: float = CHECKPOINT_SECONDS,
+        on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    ):
         self.path = path
         self.clock = clock
+        self.checkpoint_rows = checkpoint_rows
+        self.checkpoint_seconds = checkpoint_seconds
+        self.on_checkpoint = on_checkpoint
         self._buffer: list[tuple] = []
         self._ts_at: float | None = None
         self._ts = ""
@@ -137,14 +175,45 @@ class Journal:
                 self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
             self.check_pending()
+            self.signer = Signer(self._signing_key(signing_key))
+            self.migrated = self._migrate()  # rows chained now: 0 for a journal made with the chain
+            self._seq, self._head = self._last_link()
+            (self._checkpoint_seq,) = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM checkpoints").fetchone()
+            self._checkpoint_at = clock.now()
+            self.made: Checkpoint | None = None  # by the last transaction
+            if self.migrated:
+                self.checkpoint()
         except BaseException:
             if self.lock is not None:
                 self.lock.release()
             raise
 
+    def _signing_key(self, path: str):
+        if not path and self.path == ":memory:":
+            return signing.Ed25519PrivateKey.generate()  # nothing kept: a key for this run
+        return signing.load_or_create(path or signing.default_key_path(self.path))
+
+    def _migrate(self) -> int:
+        """Chain the rows of a journal made before the chain (once); the number chained."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(entries)")}
+        if "hash" in columns:
+            return 0
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("ALTER TABLE entries ADD COLUMN hash BLOB")
+            (count,) = self.db.execute("SELECT COUNT(*) FROM entries").fetchone()
+            rehash_all(self.db)
+        return count
+
+    def _last_link(self) -> tuple[int, bytes]:
+        row = self.db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return 0, GENESIS
+        return row[0], row[1] if isinstance(row[1], bytes) else b""  # a row without one: verify names it
+
     def close(self) -> None:
         try:
-            self.flush()
+            self.checkpoint()  # writes the buffered rows first
             self.db.close()
         finally:
             if self.lock is not None:
@@ -173,22 +242,78 @@ class Journal:
             self._ts_at, self._ts = now, self.clock.utcnow().isoformat(timespec="milliseconds")
         return (self._ts, session, kind, name, intent, _encode(data))
 
+    # writing: every row numbered and chained here, in its transaction ---------------
+    @contextmanager
+    def _transaction(self, force_checkpoint: bool = False) -> Iterator[None]:
+        """One write transaction; the buffered rows go first, a checkpoint last when one is
+        due. On failure nothing is written, the buffer is kept and the chain is as before."""
+        saved = (self._seq, self._head, self._checkpoint_seq, self._checkpoint_at)
+        buffered, self._buffer = self._buffer, []
+        try:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                if buffered:
+                    self.db.executemany(INSERT, self._chained(buffered))
+                yield
+                self.made = self._checkpoint_if_due(force_checkpoint)
+        except BaseException:
+            self._seq, self._head, self._checkpoint_seq, self._checkpoint_at = saved
+            self._buffer = buffered + self._buffer
+            self.made = None
+            raise
+        if self.made is not None and self.on_checkpoint is not None:
+            self.on_checkpoint(self.made)
+
+    def _chained(self, rows: list[tuple]) -> list[tuple]:
+        """The rows numbered and hashed, after the last one written."""
+        seq, head = self._seq, self._head
+        out = []
+        for row in rows:
+            seq += 1
+            head = link(head, seq, *row)
+            out.append((seq, *row, head))
+        self._seq, self._head = seq, head
+        return out
+
     def _insert(self, kind: str, name: str, session: str | None, data: dict, intent: int | None = None) -> int:
-        """Write the buffer and this row; the caller holds the transaction."""
-        if self._buffer:
-            self.db.executemany(INSERT, self._buffer)
-            self._buffer.clear()
-        seq = self.db.execute(INSERT, self._row(kind, name, session, data, intent)).lastrowid
-        assert seq is not None  # an INSERT sets it
-        return seq
+        """Write this row; the caller holds the transaction (``_transaction``)."""
+        self.db.execute(INSERT, self._chained([self._row(kind, name, session, data, intent)])[0])
+        return self._seq
+
+    def _checkpoint_if_due(self, force: bool = False) -> Checkpoint | None:
+        rows = self._seq - self._checkpoint_seq
+        if rows <= 0:
+            return None
+        now = self.clock.now()
+        if not (force or rows >= self.checkpoint_rows or now - self._checkpoint_at >= self.checkpoint_seconds):
+            return None
+        ts = self.clock.utcnow().isoformat(timespec="milliseconds")
+        checkpoint = self.signer.checkpoint(self._seq, self._head, ts)
+        self.db.execute(
+            INSERT_CHECKPOINT,
+            (checkpoint.seq, ts, checkpoint.head, checkpoint.key_id, checkpoint.public_key, checkpoint.signature),
+        )
+        self._checkpoint_seq, self._checkpoint_at = self._seq, now
+        return checkpoint
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign the rows written so far now (buffered ones first), unless the last checkpoint
+        covers them all; e.g. at a clean shutdown, before the telemetry stops."""
+        with self._transaction(force_checkpoint=True):
+            pass
+        return self.made
+
+    def last_checkpoint(self) -> Checkpoint | None:
+        row = self.db.execute(
+            "SELECT seq, ts, head, key_id, public_key, signature FROM checkpoints ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return Checkpoint(*row) if row else None
 
     def flush(self) -> None:
         """Write the buffered step and event rows."""
         if self._buffer:
-            with self.db:
-                self.db.execute("BEGIN IMMEDIATE")
-                self.db.executemany(INSERT, self._buffer)
-            self._buffer.clear()
+            with self._transaction():
+                pass
 
     def head(self) -> tuple[int, str]:
         """(seq, time) of the newest row, after the buffered ones are written; (0, "") when empty."""
@@ -208,16 +333,14 @@ class Journal:
 
     def intent(self, session: str | None, name: str, /, **data) -> int:
         """Record a command about to be sent (committed before returning); returns its id."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             return self._insert("intent", name, session, data)
 
     def outcome(
         self, intent: int, session: str | None, name: str, /, cassettes: list[Cassette] | None = None, **data
     ) -> None:
         """Record what the command did, and the cassette counts after it, atomically."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self._insert("outcome", name, session, data, intent)
             if cassettes:
                 self._write_cassettes(cassettes)
@@ -341,8 +464,7 @@ class Journal:
 
     def recovery(self, session: str | None, name: str, /, **data) -> None:
         """Record what a restart found of an interrupted session or command (committed)."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self._insert("recovery", name, session, data)
 
     def recover(self) -> list[Entry]:
@@ -353,8 +475,7 @@ class Journal:
         """
         pending = self.pending_intents()
         for entry in pending:
-            with self.db:
-                self.db.execute("BEGIN IMMEDIATE")
+            with self._transaction():
                 self._insert(
                     "recovery",
                     entry.name,

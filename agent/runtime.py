@@ -136,7 +136,11 @@ class Agent:
         try:
             self._check_cassettes()
             self.host = create_host(config.host, self.scheduler, config.card_key)
-            for what, path in (("journal", self.journal_path), ("telemetry.outbox", config.telemetry["outbox"])):
+            for what, path in (
+                ("journal", self.journal_path),
+                ("telemetry.outbox", config.telemetry["outbox"]),
+                ("security.signing_key", config.signing_key),
+            ):
                 problem = missing_folder(path)
                 if problem:
                     raise ConfigError(f"{what} {path}: {problem}")
@@ -150,7 +154,17 @@ class Agent:
             self.telemetry.birth_facts = self._static_birth()
             self.publisher = self._make_publisher(brokers)
             self.telemetry.publishers.append(self.publisher)
-            self.journal = Journal(self.journal_path, clock)
+            self.journal = Journal(
+                self.journal_path,
+                clock,
+                signing_key=config.signing_key,
+                checkpoint_rows=config.checkpoints["rows"],
+                checkpoint_seconds=config.checkpoints["seconds"],
+                on_checkpoint=self._send_checkpoint,
+            )
+            last = self.journal.last_checkpoint()
+            if self.journal.made is None and last is not None:  # again: a crash may have come before its send
+                self._send_checkpoint(last)
         except BaseException:
             self._close_devices()
             outbox = getattr(self, "outbox", None)  # made before the journal failed, or not at all
@@ -219,6 +233,10 @@ class Agent:
         self.control: ControlServer | None = None
         self.logbook: LogBook | None = None
         self.control_path = "" if clock.virtual else control_socket_path(config.control["socket"], self.journal_path)
+
+    def _send_checkpoint(self, checkpoint) -> None:
+        """A copy of each signed checkpoint for the monitoring centre, which the ATM cannot rewrite."""
+        self.telemetry.event(checkpoint.telemetry())
 
     def serve_control(self) -> None:
         """Serve the control socket (``atm run``), and keep the log and the serial traces
@@ -417,6 +435,7 @@ class Agent:
             if self._thread.is_alive():  # never close what the loop may still be using
                 log.error("the state machine did not stop in time; devices left open")
                 return
+        self.journal.checkpoint()  # the rows of this run signed, and sent before the link stops
         final = self.telemetry.status_message(False, self.atm.service.service, reason="stopped")
         self.publisher.stop(final)
         self._telemetry_out(final)

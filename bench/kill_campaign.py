@@ -27,9 +27,9 @@ def main() -> int:
     print("last journal row before each kill:")
     for (kind, name), n in report.windows.most_common():
         print(f"  {n:5d}  {kind or '(no journal yet)'} {name}")
-    for line in (report.mismatches + report.restart_failures)[:20]:
+    for line in (report.mismatches + report.restart_failures + report.chain_failures)[:20]:
         print("  !", line)
-    return 1 if report.mismatches or report.restart_failures else 0
+    return 1 if report.mismatches or report.restart_failures or report.chain_failures else 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from agent.cli.common import UsageError, withhold_card_numbers
 from agent.config import ConfigError
 from agent.errors import PromptError
 from agent.journal import JournalError
+from agent.journal_signing import SigningKeyError
 from agent.outbox import OutboxError
 from agent.rig import RigError
 from devices.registry import LocatorError
@@ -49,7 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ConfigError, JournalError, LocatorError, OutboxError, PromptError, RigError, UsageError) as exc:
+    except (
+        ConfigError,
+        JournalError,
+        LocatorError,
+        OutboxError,
+        PromptError,
+        RigError,
+        SigningKeyError,
+        UsageError,
+    ) as exc:
         print(f"atm: error: {withhold_card_numbers(str(exc))}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:

@@ -12,6 +12,9 @@ After each restart (the new agent says it is ready):
 - no session begun before the restart is left without its end;
 - at any time, once a dispense or a session was found interrupted (or a
   dispense went unanswered), no dispense is sent before a replenishment.
+
+And after each kill, ``atm journal verify`` passes (bench/campaign/chain.py runs it): the
+hash chain and the signed checkpoints are whole.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.campaign.chain import verify_journal
+
 ROOT = Path(__file__).resolve().parents[2]
 INITIAL = {"A": 2_000, "B": 2_000}  # bench/campaign/kill_child.py's cassettes
 READY_TIMEOUT = 30.0
@@ -39,6 +44,7 @@ class CampaignReport:
     during_startup: int = 0
     mismatches: list[str] = field(default_factory=list)
     restart_failures: list[str] = field(default_factory=list)
+    chain_failures: list[str] = field(default_factory=list)  # atm journal verify after a kill
     windows: Counter = field(default_factory=Counter)  # the last journal row before each kill
     dispense_to_present: int = 0  # kills after a dispense outcome, before the present
     interrupted_sessions: int = 0
@@ -51,7 +57,8 @@ class CampaignReport:
             f"{self.kills} kills ({self.during_startup} during start-up, {self.dispense_to_present} between a"
             f" dispense and its present), {self.sessions} sessions, {self.interrupted_sessions} sessions and"
             f" {self.recovered_dispenses} dispenses recovered, {len(self.mismatches)} mismatches,"
-            f" {len(self.restart_failures)} restart failures, {self.seconds:.0f} s"
+            f" {len(self.restart_failures)} restart failures, {len(self.chain_failures)} verify failures,"
+            f" {self.seconds:.0f} s"
         )
 
 
@@ -237,6 +244,10 @@ def run_campaign(
         if ended:
             report.restart_failures.append(f"kill {n}: {ended}")
         report.mismatches += [f"kill {n}: {p}" for p in audit.counts_problems()]
+        if Path(journal).exists():
+            rc, answer = verify_journal(journal)
+            if rc != 0:
+                report.chain_failures.append(f"kill {n}: verify exit {rc}: {answer}")
         report.windows[audit.last] += 1
         report.dispense_to_present += audit.since_dispense is not None
         boundary = audit.seq
