@@ -67,8 +67,8 @@ def test_cash_low_reaches_the_monitoring_centre(mosquitto):
     last_a = next(c for c in cash[-1] if c["id"] == "A")
     assert first_a == {"id": "A", "denomination": 10000, "count": 53, "status": "ok", "accuracy": "accurate"}
     assert last_a == {"id": "A", "denomination": 10000, "count": 49, "status": "low", "accuracy": "accurate"}
-    events = [m.json() for m in _of(messages, "event")]
-    assert events and events[-1]["event"] == "session" and events[-1]["outcome"] == "completed"
+    sessions = [m.json() for m in _of(messages, "event") if m.json()["event"] == "session"]
+    assert sessions and sessions[-1]["outcome"] == "completed"
 
 
 def test_demo_without_a_broker_keeps_running_and_says_so():

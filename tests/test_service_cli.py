@@ -323,4 +323,5 @@ def test_an_engineer_who_cannot_write_the_folder_still_reads_a_stopped_agents_jo
 
     proc = sp.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, preexec_fn=nobody, cwd="/")
     assert proc.returncode == 0 and proc.stdout.strip() == "1", proc.stderr[-500:]
-    assert sorted(os.listdir(folder)) == ["journal.db", "journal.db.lock"]  # nothing made by the reader
+    # nothing made by the reader (the lock and the signing key are the writer's)
+    assert sorted(os.listdir(folder)) == ["journal.db", "journal.db-signing.key", "journal.db.lock"]
