@@ -35,10 +35,11 @@ class DirectRefused(Exception):
 class EngineerJournal:
     """The journal, opened for one engineer's command (a context manager)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, signing_key: str = ""):
+        """``signing_key``: the config's ``security.signing_key`` (its checkpoints are signed)."""
         if not Path(path).is_file():
             raise JournalError(f"journal {path}: no such file (nothing to change: has an agent run here?)")
-        self.journal = Journal(path, RealClock())
+        self.journal = Journal(path, RealClock(), signing_key=signing_key)
         if self.journal.pending_intents() or self.journal.open_sessions():
             self.journal.close()
             raise JournalError(
@@ -81,7 +82,7 @@ def cash_direct(cfg: Config, path: str, method: str, params: dict[str, Any], eng
     """``replenish`` or ``reconcile`` on a stopped ATM's journal: the same change, and the same
     rows, as the agent's (:func:`fsm.cash_service.plan_change`); no device is opened."""
     args = checked(method, params)
-    with EngineerJournal(path) as held:
+    with EngineerJournal(path, cfg.signing_key) as held:
         journal = held.journal
         cassettes = journal.load_cassettes() or cfg.cassettes
         try:

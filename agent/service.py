@@ -92,12 +92,12 @@ def reset_figures(db: sqlite3.Connection, path: str) -> dict[str, Any]:
     return {"through": through, "counters": figures, "counts": counts}
 
 
-def reset_counters(path: str, engineer: str) -> dict[str, Any]:
+def reset_counters(path: str, engineer: str, signing_key: str = "") -> dict[str, Any]:
     """With no agent running: append a ``counters_reset`` row with the engineer and the
     counters it ends; the journal's lock is taken for it (``JournalBusy`` names the agent
     holding it)."""
     open_readonly(path).close()  # a journal, before the lock file or a schema is made
-    journal = Journal(path, RealClock())
+    journal = Journal(path, RealClock(), signing_key=signing_key)
     try:
         reset = reset_figures(journal.db, path)
         journal.event(None, RESET, engineer=engineer, **reset)

@@ -144,7 +144,7 @@ def cmd_counters(args) -> int:
             raise
         if answer is None:
             try:
-                reset = reset_counters(path, engineer)
+                reset = reset_counters(path, engineer, cfg.signing_key)
             except JournalBusy as exc:  # an agent that serves no control socket
                 raise UsageError(f"counters reset: {exc}, and it answers no control socket") from None
         else:

@@ -93,7 +93,7 @@ def run_direct(cfg, journal_path: str, params: dict[str, Any], engineer: str, so
         )
     if "path" in params and (problem := ex.snapshot_path_problem(params["path"])):
         raise UsageError(f"exercise: {problem}")
-    with EngineerJournal(journal_path) as held:
+    with EngineerJournal(journal_path, cfg.signing_key) as held:
         outcome = _direct_outcome(cfg, params)
         held.command_row("exercise", params, engineer, outcome=outcome)
     return {
