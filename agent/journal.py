@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from agent import journal_signing as signing
+from agent.errors import JournalBusy, JournalError
 from agent.journal_chain import GENESIS, link, rehash_all
 from agent.journal_signing import Checkpoint, Signer
 from devices.dispenser import Cassette
@@ -98,18 +99,6 @@ def _encode(data: dict) -> str:
 
 INSERT = "INSERT INTO entries (seq, ts, session, kind, name, intent, data, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_CHECKPOINT = "INSERT INTO checkpoints (seq, ts, head, key_id, public_key, signature) VALUES (?, ?, ?, ?, ?, ?)"
-
-
-class JournalError(ValueError):
-    """The journal cannot be used: held by another agent, or a row is unreadable."""
-
-
-class JournalBusy(JournalError):
-    """Another agent holds the journal's lock; ``holder`` is its PID as the lock file says."""
-
-    def __init__(self, journal_path: str, holder: str):
-        super().__init__(f"{journal_path} is in use by another agent (PID {holder})")
-        self.holder = holder
 
 
 class JournalLock:

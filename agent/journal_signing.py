@@ -17,9 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-
-class SigningKeyError(ValueError):
-    """A key file or a public key that cannot be used; the message names it."""
+from agent.errors import SigningKeyError
 
 
 def checkpoint_message(seq: int, head: str, ts: str) -> bytes:

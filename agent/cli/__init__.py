@@ -15,9 +15,7 @@ from typing import NoReturn
 from agent.cli import cash, engineer, exercise, journal, run, streams, tools
 from agent.cli.common import UsageError, withhold_card_numbers
 from agent.config import ConfigError
-from agent.errors import PromptError
-from agent.journal import JournalError
-from agent.journal_signing import SigningKeyError
+from agent.errors import JournalError, PromptError, SigningKeyError
 from agent.outbox import OutboxError
 from agent.rig import RigError
 from devices.registry import LocatorError

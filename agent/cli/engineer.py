@@ -20,7 +20,7 @@ from agent.cli.common import (
     load_config,
     print_report,
 )
-from agent.journal import JournalBusy
+from agent.errors import JournalBusy
 from fsm.clock import VirtualClock
 
 
