@@ -28,6 +28,7 @@ from agent.outbox import Outbox, OutboxError
 from agent.output import Recorder
 from agent.prompts import Catalogue, PromptCache
 from agent.remote import CommandHandler
+from agent.systemd import Notifier, Supervision, status_text
 from agent.telemetry import MemoryPublisher, Publisher, Telemetry
 from devices.base import Device, DeviceContext
 from devices.commands import Activity, CommandQueue, WorkerScheduler
@@ -230,6 +231,7 @@ class Agent:
                 self._inline_commands(),
                 link=self.publisher.link_status,
             )
+        self.notifier = Notifier()  # systemd's NOTIFY_SOCKET, if any
         self.control: ControlServer | None = None
         self.logbook: LogBook | None = None
         self.control_path = "" if clock.virtual else control_socket_path(config.control["socket"], self.journal_path)
@@ -378,7 +380,12 @@ class Agent:
         self.atm.publish_birth()  # the devices are open, the cassettes loaded
         self.publisher.start()
         self.scheduler.call_later(0, self._start_atm)
+        Supervision(self.notifier, self.scheduler.call_later, self._service_status).start()
         self.scheduler.call_later(self.config.telemetry["heartbeat_interval"], self._heartbeat)
+
+    def _service_status(self) -> str:
+        service = self.atm.service
+        return status_text(service.service, service.functions, service.hold_reason)
 
     def _heartbeat(self) -> None:
         """Every ``telemetry.heartbeat_interval``, from the loop: alive for how long, how many
@@ -418,6 +425,7 @@ class Agent:
     def stop(self) -> None:
         """Close the open session (card back, cash retracted, escrow returned), stop the
         loop, publish the offline status and close everything."""
+        self.notifier.send(STOPPING="1")
         if self.command_handler is not None:
             self.command_handler.close()  # nothing would run or journal a request from now on
         if self.control is not None:
@@ -460,6 +468,7 @@ class Agent:
         self.journal.close()
         if self.outbox is not None:
             self.outbox.close()
+        self.notifier.close()
 
     def replenish(self, cassettes) -> None:
         """A cash van loads these cassettes (thread-safe)."""

@@ -148,13 +148,14 @@ def _run(args, cfg, customers: str, watch: str = "") -> int:
         say(f"watch: {watch}   (a local mosquitto for this run; it stops with the agent)")
     stop = StopSignal()
     ready = threading.Event()
-    recorder.sinks.append(
-        lambda r: (
-            ready.set()
-            if r["type"] == "state" and r["state"] in ("idle", "out_of_service") and r["previous"] == "starting"
-            else None
-        )
-    )
+
+    def started(record: dict) -> None:  # on the loop: the start-up (self-tests) is done
+        if record["type"] == "state" and record["previous"] == "starting":
+            if record["state"] in ("idle", "out_of_service") and not ready.is_set():
+                ready.set()
+                agent.notifier.send(READY="1")  # systemd (Type=notify): the speech cache was warmed before
+
+    recorder.sinks.append(started)
     say(f"customers: {customers}")
     try:
         agent.serve_control()
