@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -10,6 +11,7 @@ import time
 
 from agent import config as configmod
 from agent.cli.common import RIG_HELP, UsageError, duration, load_config, make_agent, printer, say
+from agent.journald import Journald, JournaldHandler, JournaldSink, under_journald
 from agent.output import Recorder
 from agent.rig import is_simulated
 from fsm.clock import RealClock, VirtualClock
@@ -129,7 +131,12 @@ def _run(args, cfg, customers: str, watch: str = "") -> int:
 
     clock = RealClock()
     recorder = Recorder(clock, keep=False)
-    recorder.sinks.append(printer(False, wall=True))
+    if under_journald():  # systemd: the records to journald with their fields, not as lines
+        journald = Journald()
+        recorder.sinks.append(JournaldSink(journald))
+        logging.getLogger().handlers = [JournaldHandler(journald)]  # not again through stderr
+    else:
+        recorder.sinks.append(printer(False, wall=True))
     if not cfg.journal_path:  # atm run keeps its journal: the default file, not memory
         cfg.journal_path = _default_journal(cfg.atm_id)
     agent = make_agent(cfg, clock, recorder, args.mqtt)
