@@ -206,7 +206,7 @@ def test_simulated_customers_on_real_devices_are_refused_in_one_line(tmp_path):
     proc = atm("run", "--customers", "--config", _kiosk_config(tmp_path), "--journal", str(tmp_path / "j.db"))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "atm: error: --customers: devices.card_reader is 'ict3q8:///dev/ttyUSB1?baud=38400', a real device;"
+        "atm: error: --customers: devices.card_reader is 'ict3q8:///dev/atm/card_reader?baud=38400', a real device;"
         " simulated customers act only through simulated or emulated devices"
     ]
     assert not (tmp_path / "j.db").exists()
