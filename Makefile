@@ -10,7 +10,7 @@ DEB_PACKAGES := python3-venv python3-dev build-essential swig libpcsclite-dev \
 	pcscd vsmartcard-vpcd pcsc-tools espeak-ng alsa-utils sox libgl1 \
 	mosquitto mosquitto-clients xvfb x11-apps graphviz
 
-.PHONY: run test lint diagram bench deps venv clean
+.PHONY: run test lint diagram bench deps venv clean install uninstall
 
 run: deps venv
 	$(BIN)/atm run --local-broker
@@ -54,6 +54,15 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
+
+# The kiosk: the agent in a venv under PREFIX, the user atm, /etc/atm, /var/lib/atm, the
+# systemd unit and the udev rules (deploy/install.sh; DESTDIR stages it).
+PREFIX ?= /opt/atm
+install: deps venv
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" BUILD_PYTHON="$(BIN)/python" deploy/install.sh install
+
+uninstall:
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" deploy/install.sh uninstall
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
