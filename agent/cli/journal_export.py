@@ -45,11 +45,13 @@ def cmd_export(args) -> int:
     cfg = load_config(args.config)
     path = journal_to_read(args)
     key_path = cfg.signing_key or default_key_path(path)
-    if not os.path.isfile(key_path):
-        raise UsageError(f"no signing key at {key_path}: an export is signed with the ATM's key (security.signing_key)")
-    private = load_private(key_path)
     db = open_readonly(path)
     try:
+        if not os.path.isfile(key_path):
+            raise UsageError(
+                f"no signing key at {key_path}: an export is signed with the ATM's key (security.signing_key)"
+            )
+        private = load_private(key_path)
         blob, manifest = build(db, path, query, request, cfg.atm_id, private, by)
     finally:
         db.close()
