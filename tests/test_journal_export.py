@@ -358,8 +358,9 @@ def test_a_demo_journal_exports_the_jammed_withdrawal_by_card_and_verifies_with_
     pem = tmp_path / "atm.pub"
     pem.write_text(atm("journal", "public-key", "--journal", str(path)).stdout)
     out = tmp_path / "jam.tar"
+    window = ("--from", "2026-01-01T00:00Z", "--to", "2026-01-02T00:00Z")
     proc = atm("journal", "export", "--journal", str(path), "--config", str(config), "--request", "JAM-1",
-               "--from", "2026-01-01T00:00Z", "--to", "2026-01-02T00:00Z", "--card", DOMESTIC, "-o", str(out))  # fmt: skip
+               *window, "--card", DOMESTIC, "-o", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert_no_card_number(out.read_bytes().decode("latin-1"))
     rows = lines(members_of(out)["rows.jsonl"])
