@@ -57,7 +57,8 @@ class Journald:
 
     def __init__(self, path: str = SOCKET):
         self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        # never waits: a journald that falls behind loses entries (said once), never holds the loop
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         self._warned = False
 
     def send(self, fields: Mapping[str, str]) -> None:

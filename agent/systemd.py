@@ -32,8 +32,8 @@ class Notifier:
         self.address = _address(env.get("NOTIFY_SOCKET", ""))
         self.watchdog_s = _watchdog_seconds(env)
         self._sock: socket.socket | None = None
-        if self.address is not None:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        if self.address is not None:  # never waits: a receiver that stopped reading must not hold the loop
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
 
     @property
     def enabled(self) -> bool:
@@ -46,7 +46,7 @@ class Notifier:
         text = "\n".join(f"{key}={value.replace(chr(10), ' ')}" for key, value in fields.items())
         try:
             self._sock.sendto(text.encode(), self.address)
-        except OSError as exc:  # systemd gone, or the socket full: never the ATM's problem
+        except OSError as exc:  # systemd gone, or its queue full (dropped, not waited for): never the ATM's problem
             log.warning("systemd notify %s: %s", ", ".join(fields), exc)
             return False
         return True

@@ -22,6 +22,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,14 @@ def proc_figures(pid: int) -> dict[str, float]:
     cpu = (int(fields[11]) + int(fields[12])) / TICKS
     io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
     return {"rss_mib": rss_kib / 1024, "cpu_s": cpu, "written": float(io["write_bytes"])}
+
+
+def _drain(notify: socket.socket) -> None:
+    try:
+        while notify.recv(4096):
+            pass
+    except OSError:
+        return
 
 
 def sessions(journal: Path) -> int:
@@ -63,6 +72,7 @@ def run_once(folder: Path, customers: bool, seconds: float) -> dict[str, float]:
         while b"READY=1" not in notify.recv(4096):
             pass
         ready_s = time.monotonic() - began
+        threading.Thread(target=_drain, args=(notify,), daemon=True).start()  # as systemd reads them
         start, sessions_before = proc_figures(proc.pid), sessions(journal)
         time.sleep(seconds)
         end, sessions_after = proc_figures(proc.pid), sessions(journal)

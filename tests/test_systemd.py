@@ -14,6 +14,7 @@ from agent.output import Recorder
 from agent.runtime import Agent
 from agent.systemd import Notifier, status_text
 from fsm.clock import RealClock
+from fsm.events import RemoteRequest
 from hw_mocks.servers.wait import wait_for
 from tests.running import ATM, atm
 
@@ -167,3 +168,27 @@ def test_the_unit_passes_systemd_analyze_verify_without_a_warning(tmp_path):
     broken.write_text(here.read_text().replace("Type=notify", "Type=notifyy"))
     proc = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, text=True, timeout=60)
     assert "Failed to parse service type" in proc.stderr
+
+
+def test_a_notify_socket_nobody_reads_never_holds_the_loop(tmp_path, monkeypatch):
+    """A receiver that stopped reading fills its queue: the pings are dropped, the agent goes on."""
+    path = str(tmp_path / "notify")
+    deaf = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    deaf.bind(path)  # never read
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "2000")  # a ping every millisecond: the queue is full at once
+    cfg = configmod.from_dict({})
+    clock = RealClock()
+    agent = Agent(cfg, clock, Recorder(clock, keep=False))
+    try:
+        agent.start()
+        agent.start_thread()
+        time.sleep(1.0)
+        answers = []  # the loop still turns: it answers a status request
+        agent.loop.post(RemoteRequest("status", {}, answers.append, transport="control", engineer="test"))
+        wait_for(lambda: answers, timeout=3, message="the loop to answer")
+    finally:
+        began = time.monotonic()
+        agent.stop()
+        deaf.close()
+    assert time.monotonic() - began < 10
