@@ -1,6 +1,7 @@
 """Benchmark: the agent's footprint on a kiosk (the deploy issue's figures).
 
-`atm run` on the sim rig under a NOTIFY_SOCKET held here, as systemd would start it:
+`atm run --local-broker` on the sim rig under a NOTIFY_SOCKET held here, as systemd would
+start it (the telemetry's outbox writes count with the journal's):
 
 1. the time from the start to READY=1;
 2. idle for ``--idle`` seconds: resident memory, CPU, bytes written to storage
@@ -67,7 +68,9 @@ def run_once(folder: Path, customers: bool, seconds: float) -> dict[str, float]:
     env = {**os.environ, "NOTIFY_SOCKET": str(folder / "notify"), "WATCHDOG_USEC": "10000000"}
     who = ["--customers", "--seed", "3"] if customers else ["--no-customers"]
     began = time.monotonic()
-    proc = subprocess.Popen([ATM, "run", "--config", str(config), *who], env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(  # with a broker: the outbox's writes count too
+        [ATM, "run", "--config", str(config), "--local-broker", *who], env=env, stdout=subprocess.DEVNULL
+    )
     try:
         while b"READY=1" not in notify.recv(4096):
             pass
