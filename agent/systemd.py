@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 
 log = logging.getLogger("agent.systemd")
 
+NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 STATUS_EVERY = 1.0  # seconds between looks at the service for STATUS= without a watchdog
 
 
@@ -28,9 +29,15 @@ class Notifier:
     """Sends notify messages to ``NOTIFY_SOCKET``; does nothing outside systemd."""
 
     def __init__(self, environ: Mapping[str, str] | None = None):
+        """``environ``: the process's own by default, and then the variables are taken out
+        of it (``sd_notify``'s ``unset_environment``): a child (the local mosquitto, aplay)
+        must not speak for the agent, nor be taken for it."""
         env = os.environ if environ is None else environ
         self.address = _address(env.get("NOTIFY_SOCKET", ""))
         self.watchdog_s = _watchdog_seconds(env)
+        if environ is None:
+            for name in NOTIFY_VARIABLES:
+                os.environ.pop(name, None)
         self._sock: socket.socket | None = None
         if self.address is not None:  # never waits: a receiver that stopped reading must not hold the loop
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)

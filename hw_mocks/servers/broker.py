@@ -177,6 +177,8 @@ class Mosquitto:
             stdin=subprocess.DEVNULL,
             preexec_fn=_terminate_with_parent if self.die_with_parent else None,
             start_new_session=self.die_with_parent,  # a Ctrl-C in the terminal reaches only its parent
+            # mosquitto speaks systemd's notify protocol: never for its parent's service
+            env={k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")},
         )
         log.close()
         started["mosquitto"] += 1
