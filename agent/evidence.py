@@ -26,6 +26,7 @@ SHORT_HASH = 12  # hex digits of the SHA-256 in a file name
 STAMP = "%Y%m%dT%H%M%S"
 NAME = re.compile(r"(?P<stamp>\d{8}T\d{9}Z)\.[A-Za-z0-9_-]+\.[a-z0-9_]{1,32}\.[0-9a-f]{12}\.jpg")
 REASON = re.compile(r"[a-z0-9_]{1,32}")
+STALE_PART = timedelta(hours=1)  # a temporary file this old is a write a crash cut short (ours)
 NOT_WRITTEN = "evidence_not_written"  # the camera's warning while images cannot be written (ours)
 
 
@@ -144,6 +145,7 @@ class EvidenceFolder:
         """Delete the images older than ``keep_days``, then the oldest while the rest
         exceed ``max_bytes``; the images deleted (a file that will not go is kept)."""
         cutoff = now - timedelta(days=self.keep_days)
+        self._drop_stale_parts(now - STALE_PART)
         images = self.images()
         kept = [i for i in images if i.taken >= cutoff]
         deleted = [self._delete(i, "age") for i in images if i.taken < cutoff]
@@ -154,6 +156,21 @@ class EvidenceFolder:
             deleted.append(self._delete(image, "size"))
             total -= image.size  # gone, or it will not go: the next one then
         return [d for d in deleted if d is not None]
+
+    def _drop_stale_parts(self, before: datetime) -> None:
+        """The temporary files of writes a crash cut short (not images: not journalled)."""
+        try:
+            names = os.listdir(self.folder)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(".") and name.endswith(".part"):
+                taken = taken_at(name[1 : -len(".part")])
+                if taken is not None and taken < before:
+                    try:
+                        os.unlink(os.path.join(self.folder, name))
+                    except OSError as exc:
+                        log.warning("evidence %s not deleted: %s", name, exc)
 
     def _delete(self, image: Image, why: str) -> dict[str, Any] | None:
         try:

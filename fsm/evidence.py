@@ -11,6 +11,7 @@ images it deletes are named in ``evidence_deleted`` events, and no row is ever c
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 3600.0  # seconds between two retention sweeps (ours: hourly)
 FILES_PER_ROW = 500  # deleted images one evidence_deleted row names at most (ours)
+REASON = re.compile(r"[a-z0-9_]{1,32}")  # it goes in the file name
 
 
 class EvidenceStore(Protocol):
@@ -69,6 +71,8 @@ class Evidence:
     def take(self, reason: str) -> None:
         """An evidence snapshot for ``reason`` (a session event, or an alarm's), queued on
         the camera; the ``evidence`` step follows on the loop. Never waited for."""
+        if not REASON.fullmatch(reason):
+            raise ValueError(f"evidence reason {reason!r}: 1-32 of a-z, 0-9, '_'")
         store, atm = self.store, self.atm
         if store is None:
             return

@@ -241,6 +241,26 @@ def test_the_evidence_cli_says_intact_or_changed(tmp_path):
     assert unknown.returncode == 1 and "no evidence row" in unknown.stdout
 
 
+def test_an_alarm_takes_evidence_between_sessions(tmp_path):
+    def alarm(agent):
+        with pytest.raises(ValueError, match="evidence reason"):
+            agent.atm.evidence.take("card 4999990000000015")
+        agent.atm.evidence.take("alarm")
+
+    run = run_visits([Visit("balance")], journal=str(tmp_path / "journal.db"), epilogue=alarm)
+    (row,) = [r for r in evidence_rows(run.agent) if r.data["reason"] == "alarm"]
+    assert row.session is None and ".none.alarm." in row.data["file"]
+    assert file_sha256(str(folder_of(tmp_path) / row.data["file"])) == row.data["sha256"]
+
+
+def test_the_sweep_drops_the_temporary_file_of_a_write_cut_short(tmp_path):
+    name = image_name(EPOCH, "atm-0001-000001", "card_inserted", "ab" * 32)
+    (tmp_path / f".{name}.part").write_bytes(b"half an image")
+    store = EvidenceFolder(str(tmp_path), keep_days=1, max_bytes=10**9)
+    assert store.sweep(EPOCH + timedelta(minutes=30)) == [] and os.listdir(tmp_path) == [f".{name}.part"]
+    assert store.sweep(EPOCH + timedelta(hours=2)) == [] and os.listdir(tmp_path) == []
+
+
 def test_no_images_with_an_in_memory_journal_and_no_folder():
     run = run_visits([Visit("withdrawal")])
     assert run.agent.evidence is None and evidence_rows(run.agent) == []
