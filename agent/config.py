@@ -178,6 +178,15 @@ SECTIONS: dict[str, dict[str, Field]] = {
             " made with mode 0600 when absent)",
         ),
     ),
+    "evidence": fields(
+        _path(
+            "folder",
+            "",
+            "the camera's evidence images ('' for evidence/ next to the journal; none with an in-memory journal)",
+        ),
+        Field("keep_days", int, 90, "days an evidence image is kept", low=1, high=3650),
+        Field("max_mb", int, 1024, "the evidence images' bound in MB (oldest go first)", low=1, high=1_000_000),
+    ),
     "control": fields(
         _path(
             "socket",
@@ -266,6 +275,7 @@ class Config:
     host: str = "sim://"  # the bank host backend
     signing_key: str = ""  # the checkpoints' key file ('' for next to the journal)
     checkpoints: dict[str, Any] = field(default_factory=lambda: {"rows": 500, "seconds": 60.0})
+    evidence: dict[str, Any] = field(default_factory=lambda: {"folder": "", "keep_days": 90, "max_mb": 1024})
 
 
 def _cassettes(raw: Any) -> list[Cassette]:
@@ -346,6 +356,7 @@ def _from_dict(raw: dict, source: str, base_dir: Path | None, rig: str | None) -
         host=s["atm"]["host"],
         signing_key=s["security"]["signing_key"],
         checkpoints={"rows": s["journal"]["checkpoint_rows"], "seconds": s["journal"]["checkpoint_seconds"]},
+        evidence=s["evidence"],
     )
 
 

@@ -20,6 +20,7 @@ from agent.config import Config, ConfigError, missing_folder
 from agent.control import control_socket_path
 from agent.control.server import ControlServer
 from agent.control.streams import Streams
+from agent.evidence import EvidenceFolder, default_folder, folder_problem
 from agent.help_videos import HelpVideos
 from agent.host import create_host
 from agent.journal import Journal
@@ -145,6 +146,7 @@ class Agent:
                 problem = missing_folder(path)
                 if problem:
                     raise ConfigError(f"{what} {path}: {problem}")
+            self.evidence = self._make_evidence()
         except (LocatorError, ConfigError) as exc:
             self._close_devices()
             raise ConfigError(str(exc)) from None
@@ -213,6 +215,7 @@ class Agent:
             self.host,
             self.inbox.post,
             self.recorder,
+            evidence=self.evidence,
         )
         self.loop = EventLoop(
             self.scheduler,
@@ -235,6 +238,18 @@ class Agent:
         self.control: ControlServer | None = None
         self.logbook: LogBook | None = None
         self.control_path = "" if clock.virtual else control_socket_path(config.control["socket"], self.journal_path)
+
+    def _make_evidence(self) -> EvidenceFolder | None:
+        """The camera's evidence folder, made now (ConfigError when it cannot be); None
+        with an in-memory journal and no ``evidence.folder``."""
+        ev_cfg = self.config.evidence
+        folder = default_folder(ev_cfg["folder"], self.journal_path)
+        if folder is None:
+            return None
+        problem = folder_problem(folder)
+        if problem:
+            raise ConfigError(f"evidence.folder {folder}: {problem}")
+        return EvidenceFolder(folder, ev_cfg["keep_days"], ev_cfg["max_mb"] * 1024 * 1024)
 
     def _send_checkpoint(self, checkpoint) -> None:
         """A copy of each signed checkpoint for the monitoring centre, which the ATM cannot rewrite."""

@@ -31,6 +31,17 @@ class Camera(Device):
     def snapshot(self) -> Any:
         """Return one BGR frame (numpy array); raise DeviceError when offline."""
 
+    def jpeg_snapshot(self, quality: int = 85) -> tuple[bytes, int, int]:
+        """One frame encoded as JPEG: its bytes, width and height (on the camera's queue)."""
+        import cv2
+
+        frame = self.snapshot()
+        ok, data = cv2.imencode(".jpg", frame, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+        if not ok:
+            raise ValueError("OpenCV cannot encode this frame as JPEG")
+        height, width = frame.shape[:2]
+        return data.tobytes(), int(width), int(height)
+
     def save_snapshot(self, path: str) -> dict[str, Any]:
         """Write one frame to ``path``, a new PNG or JPEG file (by its suffix; an existing
         file is never replaced: OSError). Returns the path, its bytes, width and height."""

@@ -19,6 +19,7 @@ from devices.commands import Completion
 from fsm import events as ev
 from fsm.clock import Scheduler, Timer
 from fsm.commands import DeviceCommands
+from fsm.evidence import Evidence, EvidenceStore
 from fsm.faults import FaultRouter
 from fsm.flows import Flows, bind
 from fsm.idle_help import IdleHelp
@@ -121,6 +122,7 @@ class ATM:
         post: Callable[[object], None],
         out: Out,
         session_prefix: str = "",
+        evidence: EvidenceStore | None = None,
     ) -> None:
         self.cfg = settings
         self.t = settings.timeouts
@@ -159,6 +161,7 @@ class ATM:
             topic=lambda: HELP_TOPICS.get(self.state, "general"),
             video_for=settings.help_videos,
         )
+        self.evidence = Evidence(self, evidence)  # camera snapshots at session events (off: None)
         self.faults = FaultRouter(self)
         self.operator = OperatorCommands(self)
         self.flows = Flows(self)
@@ -292,6 +295,7 @@ class ATM:
     def start(self) -> None:
         """Recover the journal, self-test every device, then go to service."""
         self.flows.startup.start()
+        self.evidence.start()
 
     # -- events from the loop -------------------------------------------------
     def handle(self, event: object) -> None:

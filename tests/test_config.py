@@ -82,7 +82,17 @@ def test_the_documented_example_config_is_valid_and_matches_the_defaults():
 
     example = config.load(Path(__file__).resolve().parent.parent / "docs" / "atm.example.toml")
     defaults = config.load(None)
-    for field in ("atm_id", "languages", "devices", "cassettes", "timeouts", "session", "telemetry", "speech"):
+    for field in (
+        "atm_id",
+        "languages",
+        "devices",
+        "cassettes",
+        "timeouts",
+        "session",
+        "telemetry",
+        "speech",
+        "evidence",
+    ):
         assert getattr(example, field) == getattr(defaults, field), field
 
 

@@ -340,7 +340,8 @@ def test_on_a_demo_journal_the_jammed_withdrawal_is_found_by_card_with_its_fault
     (session,) = report["sessions"]
     assert (session["function"], session["outcome"], session["last4"]) == ("withdrawal", "dispense_failed", "0015")
     names = [r["name"] for r in session["rows"]]
-    assert names[:2] == ["card_inserted", "card_read"] and names[-1] == "session_end" and "dispense" in names
+    assert names[:3] == ["card_inserted", "evidence", "card_read"]  # the camera's evidence beside the chip read
+    assert names[-1] == "session_end" and "dispense" in names
     assert [(r["name"], r["data"].get("state")) for r in report["other_rows"] if r["kind"] == "fault"] == [
         ("jam", "raised")
     ]

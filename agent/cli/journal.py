@@ -7,12 +7,13 @@ or the one named with ``--journal FILE``, whether or not an agent runs on it.
 
 from __future__ import annotations
 
-from agent.cli import journal_export, journal_query, journal_verify
+from agent.cli import journal_evidence, journal_export, journal_query, journal_verify
 
 SUBCOMMANDS: tuple = (
     journal_verify,
     journal_query,
     journal_export,
+    journal_evidence,
 )  # modules with register(journal_sub), in the order --help lists them
 
 

@@ -31,7 +31,8 @@ REFUSAL_PROMPTS = {
 
 class CardFlow:
     """Callbacks of the card's states. Reading is a chain of device commands:
-    a camera snapshot, the chip, and (by configuration) the magnetic stripe."""
+    the chip, and (by configuration) the magnetic stripe; the camera's evidence snapshot
+    runs beside them."""
 
     def __init__(self, atm: ATM) -> None:
         self.atm = atm
@@ -58,16 +59,8 @@ class CardFlow:
         atm = self.atm
         atm.sessions_done += 1
         atm.session = Session(f"{atm.session_prefix}-{atm.sessions_done:06d}", atm.clock.now(), atm.cfg.languages[0])
-        camera = atm.devices.camera
-        if camera.usable:  # a picture of the customer, its shape in the journal
-            atm.commands.send("camera", "snapshot", camera.snapshot, then=self._snapshot_taken)
-        else:
-            self._snapshot_taken(None)
-
-    def _snapshot_taken(self, completion: Completion | None) -> None:
-        atm = self.atm
-        shape = list(completion.result.shape) if completion is not None and completion.ok else None
-        atm.report.step(atm.sid, "card_inserted", camera=shape)
+        atm.report.step(atm.sid, "card_inserted")
+        atm.evidence.take("card_inserted")  # on the camera's queue: the chip does not wait for it
         chip = atm.devices.chip
         if chip.usable:
             atm.commands.send("chip", "read_card", partial(chip.read_card, atm.cfg.card_key), then=self._chip_read)
@@ -165,6 +158,7 @@ class CardFlow:
         session.card_retained = True
         session.outcome = "card_retained" if reason == "forgotten" else reason
         atm.report.event(atm.sid, "card_retained", function=session.function, reason=reason)
+        atm.evidence.take("card_retained")
         atm.show("card_retained")
         atm.say("card_retained")
         atm.retained()

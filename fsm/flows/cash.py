@@ -117,6 +117,7 @@ class CashFlow:
             return
         session.presented_notes, session.stacked_notes = completion.result, 0
         session.dispensed_notes, session.dispensed_amount = session.presented_notes, session.stacked_value
+        atm.evidence.take("cash_presented")
         atm.cash_presented()
 
     def on_enter_retracting_cash(self, event: Any) -> None:
