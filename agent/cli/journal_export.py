@@ -11,6 +11,7 @@ import os
 import re
 
 from agent.cli.common import UsageError, journal_to_read, load_config, print_report
+from agent.cli.journal_query import add_selection
 
 DIGIT_RUN = re.compile(r"\d{13,19}")
 
@@ -132,12 +133,7 @@ def register(journal_sub) -> None:
         " with the ATM's key, as one tar file.",
     )
     export.add_argument("--request", metavar="REF", help="the request's reference (case number)")
-    export.add_argument("--from", dest="start", metavar="TIME", help="from (inclusive)")
-    export.add_argument("--to", dest="end", metavar="TIME", help="to (exclusive)")
-    export.add_argument("--card", metavar="PAN", help="a card number ('-': read it from stdin); needs --config")
-    export.add_argument("--token", metavar="TOKEN", help="a card token (64 hex digits)")
-    export.add_argument("--last4", metavar="NNNN", help="a card's last 4 digits")
-    export.add_argument("--session", metavar="ID", help="one session, e.g. atm-0001-000042")
+    add_selection(export)
     export.add_argument("-o", "--output", metavar="FILE", help="the bundle to write (never overwritten)")
     export.add_argument("--journal", metavar="FILE", help="the journal (default: the config's, as atm run)")
     export.add_argument("--config", help="TOML config file (atm_id, security.card_key and signing_key)")

@@ -144,15 +144,20 @@ def register(journal_sub) -> None:
         description="The rows with FROM <= time < TO, grouped by session. With --card, --token, --last4"
         " or --session: whole sessions (every row of each), and the rows of no session while they ran.",
     )
-    query.add_argument("--from", dest="start", metavar="TIME", help="from (inclusive): ISO time or a time ago (2h)")
-    query.add_argument("--to", dest="end", metavar="TIME", help="to (exclusive); default: now")
-    query.add_argument("--card", metavar="PAN", help="a card number ('-': read it from stdin); needs --config")
-    query.add_argument("--token", metavar="TOKEN", help="a card token (64 hex digits)")
-    query.add_argument("--last4", metavar="NNNN", help="a card's last 4 digits")
-    query.add_argument("--session", metavar="ID", help="one session, e.g. atm-0001-000042")
+    add_selection(query)
     query.add_argument("--type", metavar="TYPE", help="rows of this kind (step, intent, outcome, ...) or name")
     query.add_argument("--json", action="store_true", help="one JSON object")
     query.add_argument("--csv", action="store_true", help="one CSV line a row, with a header")
     query.add_argument("--journal", metavar="FILE", help="the journal (default: the config's, as atm run)")
     query.add_argument("--config", help="TOML config file (security.card_key for --card, journal.path)")
     query.set_defaults(func=cmd_query)
+
+
+def add_selection(parser) -> None:
+    """The options that select rows: a time window, a card (PAN, token or last 4), a session."""
+    parser.add_argument("--from", dest="start", metavar="TIME", help="from (inclusive): ISO time or a time ago (2h)")
+    parser.add_argument("--to", dest="end", metavar="TIME", help="to (exclusive); default: now")
+    parser.add_argument("--card", metavar="PAN", help="a card number ('-': read it from stdin); needs --config")
+    parser.add_argument("--token", metavar="TOKEN", help="a card token (64 hex digits)")
+    parser.add_argument("--last4", metavar="NNNN", help="a card's last 4 digits")
+    parser.add_argument("--session", metavar="ID", help="one session, e.g. atm-0001-000042")
