@@ -155,6 +155,7 @@ class Journal:
         self._buffer: list[tuple] = []
         self._ts_at: float | None = None
         self._ts = ""
+        self.closed = False
         self.lock = JournalLock(path) if path != ":memory:" else None  # one agent per journal
         try:
             self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -201,6 +202,10 @@ class Journal:
         return row[0], row[1] if isinstance(row[1], bytes) else b""  # a row without one: verify names it
 
     def close(self) -> None:
+        """Sign a last checkpoint, close the file, release the lock; again, nothing."""
+        if self.closed:
+            return
+        self.closed = True
         try:
             self.checkpoint()  # writes the buffered rows first
             self.db.close()

@@ -105,7 +105,7 @@ def shown_on_the_window(xvfb: str, display, expected: np.ndarray) -> np.ndarray:
     size = expected.shape[1], expected.shape[0]
     shot = None
     for _ in range(6):  # Qt under Xvfb now and then misses painting a new window
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 5  # a loaded machine paints late
         while time.monotonic() < deadline:
             x, y, w, h = window_rect(xvfb)  # asked each time: Qt may still be resizing it
             shot = screenshot(xvfb)[y : y + h, x : x + w]
