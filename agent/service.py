@@ -8,7 +8,6 @@ so never while an agent runs on it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,21 +15,8 @@ from agent.counters import CASSETTE_COUNTERS, RESET, derive
 from agent.fault_history import history
 from agent.journal import Journal
 from agent.journal_reader import open_readonly, read_cassettes, read_entries
+from agent.tables import table
 from fsm.clock import RealClock
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Columns as wide as their widest cell, numbers to the right."""
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
-    numeric = [all(isinstance(row[i], int) for row in rows) and bool(rows) for i in range(len(headers))]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        parts = [
-            cell.rjust(width) if numeric[i] else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))
-        ]
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines)
 
 
 # -- atm faults ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.service import table
+from agent.tables import table
 
 # A fault's suggested action (XFS4IoT's, see devices.base.Action) as the command that does it.
 # Some fault codes have a command of their own (ours).

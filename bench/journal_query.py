@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from agent import journal_query  # noqa: E402
 from agent.journal import SCHEMA  # noqa: E402
 from agent.journal_reader import open_readonly  # noqa: E402
-from agent.service import table  # noqa: E402
+from agent.tables import table  # noqa: E402
 from devices.carddata import card_token  # noqa: E402
 
 KEY = b"bench-journal-query-key!"

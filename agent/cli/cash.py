@@ -86,7 +86,7 @@ def _direct(cfg, args, params: dict, engineer: str) -> dict:
 
 
 def _cassettes(cassettes: list[dict]) -> str:
-    from agent.service import table
+    from agent.tables import table
 
     keys = ("id", "denomination", "count", "status", "accuracy")
     return table(("cassette", "denomination", "count", "status", "accuracy"), [[c[k] for k in keys] for c in cassettes])
@@ -101,7 +101,7 @@ def replenish_text(answer: dict) -> str:
 
 
 def reconcile_text(answer: dict) -> str:
-    from agent.service import table
+    from agent.tables import table
 
     rows = [[d["id"], d["journal"], d["counted"], d["difference"]] for d in answer["differences"]]
     head = "reconciled: " + (

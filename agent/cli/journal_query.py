@@ -97,7 +97,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _rows_table(rows: list[dict[str, Any]]) -> str:
-    from agent.service import table
+    from agent.tables import table
 
     def data(row: dict[str, Any]) -> str:
         text = json.dumps(row["data"], ensure_ascii=False, separators=(",", ":"))
