@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import tempfile
 from dataclasses import asdict, dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -85,20 +86,32 @@ def default_key_path(journal_path: str) -> str:
 
 
 def load_or_create(path: str) -> Ed25519PrivateKey:
-    """The private key in ``path``; made (mode 0600) when the file does not exist."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    """The private key in ``path``; made (mode 0600) when the file does not exist, whole or
+    not at all: written beside it, synced, then linked into place (a crash never leaves an
+    empty key file)."""
+    if os.path.exists(path):
         return load_private(path)
     private = Ed25519PrivateKey.generate()
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, part = tempfile.mkstemp(prefix=".signing-", dir=folder)  # mode 0600
     try:
         os.write(fd, pem)
         os.fsync(fd)
-    finally:
         os.close(fd)
+        try:
+            os.link(part, path)  # never replaces one made meanwhile
+        except FileExistsError:
+            return load_private(path)
+    finally:
+        os.unlink(part)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     return private
 
 

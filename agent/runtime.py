@@ -397,6 +397,13 @@ class Agent:
         self.scheduler.call_later(0, self._start_atm)
         Supervision(self.notifier, self.scheduler.call_later, self._service_status).start()
         self.scheduler.call_later(self.config.telemetry["heartbeat_interval"], self._heartbeat)
+        self.scheduler.call_later(self.config.checkpoints["seconds"], self._checkpoint_tick)
+
+    def _checkpoint_tick(self) -> None:
+        """Every ``journal.checkpoint_seconds``, on the loop: the journal's unsigned rows get
+        their checkpoint (and the centre its copy) even when the ATM is idle."""
+        self.scheduler.call_later(self.config.checkpoints["seconds"], self._checkpoint_tick)
+        self.journal.checkpoint_when_due()
 
     def _service_status(self) -> str:
         service = self.atm.service

@@ -39,6 +39,7 @@ class Notifier:
             for name in NOTIFY_VARIABLES:
                 os.environ.pop(name, None)
         self._sock: socket.socket | None = None
+        self._warned: set[str] = set()
         if self.address is not None:  # never waits: a receiver that stopped reading must not hold the loop
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
 
@@ -54,7 +55,10 @@ class Notifier:
         try:
             self._sock.sendto(text.encode(), self.address)
         except OSError as exc:  # systemd gone, or its queue full (dropped, not waited for): never the ATM's problem
-            log.warning("systemd notify %s: %s", ", ".join(fields), exc)
+            kinds = ", ".join(fields)
+            if kinds not in self._warned:  # said once a kind, not at every ping
+                self._warned.add(kinds)
+                log.warning("systemd notify %s: %s (dropped; said once)", kinds, exc)
             return False
         return True
 

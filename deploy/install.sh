@@ -5,7 +5,7 @@
 #     make uninstall                                          removes the program, keeps the data
 #
 # - the agent, from a wheel built from this tree, into a venv under $PREFIX (default /opt/atm);
-# - the system user and group atm (dialout, audio, video, gpio where they exist);
+# - the system user and group atm (dialout, audio, video, input, gpio where they exist);
 # - /etc/atm/atm.toml from docs/atm.example.toml, never overwritten (an upgrade keeps yours);
 # - /var/lib/atm (journal, outbox, speech cache, evidence), owned by atm, mode 0750;
 # - the systemd unit and the udev rules.
@@ -53,7 +53,7 @@ if [ -z "$DESTDIR" ]; then
     if ! getent passwd atm >/dev/null; then
         useradd --system --gid atm --home-dir /var/lib/atm --no-create-home --shell /usr/sbin/nologin atm
     fi
-    for group in dialout audio video gpio; do
+    for group in dialout audio video input gpio; do
         if getent group "$group" >/dev/null; then usermod -a -G "$group" atm; fi
     done
     OWNER=atm

@@ -115,3 +115,4 @@ class Evidence:
             return
         for data in deleted_rows(completion.result):
             journal.event(None, "evidence_deleted", **data)
+        journal.flush()  # at once: a power cut must not leave images gone that no row says were deleted

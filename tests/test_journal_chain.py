@@ -421,3 +421,22 @@ def test_no_card_number_in_any_output(tmp_path):
         runs = re.findall(r"(?<![0-9A-Za-z])[0-9]{13,19}(?![0-9A-Za-z])", text)
         assert [r for r in runs if _luhn(r)] == [], text
     assert events and os.path.getsize(journal) > 0
+
+
+def test_an_idle_atm_signs_its_last_rows_within_checkpoint_seconds(tmp_path):
+    """Rows written, then nothing for a night: a timer signs them (and sends the copy)."""
+    from tests.helpers import make_agent
+
+    agent = make_agent({"journal": {"checkpoint_seconds": 60}}, journal=str(tmp_path / "j.db"))
+    agent.start()
+    agent.loop.run_until_idle(max_time=agent.clock.now() + 5)
+    agent.journal.event(None, "something")
+    agent.journal.flush()
+    (seq, _) = agent.journal.head()
+    agent.loop.run_until_idle(max_time=agent.clock.now() + 130)  # idle: no other write
+    assert agent.journal.last_checkpoint().seq >= seq
+    sent = [
+        r["payload"] for r in agent.recorder.of_type("telemetry") if r["payload"].get("event") == "journal_checkpoint"
+    ]
+    assert sent and sent[-1]["seq"] >= seq
+    agent.stop()
