@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from agent import journal_signing as signing
-from agent.errors import JournalBusy, JournalError
+from agent.errors import JournalBusy, JournalError, SigningKeyError
 from agent.journal_chain import GENESIS, link, rehash_all
 from agent.journal_signing import Checkpoint, Signer
 from devices.dispenser import Cassette
@@ -166,6 +166,7 @@ class Journal:
             self.db.executescript(SCHEMA)
             self.check_pending()
             self.signer = Signer(self._signing_key(signing_key))
+            self._check_key(signing_key)
             self.migrated = self._migrate()  # rows chained now: 0 for a journal made with the chain
             self._seq, self._head = self._last_link()
             (self._checkpoint_seq,) = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM checkpoints").fetchone()
@@ -181,7 +182,25 @@ class Journal:
     def _signing_key(self, path: str):
         if not path and self.path == ":memory:":
             return signing.Ed25519PrivateKey.generate()  # nothing kept: a key for this run
-        return signing.load_or_create(path or signing.default_key_path(self.path))
+        where = path or signing.default_key_path(self.path)
+        signed = self.db.execute("SELECT key_id FROM checkpoints ORDER BY seq DESC LIMIT 1").fetchone()
+        if signed is not None and not os.path.exists(where):  # never made again for a signed journal
+            raise SigningKeyError(
+                f"{self.path}: its checkpoints were signed with key {signed[0]}, and its key file {where}"
+                " is missing: restore it (a new key would make every later checkpoint fail verify)"
+            )
+        return signing.load_or_create(where)
+
+    def _check_key(self, path: str) -> None:
+        """Refuse a key other than the one that signed the journal's last checkpoint: a key
+        file lost (and made again) or changed would make every later checkpoint fail verify."""
+        row = self.db.execute("SELECT key_id FROM checkpoints ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is not None and row[0] != self.signer.key_id:
+            where = path or signing.default_key_path(self.path)
+            raise SigningKeyError(
+                f"{self.path}: its checkpoints were signed with key {row[0]}, and {where} holds key"
+                f" {self.signer.key_id}: restore the journal's key file (key rotation is not supported)"
+            )
 
     def _migrate(self) -> int:
         """Chain the rows of a journal made before the chain (once); the number chained."""

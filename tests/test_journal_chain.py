@@ -440,3 +440,28 @@ def test_an_idle_atm_signs_its_last_rows_within_checkpoint_seconds(tmp_path):
     ]
     assert sent and sent[-1]["seq"] >= seq
     agent.stop()
+
+
+def test_a_signed_journal_whose_key_file_is_lost_or_changed_is_refused_and_no_key_is_made(tmp_path):
+    from agent.errors import SigningKeyError
+    from agent.journal import Journal
+    from agent.journal_signing import load_or_create
+    from fsm.clock import VirtualClock
+
+    path = str(tmp_path / "j.db")
+    journal = Journal(path, VirtualClock())
+    journal.event(None, "something")
+    journal.close()  # signs a checkpoint
+    key = tmp_path / "j.db-signing.key"
+    saved = key.read_bytes()
+    key.unlink()
+    with pytest.raises(SigningKeyError, match="is missing: restore it"):
+        Journal(path, VirtualClock())
+    assert not key.exists()  # never made again
+    other = tmp_path / "other.key"
+    load_or_create(str(other))  # a key of its own
+    with pytest.raises(SigningKeyError, match="signed with key .* holds key"):
+        Journal(path, VirtualClock(), signing_key=str(other))
+    key.write_bytes(saved)
+    key.chmod(0o600)
+    Journal(path, VirtualClock()).close()  # the journal's own key: fine
